@@ -1,0 +1,66 @@
+//! Compiles the guest programs in `guests/` once per build of this crate and
+//! exports their paths as constants (see `src/lib.rs`).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const P2_GUESTS: &[(&str, &str, &str)] = &[
+    // (package, artifact file name, constant)
+    ("hello", "hello.wasm", "HELLO"),
+    ("echo", "echo.wasm", "ECHO"),
+    ("stream", "stream.wasm", "STREAM"),
+    ("hostile", "hostile.wasm", "HOSTILE"),
+    ("cli", "cli.wasm", "CLI"),
+];
+
+fn cargo_build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(target)
+        .arg("--manifest-path")
+        .arg(guests.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    // The outer build's settings must not leak into the guest build.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    let status = cmd.status().expect("failed to run cargo for the guest programs");
+    assert!(status.success(), "building the guest programs for {target} failed");
+}
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let guests = manifest_dir.join("guests");
+    // Shared by every profile of the host build, so the guests build once.
+    let target_dir = manifest_dir.join("../../target/guests");
+    println!("cargo:rerun-if-changed={}", guests.display());
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let p2: Vec<&str> = P2_GUESTS.iter().map(|g| g.0).collect();
+    cargo_build(&guests, &target_dir, "wasm32-wasip2", &p2);
+    cargo_build(&guests, &target_dir, "wasm32-wasip1", &["cli"]);
+
+    let mut out = String::new();
+    for (_, file, name) in P2_GUESTS {
+        let path = target_dir.join("wasm32-wasip2/release").join(file).canonicalize().unwrap();
+        assert!(path.exists(), "missing guest artifact {}", path.display());
+        out.push_str(&format!("/// Guest component `{file}` (wasm32-wasip2).\npub const {name}: &str = {:?};\n", path.display().to_string()));
+    }
+    let p1 = target_dir.join("wasm32-wasip1/release/cli.wasm").canonicalize().unwrap();
+    out.push_str(&format!("/// The `cli` guest as a WASI preview1 core module (wasm32-wasip1).\npub const CLI_P1: &str = {:?};\n", p1.display().to_string()));
+    let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("artifacts.rs");
+    std::fs::write(dest, out).unwrap();
+}

@@ -1,0 +1,121 @@
+//! A guest that misbehaves on request, to test the sandbox and the limits.
+//! - `/ok`: 200 "ok"
+//! - `/loop`: spins forever without calling the host
+//! - `/hog`: allocates and touches memory until allocation fails
+//! - `/panic`: panics
+//! - `/file?path=P`: tries to read P (default /etc/passwd), reports what happened
+//! - `/socket?addr=IP:PORT`: tries to open a TCP connection, reports what happened
+//! - `/env`: the environment it sees, one `K=V` a line
+//! - `/state`: increments a global counter and returns it (1 on a fresh instance)
+//! - `/sleep?ms=N`: sleeps N ms, then answers
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::sockets::network::{IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+
+struct Hostile;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
+fn respond(out: ResponseOutparam, status: u16, text: &str) {
+    let response = OutgoingResponse::new(Fields::new());
+    response.set_status_code(status).unwrap();
+    let body = response.body().unwrap();
+    ResponseOutparam::set(out, Ok(response));
+    let stream = body.write().unwrap();
+    stream.blocking_write_and_flush(text.as_bytes()).unwrap();
+    drop(stream);
+    OutgoingBody::finish(body, None).unwrap();
+}
+
+fn try_connect(addr: &str) -> String {
+    let Ok(sa) = addr.parse::<std::net::SocketAddrV4>() else {
+        return format!("bad address {addr}");
+    };
+    let o = sa.ip().octets();
+    let socket = match wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4) {
+        Ok(s) => s,
+        Err(e) => return format!("denied: create: {e:?}"),
+    };
+    let network = wasip2::sockets::instance_network::instance_network();
+    let remote = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port: sa.port(),
+        address: (o[0], o[1], o[2], o[3]),
+    });
+    let _ = IpAddress::Ipv4((0, 0, 0, 0));
+    if let Err(e) = socket.start_connect(&network, remote) {
+        return format!("denied: connect: {e:?}");
+    }
+    let pollable = socket.subscribe();
+    loop {
+        match socket.finish_connect() {
+            Ok(_) => return "connected".to_string(),
+            Err(wasip2::sockets::network::ErrorCode::WouldBlock) => pollable.block(),
+            Err(e) => return format!("denied: finish: {e:?}"),
+        }
+    }
+}
+
+#[inline(never)]
+fn spin() -> ! {
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+impl wasip2::exports::http::incoming_handler::Guest for Hostile {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let pq = request.path_with_query().unwrap_or_default();
+        let (path, query) = pq.split_once('?').unwrap_or((pq.as_str(), ""));
+        match path {
+            "/ok" => respond(response_out, 200, "ok"),
+            "/loop" => spin(),
+            "/hog" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut block = vec![0u8; 1 << 20];
+                    for i in (0..block.len()).step_by(4096) {
+                        block[i] = 1;
+                    }
+                    hoard.push(std::hint::black_box(block));
+                }
+            }
+            "/panic" => panic!("the hostile guest panicked on purpose"),
+            "/file" => {
+                let p = param(query, "path").unwrap_or("/etc/passwd");
+                let text = match std::fs::read(p) {
+                    Ok(b) => format!("read {} bytes", b.len()),
+                    Err(e) => format!("denied: {e}"),
+                };
+                respond(response_out, 200, &text)
+            }
+            "/socket" => {
+                let addr = param(query, "addr").unwrap_or("127.0.0.1:9");
+                respond(response_out, 200, &try_connect(addr))
+            }
+            "/env" => {
+                let text: String = std::env::vars().map(|(k, v)| format!("{k}={v}\n")).collect();
+                respond(response_out, 200, &text)
+            }
+            "/state" => {
+                let n = COUNTER.fetch_add(1, Ordering::SeqCst) + 1;
+                respond(response_out, 200, &n.to_string())
+            }
+            "/sleep" => {
+                let ms: u64 = param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(response_out, 200, "slept")
+            }
+            _ => respond(response_out, 404, "not found"),
+        }
+    }
+}
+
+wasip2::http::proxy::export!(Hostile);

@@ -1,0 +1,105 @@
+//! Running `wasi:cli/run` components as commands.
+
+use wasmtime::component::Component;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::engine::Runtime;
+use crate::grants::Grants;
+use crate::host::{self, OutboundPolicy, Stdio};
+use crate::limits::Limits;
+use crate::world::{self, WorldError};
+
+/// Exit code for a guest that trapped (as a process killed by SIGABRT).
+pub const EXIT_TRAP: i32 = 134;
+/// Exit code for a guest stopped by `--timeout` (as `timeout(1)`).
+pub const EXIT_TIMEOUT: i32 = 124;
+
+/// How a command ended, when it did not end normally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    World(#[from] WorldError),
+    #[error("{0}")]
+    Host(String),
+    #[error("the component trapped: {0}")]
+    Trap(String),
+    #[error("the component exceeded its memory limit of {limit} bytes ({detail}); raise it with --max-memory")]
+    MemoryLimit { limit: u64, detail: String },
+    #[error("the component ran longer than its timeout of {0:?} and was stopped; raise it with --timeout")]
+    Timeout(std::time::Duration),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Timeout(_) => EXIT_TIMEOUT,
+            RunError::Trap(_) | RunError::MemoryLimit { .. } => EXIT_TRAP,
+            _ => 1,
+        }
+    }
+}
+
+/// Prepares a command: links it and checks that it exports `wasi:cli/run`.
+pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::Host>, WorldError> {
+    let engine = rt.engine();
+    let linker = host::linker(engine).map_err(|e| WorldError::Link(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| WorldError::from_link(component, engine, &e))?;
+    CommandPre::new(pre).map_err(|_| WorldError::MissingExport {
+        wanted: world::P2_CLI_RUN.to_string(),
+        what: "a command",
+        exports: world::exports(component, engine),
+    })
+}
+
+/// Runs a command to completion and returns its exit code.
+pub async fn run(
+    rt: &Runtime,
+    component: &Component,
+    grants: &Grants,
+    limits: &Limits,
+) -> Result<i32, RunError> {
+    let pre = prepare(rt, component)?;
+    let outbound = OutboundPolicy { rules: grants.outbound_http.clone().into() };
+    let mut store = host::new_store(rt.engine(), grants, &outbound, limits, Stdio::Inherit)
+        .map_err(|e| RunError::Host(format!("{e:#}")))?;
+    let result = async {
+        let cmd = pre.instantiate_async(&mut store).await?;
+        cmd.wasi_cli_run().call_run(&mut store).await
+    }
+    .await;
+    match result {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(())) => Ok(1),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                return Ok(exit.0);
+            }
+            Err(classify(&store, limits, &e))
+        }
+    }
+}
+
+/// Turns a guest failure into the error that explains it.
+pub(crate) fn classify(store: &wasmtime::Store<host::Host>, limits: &Limits, e: &wasmtime::Error) -> RunError {
+    let detail = trap_summary(e);
+    let host = store.data();
+    if host.timed_out {
+        RunError::Timeout(limits.timeout.unwrap_or_default())
+    } else if host.limiter.memory_limit_hit {
+        RunError::MemoryLimit { limit: limits.max_memory, detail }
+    } else {
+        RunError::Trap(detail)
+    }
+}
+
+/// The first line of a trap, without the wasm backtrace.
+pub fn trap_summary(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    let full = format!("{e:#}");
+    wasmops_component::one_line(full.split("\nwasm backtrace:").next().unwrap_or(&full))
+}

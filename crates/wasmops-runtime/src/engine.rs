@@ -1,0 +1,221 @@
+//! The one engine of the process, tuned for many short-lived instances.
+//!
+//! - Pooling allocation, after probing that its address space can be
+//!   reserved; on-demand allocation otherwise (logged).
+//! - Copy-on-write memory images, and reset of the pages a guest dirtied by
+//!   `memset`/copy instead of `madvise` up to `memory_keep_resident` bytes
+//!   (the kernel's `PAGEMAP_SCAN` tells which pages are dirty), so a warm slot
+//!   costs neither page faults nor TLB shootdowns on reuse.
+//! - Epoch interruption, ticked every [`TICK`] by one thread, for deadlines
+//!   and for yielding long computations back to the scheduler.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::ArtifactCache;
+
+/// The epoch tick: deadlines are enforced to this granularity, and a guest
+/// that computes without calling the host yields its thread this often.
+pub const TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolingChoice {
+    /// Pooling when the address space can be reserved, on-demand otherwise.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub pooling: PoolingChoice,
+    /// Component instances that may exist at once (the pool's size).
+    pub max_instances: u32,
+    /// Largest linear memory a single memory may reach.
+    pub max_memory: u64,
+    /// Bytes of each linear memory reset in place (not decommitted) when a
+    /// pool slot is returned.
+    pub memory_keep_resident: usize,
+    /// The same for tables.
+    pub table_keep_resident: usize,
+    /// Pool slots kept warm (with their memory image mapped) for reuse.
+    pub warm_slots: u32,
+    /// Where compiled artifacts are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            pooling: PoolingChoice::Auto,
+            max_instances: 1000,
+            max_memory: 128 << 20,
+            memory_keep_resident: 8 << 20,
+            table_keep_resident: 1 << 20,
+            warm_slots: 100,
+            cache_dir: ArtifactCache::default_dir(),
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Settings for running a single command: no pool is reserved.
+    pub fn for_command() -> Self {
+        Self { pooling: PoolingChoice::Never, ..Self::default() }
+    }
+}
+
+/// The process's runtime: the engine, the artifact cache and the epoch ticker.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) cache: Option<ArtifactCache>,
+    pub(crate) fingerprint: String,
+    pooling: bool,
+    settings: EngineSettings,
+    ticker: Option<EpochTicker>,
+}
+
+fn base_config() -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.wasm_component_model_async(true);
+    c.epoch_interruption(true);
+    c.memory_init_cow(true);
+    c.parallel_compilation(true);
+    c
+}
+
+fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
+    let mut p = PoolingAllocationConfig::default();
+    let n = s.max_instances.max(1);
+    p.total_component_instances(n);
+    // Components instantiate several core instances (the program, adapters,
+    // shims); most have one or two memories and a few tables.
+    p.total_core_instances(n.saturating_mul(4));
+    p.total_memories(n.saturating_mul(2));
+    p.total_tables(n.saturating_mul(4));
+    p.total_stacks(n);
+    p.max_memory_size(s.max_memory as usize);
+    p.linear_memory_keep_resident(s.memory_keep_resident);
+    p.table_keep_resident(s.table_keep_resident);
+    p.max_unused_warm_slots(s.warm_slots);
+    p
+}
+
+impl Runtime {
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        let (engine, pooling) = match settings.pooling {
+            PoolingChoice::Never => (Engine::new(&base_config())?, false),
+            PoolingChoice::Always => {
+                let mut c = base_config();
+                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&settings)));
+                (Engine::new(&c)?, true)
+            }
+            PoolingChoice::Auto => {
+                let mut c = base_config();
+                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&settings)));
+                match Engine::new(&c) {
+                    Ok(e) => (e, true),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %format!("{e:#}"),
+                            "cannot reserve address space for the pooling allocator; falling back to on-demand allocation (slower instantiation)"
+                        );
+                        (Engine::new(&base_config())?, false)
+                    }
+                }
+            }
+        };
+        let fingerprint = engine_fingerprint(&engine);
+        let cache = match &settings.cache_dir {
+            Some(dir) => match ArtifactCache::open(dir) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "artifact cache disabled: cannot create its directory");
+                    None
+                }
+            },
+            None => None,
+        };
+        let ticker = Some(EpochTicker::spawn(engine.clone()));
+        Ok(Self { engine, cache, fingerprint, pooling, settings, ticker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_ref()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker.take();
+    }
+}
+
+/// A short hex string that changes whenever compiled code from this engine
+/// would differ: wasmtime's own compatibility hash, plus this crate's version.
+fn engine_fingerprint(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    struct B3(blake3::Hasher);
+    impl Hasher for B3 {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = B3(blake3::Hasher::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.0.finalize().to_hex()[..16].to_string()
+}
+
+/// Increments the engine's epoch every [`TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmops-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot spawn the epoch thread");
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

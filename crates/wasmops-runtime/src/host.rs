@@ -1,0 +1,146 @@
+//! The per-store host state: WASI contexts, the resource table, the limiter,
+//! and the outbound HTTP policy.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::grants::{Grants, OutboundRule};
+use crate::limits::{Limiter, Limits};
+
+pub struct Host {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub hooks: OutboundPolicy,
+    pub limiter: Limiter,
+    /// Set when the deadline passed while the guest was running.
+    pub timed_out: bool,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outbound HTTP: only granted destinations are reached; anything else gets
+/// `HTTP-request-denied` without a connection being attempted.
+#[derive(Clone, Default)]
+pub struct OutboundPolicy {
+    pub rules: Arc<[OutboundRule]>,
+}
+
+impl OutboundPolicy {
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.rules.iter().any(|r| r.allows(scheme, host, port))
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        if !self.allows(request.uri()) {
+            tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: destination not granted");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// The linker with everything the host provides: WASI 0.2 and `wasi:http`.
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
+    let mut l = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
+    Ok(l)
+}
+
+/// How the guest's standard streams are wired.
+#[derive(Debug, Clone, Copy)]
+pub enum Stdio {
+    /// stdin, stdout and stderr of the host process.
+    Inherit,
+    /// No stdin; stdout and stderr go to the host process's.
+    Server,
+}
+
+/// A fresh store for one instance, with its grants and limits applied.
+pub fn new_store(
+    engine: &Engine,
+    grants: &Grants,
+    outbound: &OutboundPolicy,
+    limits: &Limits,
+    stdio: Stdio,
+) -> anyhow::Result<Store<Host>> {
+    let mut b = WasiCtxBuilder::new();
+    match stdio {
+        Stdio::Inherit => {
+            b.inherit_stdio();
+        }
+        Stdio::Server => {
+            b.inherit_stdout().inherit_stderr();
+        }
+    }
+    grants.apply(&mut b)?;
+    let host = Host {
+        table: ResourceTable::new(),
+        wasi: b.build(),
+        http: WasiHttpCtx::new(),
+        hooks: outbound.clone(),
+        limiter: Limiter::new(limits),
+        timed_out: false,
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limiter);
+    arm_deadline(&mut store, limits.timeout.map(|t| Instant::now() + t));
+    Ok(store)
+}
+
+/// Every epoch tick the guest yields its thread; past the deadline it traps.
+pub fn arm_deadline(store: &mut Store<Host>, deadline: Option<Instant>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if let Some(d) = deadline
+            && Instant::now() >= d
+        {
+            ctx.data_mut().timed_out = true;
+            return Err(wasmtime::Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+}

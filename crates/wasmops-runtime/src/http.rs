@@ -1,0 +1,330 @@
+//! Serving `wasi:http` incoming-handler components: a fresh instance per
+//! request, instantiated from a component pre-linked once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::command::{RunError, classify};
+use crate::engine::Runtime;
+use crate::grants::Grants;
+use crate::host::{self, Host, OutboundPolicy, Stdio};
+use crate::limits::Limits;
+use crate::world::{self, WorldError};
+
+/// The body of every response the handler produces.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// How requests are admitted and bounded.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub limits: Limits,
+    /// Instances running at once; more requests wait in the queue.
+    pub max_concurrency: usize,
+    /// Requests waiting for an instance; beyond this they get 503 at once.
+    pub max_queue: usize,
+    /// Largest request body accepted (413 beyond).
+    pub max_body: u64,
+    /// Put error details (trap messages) in 500 bodies.
+    pub debug_errors: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            limits: Limits { timeout: Some(Duration::from_secs(30)), ..Limits::default() },
+            max_concurrency: 256,
+            max_queue: 1024,
+            max_body: 16 << 20,
+            debug_errors: false,
+        }
+    }
+}
+
+/// Counters kept by a handler.
+#[derive(Debug, Default)]
+pub struct HandlerStats {
+    pub requests: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub memory_limit_hits: AtomicU64,
+    pub rejected_busy: AtomicU64,
+    pub rejected_body: AtomicU64,
+    pub instantiate_nanos: AtomicU64,
+}
+
+/// A component ready to handle HTTP requests. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpHandler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pre: ProxyPre<Host>,
+    engine: wasmtime::Engine,
+    grants: Grants,
+    outbound: OutboundPolicy,
+    settings: HttpSettings,
+    permits: Arc<Semaphore>,
+    queued: AtomicUsize,
+    stats: HandlerStats,
+}
+
+impl HttpHandler {
+    /// Links the component and checks that it exports the HTTP handler.
+    pub fn new(
+        rt: &Runtime,
+        component: &Component,
+        grants: Grants,
+        settings: HttpSettings,
+    ) -> Result<Self, WorldError> {
+        let engine = rt.engine();
+        let linker = host::linker(engine).map_err(|e| WorldError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| WorldError::from_link(component, engine, &e))?;
+        let pre = ProxyPre::new(pre).map_err(|_| WorldError::MissingExport {
+            wanted: world::P2_HTTP_HANDLER.to_string(),
+            what: "an HTTP handler",
+            exports: world::exports(component, engine),
+        })?;
+        let outbound = OutboundPolicy { rules: grants.outbound_http.clone().into() };
+        let permits = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pre,
+                engine: engine.clone(),
+                grants,
+                outbound,
+                settings,
+                permits,
+                queued: AtomicUsize::new(0),
+                stats: HandlerStats::default(),
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> &HandlerStats {
+        &self.inner.stats
+    }
+
+    pub fn settings(&self) -> &HttpSettings {
+        &self.inner.settings
+    }
+
+    /// Handles one request in a fresh instance. Never fails: errors become
+    /// HTTP error responses (details in the log).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let inner = &self.inner;
+        inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let settings = &inner.settings;
+
+        // Bodies announced too large are refused before any work.
+        if req.body().size_hint().lower() > settings.max_body {
+            inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+            return too_large(settings.max_body);
+        }
+
+        // Admission: an instance slot now, or a bounded wait for one.
+        let permit = match inner.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if inner.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue {
+                    inner.queued.fetch_sub(1, Ordering::AcqRel);
+                    inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                    return simple(StatusCode::SERVICE_UNAVAILABLE, "server busy: too many requests in flight\n");
+                }
+                let wait = settings.limits.timeout.unwrap_or(Duration::from_secs(30));
+                let got = tokio::time::timeout(wait, inner.permits.clone().acquire_owned()).await;
+                inner.queued.fetch_sub(1, Ordering::AcqRel);
+                match got {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                        return simple(StatusCode::SERVICE_UNAVAILABLE, "server busy: no instance became free in time\n");
+                    }
+                }
+            }
+        };
+
+        let deadline = settings.limits.timeout.map(|t| Instant::now() + t);
+        let mut store = match host::new_store(&inner.engine, &inner.grants, &inner.outbound, &settings.limits, Stdio::Server) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot create the instance's store");
+                return simple(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+            }
+        };
+
+        let body_exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| LimitedBody { inner: b, remaining: settings.max_body, max: settings.max_body, exceeded: body_exceeded.clone() });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let resources = (|| {
+            let mut view = wasmtime_wasi_http::WasiHttpView::http(store.data_mut());
+            let req = view.new_incoming_request(Scheme::Http, req)?;
+            let out = view.new_response_outparam(tx)?;
+            wasmtime::Result::<_>::Ok((req, out))
+        })();
+        let (req, out) = match resources {
+            Ok(r) => r,
+            Err(e) => {
+                return simple(StatusCode::BAD_REQUEST, &format!("bad request: {}\n", wasmops_component::one_line(&format!("{e:#}"))));
+            }
+        };
+
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let inner = &this.inner;
+            let started = Instant::now();
+            let run = async {
+                let proxy = inner.pre.instantiate_async(&mut store).await?;
+                inner.stats.instantiate_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            };
+            let result = match deadline {
+                Some(d) => match tokio::time::timeout_at(d.into(), run).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        store.data_mut().timed_out = true;
+                        Err(wasmtime::Trap::Interrupt.into())
+                    }
+                },
+                None => run.await,
+            };
+            match result {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let err = classify(&store, &inner.settings.limits, &e);
+                    match &err {
+                        RunError::Timeout(_) => inner.stats.timeouts.fetch_add(1, Ordering::Relaxed),
+                        RunError::MemoryLimit { .. } => inner.stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed),
+                        _ => inner.stats.traps.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
+                    Err(err)
+                }
+            }
+        });
+
+        match rx.await {
+            Ok(Ok(resp)) => {
+                if body_exceeded.load(Ordering::Acquire) {
+                    inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+                    return too_large(settings.max_body);
+                }
+                resp
+            }
+            Ok(Err(code)) => {
+                tracing::warn!(error_code = ?code, "the component answered with an error code");
+                if body_exceeded.load(Ordering::Acquire) {
+                    return too_large(settings.max_body);
+                }
+                self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{code:?}"))
+            }
+            Err(_) => {
+                // The guest returned (or failed) without setting a response.
+                let outcome = task.await;
+                if body_exceeded.load(Ordering::Acquire) {
+                    inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+                    return too_large(settings.max_body);
+                }
+                match outcome {
+                    Ok(Ok(())) => self.error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the component returned without sending a response",
+                    ),
+                    Ok(Err(RunError::Timeout(t))) => simple(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!("the request exceeded its time limit of {}ms\n", t.as_millis()),
+                    ),
+                    Ok(Err(e)) => self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                    Err(join) => self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &join.to_string()),
+                }
+            }
+        }
+    }
+
+    fn error_response(&self, status: StatusCode, detail: &str) -> Response<Body> {
+        if self.inner.settings.debug_errors {
+            simple(status, &format!("{}: {detail}\n", status.canonical_reason().unwrap_or("error")))
+        } else {
+            simple(status, &format!("{}\n", status.canonical_reason().unwrap_or("error")))
+        }
+    }
+}
+
+/// A plain-text response.
+pub fn simple(status: StatusCode, text: &str) -> Response<Body> {
+    let body = http_body_util::Full::new(Bytes::copy_from_slice(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    simple(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body larger than the limit of {max} bytes\n"))
+}
+
+/// A request body that fails once more than `max` bytes have arrived.
+struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+    max: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> http_body::Body for LimitedBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > this.remaining {
+                        this.remaining = 0;
+                        this.exceeded.store(true, Ordering::Release);
+                        return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.max)))));
+                    }
+                    this.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            other => other.map(|_| None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

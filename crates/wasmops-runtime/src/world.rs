@@ -1,0 +1,119 @@
+//! What a component imports and exports, compared with what the host gives.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Interfaces of WASI 0.2 that the host provides (any 0.2.x version).
+const P2_PROVIDED: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
+
+/// The `wasi:http` handler export of WASI 0.2.
+pub const P2_HTTP_HANDLER: &str = "wasi:http/incoming-handler";
+/// The `wasi:cli` command export of WASI 0.2.
+pub const P2_CLI_RUN: &str = "wasi:cli/run";
+
+/// Splits `ns:pkg/iface@1.2.3` into (`ns:pkg/iface`, `Some("1.2.3")`).
+pub fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (name, None),
+    }
+}
+
+fn provided(name: &str) -> bool {
+    let (iface, version) = split_version(name);
+    let p2 = version.is_some_and(|v| v.starts_with("0.2."));
+    p2 && P2_PROVIDED.contains(&iface)
+}
+
+/// Names of the component's top-level imports.
+pub fn imports(component: &Component, engine: &Engine) -> Vec<String> {
+    component.component_type().imports(engine).map(|(n, _)| n.to_string()).collect()
+}
+
+/// Names of the component's top-level exports.
+pub fn exports(component: &Component, engine: &Engine) -> Vec<String> {
+    component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect()
+}
+
+/// Imports the host does not provide.
+pub fn missing_imports(component: &Component, engine: &Engine) -> Vec<String> {
+    imports(component, engine).into_iter().filter(|n| !provided(n)).collect()
+}
+
+/// Whether the component exports an interface, any version.
+pub fn exports_interface(component: &Component, engine: &Engine, iface: &str) -> bool {
+    exports(component, engine).iter().any(|n| split_version(n).0 == iface)
+}
+
+/// Why a component cannot be used the way it was asked to be.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorldError {
+    #[error("the component imports interfaces this host does not provide: {}", .missing.join(", "))]
+    MissingImports { missing: Vec<String> },
+    #[error("{0}")]
+    Link(String),
+    #[error(
+        "the component does not export `{wanted}` ({what}); it exports: {}",
+        if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") }
+    )]
+    MissingExport { wanted: String, what: &'static str, exports: Vec<String> },
+}
+
+impl WorldError {
+    /// Explains a failed `instantiate_pre`: lists every missing import when
+    /// they can be named, otherwise passes the linker's message on.
+    pub fn from_link(component: &Component, engine: &Engine, err: &wasmtime::Error) -> Self {
+        let missing = missing_imports(component, engine);
+        if missing.is_empty() {
+            WorldError::Link(wasmops_component::one_line(&format!("{err:#}")))
+        } else {
+            WorldError::MissingImports { missing }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provided_interfaces() {
+        assert!(provided("wasi:cli/stdout@0.2.0"));
+        assert!(provided("wasi:http/types@0.2.12"));
+        assert!(!provided("wasi:http/types@0.3.0"));
+        assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
+        assert!(!provided("acme:widgets/frob@1.0.0"));
+        assert!(!provided("wasi:cli/stdout"));
+    }
+}

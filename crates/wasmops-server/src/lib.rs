@@ -1,0 +1,158 @@
+//! The serving loop shared by `serve`, `up` and the node: accept on a
+//! listener, speak HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge),
+//! call a handler per request, and shut down gracefully.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use wasmops_runtime::http::Body;
+
+/// Why the listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    #[error("cannot listen on {addr}: the address is already in use; stop the other process or pick another with --listen")]
+    InUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: permission denied; ports below 1024 need privileges, pick another with --listen")]
+    Denied { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Other { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Binds a TCP listener with a clear error when the address is taken.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let map = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AddrInUse => BindError::InUse { addr },
+        std::io::ErrorKind::PermissionDenied => BindError::Denied { addr },
+        _ => BindError::Other { addr, source },
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(map)?;
+    // SO_REUSEADDR lets a restarted server bind while old connections are in
+    // TIME_WAIT; it does not allow two listeners on one port on Linux.
+    socket.set_reuseaddr(true).map_err(map)?;
+    socket.set_nodelay(true).map_err(map)?;
+    socket.bind(addr).map_err(map)?;
+    socket.listen(1024).map_err(map)
+}
+
+/// Serving options.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send request headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { shutdown_grace: Duration::from_secs(30), header_read_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// What happened when the server stopped.
+#[derive(Debug, Clone, Default)]
+pub struct ServeSummary {
+    pub connections: u64,
+    /// Connections still open when the grace period ran out.
+    pub abandoned: bool,
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish for up to `shutdown_grace`, and returns.
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<ServeSummary>
+where
+    H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    let mut summary = ServeSummary::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        summary.connections += 1;
+        let h = handler.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let fut = h(req);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    match tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => {}
+        Err(_) => {
+            summary.abandoned = true;
+            tracing::warn!(grace = ?options.shutdown_grace, "in-flight requests still running after the grace period; closing");
+        }
+    }
+    Ok(summary)
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

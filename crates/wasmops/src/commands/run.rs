@@ -1,0 +1,60 @@
+//! `wasmops run`: run a command component (or a WASI preview1 module).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use wasmops_runtime::{EngineSettings, Runtime, command};
+
+use crate::options::{EngineArgs, GrantArgs, LimitArgs, duration, limits};
+
+/// Run a `wasi:cli` command component, or a WASI preview1 core module (adapted
+/// automatically). Standard streams are inherited; the guest's exit code
+/// becomes wasmops' exit code (134 when it traps, 124 on --timeout).
+/// Nothing else is granted unless asked for: no files, environment, sockets
+/// or outbound HTTP.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The component or module to run (.wasm, or .wat text).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Arguments passed to the guest (after `--`).
+    #[arg(value_name = "ARGS", last = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Stop the guest after this long (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
+    let mut grants = args.grants.to_grants().map_err(anyhow::Error::msg)?;
+    let program = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "main.wasm".into());
+    grants.args = std::iter::once(program).chain(args.args.iter().cloned()).collect();
+    grants.inherit_stdin = true;
+    let limits = limits(&args.limits, args.timeout);
+
+    let mut settings = EngineSettings::for_command();
+    args.engine.apply(&mut settings);
+    let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
+    let loaded = rt.load(&args.file)?;
+    tracing::debug!(cache = ?loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
+
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match tokio.block_on(command::run(&rt, &loaded.component, &grants, &limits)) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            Ok(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The `wasmops` binary: parses arguments and calls the libraries.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod commands;
+mod options;
+
+#[derive(Parser)]
+#[command(
+    name = "wasmops",
+    version,
+    about = "Build, inspect, ship, run and serve WebAssembly components",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log filter (e.g. `info`, `wasmops=debug`); `RUST_LOG` is used when unset.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: JSON lines when stderr is not a terminal, readable text on one.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(commands::run::RunArgs),
+    Serve(commands::serve::ServeArgs),
+}
+
+fn init_logging(cli: &Cli, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &cli.log_level {
+        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new(default)),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    let json = match cli.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}
+
+fn main() -> ExitCode {
+    // A panic is a bug in wasmops: say so in one line, without a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error in wasmops: {msg}{at}; please report this");
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = match &cli.command {
+        Command::Run(args) => {
+            init_logging(&cli, "warn");
+            commands::run::run(args)
+        }
+        Command::Serve(args) => {
+            init_logging(&cli, "info");
+            commands::serve::run(args)
+        }
+    };
+    match code {
+        Ok(code) => exit_code(code),
+        Err(e) => {
+            eprintln!("error: {}", error_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = wasmops_component::one_line(&cause.to_string());
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    ExitCode::from((code & 0xff) as u8)
+}

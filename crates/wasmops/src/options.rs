@@ -1,0 +1,142 @@
+//! Option groups shared by several commands; each fills one library struct.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use wasmops_runtime::grants::AddrRule;
+use wasmops_runtime::limits::{parse_duration, parse_size};
+use wasmops_runtime::{DirGrant, EngineSettings, Grants, Limits, NetGrant, OutboundRule, PoolingChoice};
+
+/// Capabilities given to the guest. Nothing is granted by default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GrantArgs {
+    /// Grant a host directory: HOST[::GUEST][:ro] (read-write unless `:ro`).
+    #[arg(long = "dir", value_name = "HOST[::GUEST][:ro]", value_parser = DirGrant::parse)]
+    pub dirs: Vec<DirGrant>,
+    /// Set an environment variable for the guest: K=V (or K to copy the host's value).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Give the guest the host's whole environment.
+    #[arg(long)]
+    pub env_inherit: bool,
+    /// Allow sockets: with no value to any address; or only to IP[/PREFIX][:PORT] (repeatable).
+    #[arg(long = "allow-net", value_name = "ADDR", num_args = 0..=1, default_missing_value = "*", value_parser = parse_net)]
+    pub allow_net: Vec<Option<AddrRule>>,
+    /// Allow outbound HTTP to SCHEME://HOST[:PORT] (wildcards: `*`, `*.example.com`; repeatable).
+    #[arg(long = "allow-http", value_name = "URL", value_parser = OutboundRule::parse)]
+    pub allow_http: Vec<OutboundRule>,
+}
+
+fn parse_net(s: &str) -> Result<Option<AddrRule>, String> {
+    if s == "*" { Ok(None) } else { AddrRule::parse(s).map(Some) }
+}
+
+impl GrantArgs {
+    pub fn to_grants(&self) -> Result<Grants, String> {
+        let mut env = Vec::new();
+        for e in &self.env {
+            match e.split_once('=') {
+                Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+                Some(_) => return Err(format!("invalid --env `{e}`: expected K=V")),
+                None => match std::env::var(e) {
+                    Ok(v) => env.push((e.clone(), v)),
+                    Err(_) => return Err(format!("invalid --env `{e}`: expected K=V, and `{e}` is not set in the host environment")),
+                },
+            }
+        }
+        let net = if self.allow_net.is_empty() {
+            NetGrant::None
+        } else if self.allow_net.iter().any(Option::is_none) {
+            NetGrant::All
+        } else {
+            NetGrant::Only(self.allow_net.iter().flatten().cloned().collect())
+        };
+        let grants = Grants {
+            dirs: self.dirs.clone(),
+            env,
+            env_inherit: self.env_inherit,
+            net,
+            outbound_http: self.allow_http.clone(),
+            args: Vec::new(),
+            inherit_stdin: false,
+        };
+        grants.check()?;
+        Ok(grants)
+    }
+}
+
+/// Per-instance limits.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Linear memory per instance, all memories counted (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub max_memory: u64,
+}
+
+/// Engine and cache settings.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Directory of the compiled-artifact cache [default: $WASMOPS_CACHE_DIR or ~/.cache/wasmops/artifacts].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time; do not read or write the artifact cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl EngineArgs {
+    pub fn apply(&self, s: &mut EngineSettings) {
+        if self.no_cache {
+            s.cache_dir = None;
+        } else if let Some(d) = &self.cache_dir {
+            s.cache_dir = Some(d.clone());
+        }
+    }
+}
+
+/// Pool tuning for servers.
+#[derive(Args, Debug, Clone)]
+pub struct PoolArgs {
+    /// Instance allocation: auto (pooling when the address space can be reserved), pooling, on-demand.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_pooling)]
+    pub allocator: PoolingChoice,
+    /// Bytes of each linear memory reset in place (dirty pages only) rather than decommitted when an instance ends.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub memory_keep_resident: u64,
+    /// Pool slots kept warm for reuse.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub warm_slots: u32,
+}
+
+fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {
+    match s {
+        "auto" => Ok(PoolingChoice::Auto),
+        "pooling" => Ok(PoolingChoice::Always),
+        "on-demand" => Ok(PoolingChoice::Never),
+        _ => Err(format!("invalid allocator `{s}`: use auto, pooling or on-demand")),
+    }
+}
+
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+pub fn limits(l: &LimitArgs, timeout: Option<Duration>) -> Limits {
+    Limits { max_memory: l.max_memory, timeout, ..Limits::default() }
+}
+
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        let port: u16 = port.parse().map_err(|_| format!("invalid port in `{s}`"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!("invalid listen address `{s}`: expected IP:PORT, e.g. 127.0.0.1:3000"))
+}

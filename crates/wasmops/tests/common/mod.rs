@@ -1,0 +1,205 @@
+//! Helpers for driving the real `wasmops` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A cache directory shared by the tests of one run, so each guest compiles once.
+pub fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasmops-test-cache")
+}
+
+/// The `wasmops` binary with a clean environment for logging and caching.
+pub fn wasmops() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmops"));
+    c.env("WASMOPS_CACHE_DIR", shared_cache())
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null());
+    c
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(args: &[&str]) -> Output {
+    output(wasmops().args(args))
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("cannot run wasmops");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Asserts the error output is one line saying `error: ...`, without a backtrace.
+pub fn assert_one_line_error(out: &Output) {
+    assert_ne!(out.code, 0, "expected failure: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {:?}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", out.stderr);
+    assert!(!out.stderr.contains("backtrace"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(file: &str, args: &[&str]) -> Server {
+        match Server::try_start(file, args) {
+            Ok(s) => s,
+            Err((code, log)) => panic!("server did not start (exit {code}): {log}"),
+        }
+    }
+
+    /// Starts `wasmops serve FILE --listen 127.0.0.1:0 ARGS...` and waits for
+    /// its "serving" line; on failure returns the exit code and stderr.
+    pub fn try_start(file: &str, args: &[&str]) -> Result<Server, (i32, String)> {
+        let mut cmd = wasmops();
+        cmd.arg("serve").arg(file).arg("--listen").arg("127.0.0.1:0").args(args);
+        if !args.contains(&"--log-format") {
+            cmd.args(["--log-format", "json"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn wasmops");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("wasmops: serving http://")
+                        && let Some(t) = tx.take()
+                    {
+                        let _ = t.send(rest.trim_end_matches('/').parse::<SocketAddr>().unwrap());
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Ok(Server { child, addr, log }),
+            Err(_) => {
+                let status = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+                std::thread::sleep(Duration::from_millis(50));
+                let log = log.lock().unwrap().clone();
+                Err((status, log))
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub version: http::Version,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client(h2: bool) -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(h2)
+        .build_http()
+}
+
+pub async fn send(client: &Client, req: http::Request<Full<Bytes>>) -> Resp {
+    let resp = client.request(req).await.expect("request failed");
+    let status = resp.status().as_u16();
+    let version = resp.version();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body failed").to_bytes().to_vec();
+    Resp { status, headers, body, version }
+}
+
+pub async fn get(url: &str) -> Resp {
+    let req = http::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    send(&client(false), req).await
+}
+
+pub async fn post(url: &str, body: &[u8]) -> Resp {
+    let req = http::Request::post(url).body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    send(&client(false), req).await
+}
