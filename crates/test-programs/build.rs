@@ -37,8 +37,13 @@ fn cargo_build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]
             cmd.env_remove(&key);
         }
     }
-    let status = cmd.status().expect("failed to run cargo for the guest programs");
-    assert!(status.success(), "building the guest programs for {target} failed");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the guest programs");
+    assert!(
+        status.success(),
+        "building the guest programs for {target} failed"
+    );
 }
 
 fn main() {
@@ -55,11 +60,21 @@ fn main() {
 
     let mut out = String::new();
     for (_, file, name) in P2_GUESTS {
-        let path = target_dir.join("wasm32-wasip2/release").join(file).canonicalize().unwrap();
+        let path = target_dir
+            .join("wasm32-wasip2/release")
+            .join(file)
+            .canonicalize()
+            .unwrap();
         assert!(path.exists(), "missing guest artifact {}", path.display());
-        out.push_str(&format!("/// Guest component `{file}` (wasm32-wasip2).\npub const {name}: &str = {:?};\n", path.display().to_string()));
+        out.push_str(&format!(
+            "/// Guest component `{file}` (wasm32-wasip2).\npub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
-    let p1 = target_dir.join("wasm32-wasip1/release/cli.wasm").canonicalize().unwrap();
+    let p1 = target_dir
+        .join("wasm32-wasip1/release/cli.wasm")
+        .canonicalize()
+        .unwrap();
     out.push_str(&format!("/// The `cli` guest as a WASI preview1 core module (wasm32-wasip1).\npub const CLI_P1: &str = {:?};\n", p1.display().to_string()));
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("artifacts.rs");
     std::fs::write(dest, out).unwrap();

@@ -170,8 +170,14 @@ mod tests {
         assert_eq!(kind(b"\0asm\x0d\0\x01\0").unwrap(), Kind::Component);
         assert!(matches!(kind(b""), Err(DecodeError::Empty)));
         assert!(matches!(kind(b"hello"), Err(DecodeError::NotWasm)));
-        assert!(matches!(kind(b"\0asm\x01"), Err(DecodeError::TruncatedHeader(5))));
-        assert!(matches!(kind(b"\0asm\x02\0\0\0"), Err(DecodeError::UnknownVersion(2))));
+        assert!(matches!(
+            kind(b"\0asm\x01"),
+            Err(DecodeError::TruncatedHeader(5))
+        ));
+        assert!(matches!(
+            kind(b"\0asm\x02\0\0\0"),
+            Err(DecodeError::UnknownVersion(2))
+        ));
     }
 
     #[test]

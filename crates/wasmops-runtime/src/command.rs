@@ -24,9 +24,13 @@ pub enum RunError {
     Host(String),
     #[error("the component trapped: {0}")]
     Trap(String),
-    #[error("the component exceeded its memory limit of {limit} bytes ({detail}); raise it with --max-memory")]
+    #[error(
+        "the component exceeded its memory limit of {limit} bytes ({detail}); raise it with --max-memory"
+    )]
     MemoryLimit { limit: u64, detail: String },
-    #[error("the component ran longer than its timeout of {0:?} and was stopped; raise it with --timeout")]
+    #[error(
+        "the component ran longer than its timeout of {0:?} and was stopped; raise it with --timeout"
+    )]
     Timeout(std::time::Duration),
 }
 
@@ -62,7 +66,9 @@ pub async fn run(
     limits: &Limits,
 ) -> Result<i32, RunError> {
     let pre = prepare(rt, component)?;
-    let outbound = OutboundPolicy { rules: grants.outbound_http.clone().into() };
+    let outbound = OutboundPolicy {
+        rules: grants.outbound_http.clone().into(),
+    };
     let mut store = host::new_store(rt.engine(), grants, &outbound, limits, Stdio::Inherit)
         .map_err(|e| RunError::Host(format!("{e:#}")))?;
     let result = async {
@@ -83,13 +89,20 @@ pub async fn run(
 }
 
 /// Turns a guest failure into the error that explains it.
-pub(crate) fn classify(store: &wasmtime::Store<host::Host>, limits: &Limits, e: &wasmtime::Error) -> RunError {
+pub(crate) fn classify(
+    store: &wasmtime::Store<host::Host>,
+    limits: &Limits,
+    e: &wasmtime::Error,
+) -> RunError {
     let detail = trap_summary(e);
     let host = store.data();
     if host.timed_out {
         RunError::Timeout(limits.timeout.unwrap_or_default())
     } else if host.limiter.memory_limit_hit {
-        RunError::MemoryLimit { limit: limits.max_memory, detail }
+        RunError::MemoryLimit {
+            limit: limits.max_memory,
+            detail,
+        }
     } else {
         RunError::Trap(detail)
     }

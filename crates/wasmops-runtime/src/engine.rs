@@ -66,7 +66,10 @@ impl Default for EngineSettings {
 impl EngineSettings {
     /// Settings for running a single command: no pool is reserved.
     pub fn for_command() -> Self {
-        Self { pooling: PoolingChoice::Never, ..Self::default() }
+        Self {
+            pooling: PoolingChoice::Never,
+            ..Self::default()
+        }
     }
 }
 
@@ -113,12 +116,16 @@ impl Runtime {
             PoolingChoice::Never => (Engine::new(&base_config())?, false),
             PoolingChoice::Always => {
                 let mut c = base_config();
-                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&settings)));
+                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                    &settings,
+                )));
                 (Engine::new(&c)?, true)
             }
             PoolingChoice::Auto => {
                 let mut c = base_config();
-                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(&settings)));
+                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                    &settings,
+                )));
                 match Engine::new(&c) {
                     Ok(e) => (e, true),
                     Err(e) => {
@@ -143,7 +150,14 @@ impl Runtime {
             None => None,
         };
         let ticker = Some(EpochTicker::spawn(engine.clone()));
-        Ok(Self { engine, cache, fingerprint, pooling, settings, ticker })
+        Ok(Self {
+            engine,
+            cache,
+            fingerprint,
+            pooling,
+            settings,
+            ticker,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -207,7 +221,10 @@ impl EpochTicker {
                 }
             })
             .expect("cannot spawn the epoch thread");
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

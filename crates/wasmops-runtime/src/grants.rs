@@ -28,9 +28,15 @@ impl DirGrant {
             None => (rest, rest.to_string()),
         };
         if host.is_empty() || guest.is_empty() {
-            return Err(format!("invalid directory grant `{spec}`: expected HOST[::GUEST][:ro]"));
+            return Err(format!(
+                "invalid directory grant `{spec}`: expected HOST[::GUEST][:ro]"
+            ));
         }
-        Ok(Self { host: PathBuf::from(host), guest, read_only })
+        Ok(Self {
+            host: PathBuf::from(host),
+            guest,
+            read_only,
+        })
     }
 }
 
@@ -45,14 +51,26 @@ pub struct AddrRule {
 impl AddrRule {
     /// Parses `IP[/PREFIX][:PORT]`, `[IPv6][/PREFIX]:PORT` or `*:PORT`.
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let bad = || format!("invalid network grant `{spec}`: expected IP[/PREFIX][:PORT], e.g. 127.0.0.1:8080 or 10.0.0.0/8");
+        let bad = || {
+            format!(
+                "invalid network grant `{spec}`: expected IP[/PREFIX][:PORT], e.g. 127.0.0.1:8080 or 10.0.0.0/8"
+            )
+        };
         if let Ok(sa) = spec.parse::<SocketAddr>() {
             let prefix = if sa.is_ipv4() { 32 } else { 128 };
-            return Ok(Self { ip: sa.ip(), prefix, port: Some(sa.port()) });
+            return Ok(Self {
+                ip: sa.ip(),
+                prefix,
+                port: Some(sa.port()),
+            });
         }
         if let Some(port) = spec.strip_prefix("*:") {
             let port = port.parse().map_err(|_| bad())?;
-            return Ok(Self { ip: IpAddr::from([0u8, 0, 0, 0]), prefix: 0, port: Some(port) });
+            return Ok(Self {
+                ip: IpAddr::from([0u8, 0, 0, 0]),
+                prefix: 0,
+                port: Some(port),
+            });
         }
         let (net, port) = match spec.rsplit_once(':') {
             Some((n, p)) if !n.is_empty() && !p.contains(']') && spec.matches(':').count() == 1 => {
@@ -130,11 +148,21 @@ impl OutboundRule {
     /// Parses `https://api.example.com`, `http://127.0.0.1:8080`,
     /// `https://*.example.com`, `*://host:*` or `*`.
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("invalid outbound host `{spec}`: {why}; expected SCHEME://HOST[:PORT], e.g. https://api.example.com");
+        let bad = |why: &str| {
+            format!(
+                "invalid outbound host `{spec}`: {why}; expected SCHEME://HOST[:PORT], e.g. https://api.example.com"
+            )
+        };
         if spec == "*" {
-            return Ok(Self { scheme: None, host: HostPattern::Any, port: None });
+            return Ok(Self {
+                scheme: None,
+                host: HostPattern::Any,
+                port: None,
+            });
         }
-        let (scheme, rest) = spec.split_once("://").ok_or_else(|| bad("missing scheme"))?;
+        let (scheme, rest) = spec
+            .split_once("://")
+            .ok_or_else(|| bad("missing scheme"))?;
         let scheme = match scheme {
             "*" => None,
             "http" | "https" => Some(scheme.to_string()),
@@ -145,7 +173,9 @@ impl OutboundRule {
             return Err(bad("a path is not allowed"));
         }
         let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
-            let (h, after) = stripped.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            let (h, after) = stripped
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed `[`"))?;
             (format!("[{h}]"), after.strip_prefix(':'))
         } else {
             match rest.rsplit_once(':') {
@@ -168,7 +198,9 @@ impl OutboundRule {
         } else if let Some(suffix) = host.strip_prefix("*.") {
             HostPattern::Suffix(suffix.to_string())
         } else if host.is_empty() || host.contains('*') {
-            return Err(bad("a wildcard may only stand for the whole host or its leading labels (`*.example.com`)"));
+            return Err(bad(
+                "a wildcard may only stand for the whole host or its leading labels (`*.example.com`)",
+            ));
         } else {
             HostPattern::Exact(host)
         };
@@ -214,10 +246,13 @@ impl Grants {
     /// Applies the grants to a WASI context under construction.
     pub fn apply(&self, b: &mut WasiCtxBuilder) -> anyhow::Result<()> {
         for d in &self.dirs {
-            let perms = if d.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-            b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
-                anyhow::anyhow!("cannot grant directory {}: {e}", d.host.display())
-            })?;
+            let perms = if d.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            b.preopened_dir(&d.host, &d.guest, perms)
+                .map_err(|e| anyhow::anyhow!("cannot grant directory {}: {e}", d.host.display()))?;
         }
         if self.env_inherit {
             b.inherit_env();
@@ -230,19 +265,30 @@ impl Grants {
         }
         match &self.net {
             NetGrant::None => {
-                b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+                b.allow_tcp(false)
+                    .allow_udp(false)
+                    .allow_ip_name_lookup(false);
                 b.socket_addr_check(|_, _| Box::pin(async { false }));
             }
             NetGrant::All => {
-                b.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+                b.inherit_network()
+                    .allow_tcp(true)
+                    .allow_udp(true)
+                    .allow_ip_name_lookup(true);
             }
             NetGrant::Only(rules) => {
                 let rules: Arc<[AddrRule]> = rules.clone().into();
-                b.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(false);
+                b.allow_tcp(true)
+                    .allow_udp(true)
+                    .allow_ip_name_lookup(false);
                 b.socket_addr_check(move |addr, usage| {
                     let ok = match usage {
                         // Implicit binds use the wildcard address.
-                        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if addr.ip().is_unspecified() => true,
+                        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind
+                            if addr.ip().is_unspecified() =>
+                        {
+                            true
+                        }
                         _ => rules.iter().any(|r| r.matches(&addr)),
                     };
                     Box::pin(async move { ok })
@@ -275,11 +321,19 @@ mod tests {
     fn dir_grants() {
         assert_eq!(
             DirGrant::parse("/data::/mnt:ro").unwrap(),
-            DirGrant { host: "/data".into(), guest: "/mnt".into(), read_only: true }
+            DirGrant {
+                host: "/data".into(),
+                guest: "/mnt".into(),
+                read_only: true
+            }
         );
         assert_eq!(
             DirGrant::parse("./x").unwrap(),
-            DirGrant { host: "./x".into(), guest: "./x".into(), read_only: false }
+            DirGrant {
+                host: "./x".into(),
+                guest: "./x".into(),
+                read_only: false
+            }
         );
         assert!(DirGrant::parse("::/g").is_err());
     }

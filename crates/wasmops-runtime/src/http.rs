@@ -43,7 +43,10 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            limits: Limits { timeout: Some(Duration::from_secs(30)), ..Limits::default() },
+            limits: Limits {
+                timeout: Some(Duration::from_secs(30)),
+                ..Limits::default()
+            },
             max_concurrency: 256,
             max_queue: 1024,
             max_body: 16 << 20,
@@ -99,7 +102,9 @@ impl HttpHandler {
             what: "an HTTP handler",
             exports: world::exports(component, engine),
         })?;
-        let outbound = OutboundPolicy { rules: grants.outbound_http.clone().into() };
+        let outbound = OutboundPolicy {
+            rules: grants.outbound_http.clone().into(),
+        };
         let permits = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -147,7 +152,10 @@ impl HttpHandler {
                 if inner.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue {
                     inner.queued.fetch_sub(1, Ordering::AcqRel);
                     inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
-                    return simple(StatusCode::SERVICE_UNAVAILABLE, "server busy: too many requests in flight\n");
+                    return simple(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server busy: too many requests in flight\n",
+                    );
                 }
                 let wait = settings.limits.timeout.unwrap_or(Duration::from_secs(30));
                 let got = tokio::time::timeout(wait, inner.permits.clone().acquire_owned()).await;
@@ -156,14 +164,23 @@ impl HttpHandler {
                     Ok(Ok(p)) => p,
                     _ => {
                         inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
-                        return simple(StatusCode::SERVICE_UNAVAILABLE, "server busy: no instance became free in time\n");
+                        return simple(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "server busy: no instance became free in time\n",
+                        );
                     }
                 }
             }
         };
 
         let deadline = settings.limits.timeout.map(|t| Instant::now() + t);
-        let mut store = match host::new_store(&inner.engine, &inner.grants, &inner.outbound, &settings.limits, Stdio::Server) {
+        let mut store = match host::new_store(
+            &inner.engine,
+            &inner.grants,
+            &inner.outbound,
+            &settings.limits,
+            Stdio::Server,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot create the instance's store");
@@ -172,7 +189,12 @@ impl HttpHandler {
         };
 
         let body_exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| LimitedBody { inner: b, remaining: settings.max_body, max: settings.max_body, exceeded: body_exceeded.clone() });
+        let req = req.map(|b| LimitedBody {
+            inner: b,
+            remaining: settings.max_body,
+            max: settings.max_body,
+            exceeded: body_exceeded.clone(),
+        });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let resources = (|| {
             let mut view = wasmtime_wasi_http::WasiHttpView::http(store.data_mut());
@@ -183,7 +205,13 @@ impl HttpHandler {
         let (req, out) = match resources {
             Ok(r) => r,
             Err(e) => {
-                return simple(StatusCode::BAD_REQUEST, &format!("bad request: {}\n", wasmops_component::one_line(&format!("{e:#}"))));
+                return simple(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "bad request: {}\n",
+                        wasmops_component::one_line(&format!("{e:#}"))
+                    ),
+                );
             }
         };
 
@@ -194,8 +222,14 @@ impl HttpHandler {
             let started = Instant::now();
             let run = async {
                 let proxy = inner.pre.instantiate_async(&mut store).await?;
-                inner.stats.instantiate_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                inner
+                    .stats
+                    .instantiate_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             };
             let result = match deadline {
                 Some(d) => match tokio::time::timeout_at(d.into(), run).await {
@@ -212,8 +246,13 @@ impl HttpHandler {
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
                     match &err {
-                        RunError::Timeout(_) => inner.stats.timeouts.fetch_add(1, Ordering::Relaxed),
-                        RunError::MemoryLimit { .. } => inner.stats.memory_limit_hits.fetch_add(1, Ordering::Relaxed),
+                        RunError::Timeout(_) => {
+                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed)
+                        }
+                        RunError::MemoryLimit { .. } => inner
+                            .stats
+                            .memory_limit_hits
+                            .fetch_add(1, Ordering::Relaxed),
                         _ => inner.stats.traps.fetch_add(1, Ordering::Relaxed),
                     };
                     tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
@@ -251,10 +290,17 @@ impl HttpHandler {
                     ),
                     Ok(Err(RunError::Timeout(t))) => simple(
                         StatusCode::GATEWAY_TIMEOUT,
-                        &format!("the request exceeded its time limit of {}ms\n", t.as_millis()),
+                        &format!(
+                            "the request exceeded its time limit of {}ms\n",
+                            t.as_millis()
+                        ),
                     ),
-                    Ok(Err(e)) => self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-                    Err(join) => self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &join.to_string()),
+                    Ok(Err(e)) => {
+                        self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                    }
+                    Err(join) => {
+                        self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &join.to_string())
+                    }
                 }
             }
         }
@@ -262,9 +308,18 @@ impl HttpHandler {
 
     fn error_response(&self, status: StatusCode, detail: &str) -> Response<Body> {
         if self.inner.settings.debug_errors {
-            simple(status, &format!("{}: {detail}\n", status.canonical_reason().unwrap_or("error")))
+            simple(
+                status,
+                &format!(
+                    "{}: {detail}\n",
+                    status.canonical_reason().unwrap_or("error")
+                ),
+            )
         } else {
-            simple(status, &format!("{}\n", status.canonical_reason().unwrap_or("error")))
+            simple(
+                status,
+                &format!("{}\n", status.canonical_reason().unwrap_or("error")),
+            )
         }
     }
 }
@@ -276,12 +331,18 @@ pub fn simple(status: StatusCode, text: &str) -> Response<Body> {
         .boxed_unsync();
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn too_large(max: u64) -> Response<Body> {
-    simple(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body larger than the limit of {max} bytes\n"))
+    simple(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body larger than the limit of {max} bytes\n"),
+    )
 }
 
 /// A request body that fails once more than `max` bytes have arrived.
@@ -300,7 +361,10 @@ where
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -309,7 +373,9 @@ where
                     if n > this.remaining {
                         this.remaining = 0;
                         this.exceeded.store(true, Ordering::Release);
-                        return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.max)))));
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.max)),
+                        )));
                     }
                     this.remaining -= n;
                 }

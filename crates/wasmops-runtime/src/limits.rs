@@ -94,23 +94,30 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 /// Parses durations like `500ms`, `30s`, `2m`, `1.5s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -121,7 +128,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "us" | "µs" => n / 1_000_000.0,
-        other => return Err(format!("invalid duration unit `{other}` in `{s}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "invalid duration unit `{other}` in `{s}`: use ms, s, m or h"
+            ));
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration `{s}`"));
@@ -154,7 +165,10 @@ mod tests {
 
     #[test]
     fn limiter_counts_all_memories_together() {
-        let mut l = Limiter::new(&Limits { max_memory: 10 << 16, ..Default::default() });
+        let mut l = Limiter::new(&Limits {
+            max_memory: 10 << 16,
+            ..Default::default()
+        });
         assert!(l.memory_growing(0, 6 << 16, None).unwrap());
         // A second memory of the same instance: 6 + 5 > 10 pages.
         assert!(!l.memory_growing(0, 5 << 16, None).unwrap());

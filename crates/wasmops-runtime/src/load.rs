@@ -15,7 +15,10 @@ use crate::engine::Runtime;
 #[non_exhaustive]
 pub enum LoadError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Decode { path: PathBuf, source: DecodeError },
     #[error(
@@ -51,14 +54,20 @@ impl Runtime {
     /// Loads a component from a file. Core modules that import WASI preview1
     /// are adapted into components automatically.
     pub fn load(&self, path: &Path) -> Result<Loaded, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         self.load_bytes(path, &bytes)
     }
 
     /// Loads a component from bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let start = Instant::now();
-        let decode = |source| LoadError::Decode { path: path.to_owned(), source };
+        let decode = |source| LoadError::Decode {
+            path: path.to_owned(),
+            source,
+        };
         let text;
         let bytes = if looks_like_text(bytes) {
             text = wat::parse_bytes(bytes)
@@ -111,16 +120,19 @@ impl Runtime {
             Kind::CoreModule => {
                 let info = wasmops_component::core_module_info(bytes).map_err(decode)?;
                 if !info.imports_preview1 {
-                    return Err(LoadError::NotAdaptable { path: path.to_owned() });
+                    return Err(LoadError::NotAdaptable {
+                        path: path.to_owned(),
+                    });
                 }
                 adapted = wasmops_component::componentize_preview1(bytes).map_err(decode)?;
                 &adapted[..]
             }
         };
-        let component = Component::new(&self.engine, component_bytes).map_err(|e| LoadError::Compile {
-            path: path.to_owned(),
-            message: compile_message(&e),
-        })?;
+        let component =
+            Component::new(&self.engine, component_bytes).map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                message: compile_message(&e),
+            })?;
         if let Some(cache) = &self.cache {
             match component.serialize() {
                 Ok(payload) => {
@@ -128,10 +140,18 @@ impl Runtime {
                         tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write to the artifact cache");
                     }
                 }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize the compiled component"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot serialize the compiled component")
+                }
             }
         }
-        Ok(Loaded { component, source_kind, digest, cache: outcome, elapsed: start.elapsed() })
+        Ok(Loaded {
+            component,
+            source_kind,
+            digest,
+            cache: outcome,
+            elapsed: start.elapsed(),
+        })
     }
 }
 

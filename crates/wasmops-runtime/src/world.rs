@@ -57,22 +57,35 @@ fn provided(name: &str) -> bool {
 
 /// Names of the component's top-level imports.
 pub fn imports(component: &Component, engine: &Engine) -> Vec<String> {
-    component.component_type().imports(engine).map(|(n, _)| n.to_string()).collect()
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
 /// Names of the component's top-level exports.
 pub fn exports(component: &Component, engine: &Engine) -> Vec<String> {
-    component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect()
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
 /// Imports the host does not provide.
 pub fn missing_imports(component: &Component, engine: &Engine) -> Vec<String> {
-    imports(component, engine).into_iter().filter(|n| !provided(n)).collect()
+    imports(component, engine)
+        .into_iter()
+        .filter(|n| !provided(n))
+        .collect()
 }
 
 /// Whether the component exports an interface, any version.
 pub fn exports_interface(component: &Component, engine: &Engine, iface: &str) -> bool {
-    exports(component, engine).iter().any(|n| split_version(n).0 == iface)
+    exports(component, engine)
+        .iter()
+        .any(|n| split_version(n).0 == iface)
 }
 
 /// Why a component cannot be used the way it was asked to be.
@@ -87,7 +100,11 @@ pub enum WorldError {
         "the component does not export `{wanted}` ({what}); it exports: {}",
         if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") }
     )]
-    MissingExport { wanted: String, what: &'static str, exports: Vec<String> },
+    MissingExport {
+        wanted: String,
+        what: &'static str,
+        exports: Vec<String>,
+    },
 }
 
 impl WorldError {

@@ -19,12 +19,19 @@ pub use wasmops_runtime::http::Body;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
-    #[error("cannot listen on {addr}: the address is already in use; stop the other process or pick another with --listen")]
+    #[error(
+        "cannot listen on {addr}: the address is already in use; stop the other process or pick another with --listen"
+    )]
     InUse { addr: SocketAddr },
-    #[error("cannot listen on {addr}: permission denied; ports below 1024 need privileges, pick another with --listen")]
+    #[error(
+        "cannot listen on {addr}: permission denied; ports below 1024 need privileges, pick another with --listen"
+    )]
     Denied { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
-    Other { addr: SocketAddr, source: std::io::Error },
+    Other {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Binds a TCP listener with a clear error when the address is taken.
@@ -58,7 +65,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { shutdown_grace: Duration::from_secs(30), header_read_timeout: Duration::from_secs(30) }
+        Self {
+            shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -88,7 +98,10 @@ where
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     let mut summary = ServeSummary::default();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -114,7 +127,9 @@ where
             let fut = h(req);
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -139,13 +154,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

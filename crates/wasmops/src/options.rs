@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use wasmops_runtime::grants::AddrRule;
 use wasmops_runtime::limits::{parse_duration, parse_size};
-use wasmops_runtime::{DirGrant, EngineSettings, Grants, Limits, NetGrant, OutboundRule, PoolingChoice};
+use wasmops_runtime::{
+    DirGrant, EngineSettings, Grants, Limits, NetGrant, OutboundRule, PoolingChoice,
+};
 
 /// Capabilities given to the guest. Nothing is granted by default.
 #[derive(Args, Debug, Clone, Default)]
@@ -21,8 +23,8 @@ pub struct GrantArgs {
     /// Give the guest the host's whole environment.
     #[arg(long)]
     pub env_inherit: bool,
-    /// Allow sockets: with no value to any address; or only to IP[/PREFIX][:PORT] (repeatable).
-    #[arg(long = "allow-net", value_name = "ADDR", num_args = 0..=1, default_missing_value = "*", value_parser = parse_net)]
+    /// Allow sockets: `--allow-net` for any address, `--allow-net=IP[/PREFIX][:PORT]` for some (repeatable).
+    #[arg(long = "allow-net", value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "*", value_parser = parse_net)]
     pub allow_net: Vec<Option<AddrRule>>,
     /// Allow outbound HTTP to SCHEME://HOST[:PORT] (wildcards: `*`, `*.example.com`; repeatable).
     #[arg(long = "allow-http", value_name = "URL", value_parser = OutboundRule::parse)]
@@ -30,7 +32,11 @@ pub struct GrantArgs {
 }
 
 fn parse_net(s: &str) -> Result<Option<AddrRule>, String> {
-    if s == "*" { Ok(None) } else { AddrRule::parse(s).map(Some) }
+    if s == "*" {
+        Ok(None)
+    } else {
+        AddrRule::parse(s).map(Some)
+    }
 }
 
 impl GrantArgs {
@@ -42,7 +48,11 @@ impl GrantArgs {
                 Some(_) => return Err(format!("invalid --env `{e}`: expected K=V")),
                 None => match std::env::var(e) {
                     Ok(v) => env.push((e.clone(), v)),
-                    Err(_) => return Err(format!("invalid --env `{e}`: expected K=V, and `{e}` is not set in the host environment")),
+                    Err(_) => {
+                        return Err(format!(
+                            "invalid --env `{e}`: expected K=V, and `{e}` is not set in the host environment"
+                        ));
+                    }
                 },
             }
         }
@@ -115,7 +125,9 @@ fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {
         "auto" => Ok(PoolingChoice::Auto),
         "pooling" => Ok(PoolingChoice::Always),
         "on-demand" => Ok(PoolingChoice::Never),
-        _ => Err(format!("invalid allocator `{s}`: use auto, pooling or on-demand")),
+        _ => Err(format!(
+            "invalid allocator `{s}`: use auto, pooling or on-demand"
+        )),
     }
 }
 
@@ -124,7 +136,11 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn limits(l: &LimitArgs, timeout: Option<Duration>) -> Limits {
-    Limits { max_memory: l.max_memory, timeout, ..Limits::default() }
+    Limits {
+        max_memory: l.max_memory,
+        timeout,
+        ..Limits::default()
+    }
 }
 
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -138,5 +154,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    Err(format!("invalid listen address `{s}`: expected IP:PORT, e.g. 127.0.0.1:3000"))
+    Err(format!(
+        "invalid listen address `{s}`: expected IP:PORT, e.g. 127.0.0.1:3000"
+    ))
 }

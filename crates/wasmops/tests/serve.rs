@@ -12,13 +12,25 @@ async fn hello_over_http1_keepalive_and_h2c() {
     let server = Server::start(test_programs::HELLO, &[]);
     let c = client(false);
     for _ in 0..5 {
-        let r = send(&c, http::Request::get(server.url("/")).body(Full::new(Bytes::new())).unwrap()).await;
+        let r = send(
+            &c,
+            http::Request::get(server.url("/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), "Hello, world!\n");
         assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
     }
     let c2 = client(true);
-    let r = send(&c2, http::Request::get(server.url("/")).body(Full::new(Bytes::new())).unwrap()).await;
+    let r = send(
+        &c2,
+        http::Request::get(server.url("/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.text(), "Hello, world!\n");
 }
@@ -35,7 +47,10 @@ async fn echo_sees_method_path_query_headers_and_body() {
     assert_eq!(r.header("x-echo-method").as_deref(), Some("PUT"));
     assert_eq!(r.header("x-echo-path").as_deref(), Some("/some/path"));
     assert_eq!(r.header("x-echo-query").as_deref(), Some("a=1&b=two"));
-    assert_eq!(r.header("x-echo-header-x-custom").as_deref(), Some("value-1"));
+    assert_eq!(
+        r.header("x-echo-header-x-custom").as_deref(),
+        Some("value-1")
+    );
     assert_eq!(r.header("x-echo-authority"), Some(server.addr.to_string()));
     assert_eq!(r.text(), "the request body");
 
@@ -58,7 +73,11 @@ async fn status_codes_and_streaming() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 400_000);
     assert!(r.body[..10000].iter().all(|&b| b == b'a'));
-    assert!(r.body[390_000..].iter().all(|&b| b == b'a' + (39 % 26) as u8));
+    assert!(
+        r.body[390_000..]
+            .iter()
+            .all(|&b| b == b'a' + (39 % 26) as u8)
+    );
 
     let r = get(&server.url("/no-response")).await;
     assert_eq!(r.status, 500);
@@ -69,11 +88,18 @@ async fn panic_is_500_and_the_server_keeps_serving() {
     let server = Server::start(test_programs::HOSTILE, &[]);
     let r = get(&server.url("/panic")).await;
     assert_eq!(r.status, 500);
-    assert!(!r.text().contains("panicked"), "no internals by default: {}", r.text());
+    assert!(
+        !r.text().contains("panicked"),
+        "no internals by default: {}",
+        r.text()
+    );
     let r = get(&server.url("/ok")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     let log = server.log();
-    assert!(log.contains("trapped") || log.contains("unreachable"), "the trap is logged: {log}");
+    assert!(
+        log.contains("trapped") || log.contains("unreachable"),
+        "the trap is logged: {log}"
+    );
 
     let debug = Server::start(test_programs::HOSTILE, &["--debug-errors"]);
     let r = get(&debug.url("/panic")).await;
@@ -100,13 +126,20 @@ async fn infinite_loops_time_out_without_delaying_others() {
         let start = Instant::now();
         let r = get(&server.url("/ok")).await;
         assert_eq!(r.status, 200);
-        assert!(start.elapsed() < Duration::from_millis(600), "an /ok request took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(600),
+            "an /ok request took {:?}",
+            start.elapsed()
+        );
     }
     for l in loops {
         let (status, elapsed) = l.await.unwrap();
         assert_eq!(status, 504);
         assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
-        assert!(elapsed < Duration::from_millis(600), "a loop ended {elapsed:?} after it started");
+        assert!(
+            elapsed < Duration::from_millis(600),
+            "a loop ended {elapsed:?} after it started"
+        );
     }
     // A guest blocked in the host (sleeping) is also stopped at the deadline.
     let start = Instant::now();
@@ -118,7 +151,10 @@ async fn infinite_loops_time_out_without_delaying_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hogs_hit_the_limit_and_host_memory_stays_bounded() {
-    let server = Server::start(test_programs::HOSTILE, &["--max-memory", "64MiB", "--debug-errors"]);
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--max-memory", "64MiB", "--debug-errors"],
+    );
     for _ in 0..6 {
         let r = get(&server.url("/hog")).await;
         assert_eq!(r.status, 500);
@@ -126,7 +162,10 @@ async fn memory_hogs_hit_the_limit_and_host_memory_stays_bounded() {
     }
     assert_eq!(get(&server.url("/ok")).await.status, 200);
     let rss = server.rss_kib();
-    assert!(rss < 400 * 1024, "server RSS {rss} KiB after six 64 MiB hogs");
+    assert!(
+        rss < 400 * 1024,
+        "server RSS {rss} KiB after six 64 MiB hogs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +179,10 @@ async fn sandbox_denies_files_sockets_and_environment() {
     assert!(r.text().starts_with("denied"), "{}", r.text());
     let r = get(&server.url(&format!("/socket?addr={addr}"))).await;
     assert!(r.text().starts_with("denied"), "{}", r.text());
-    assert!(listener.accept().is_err(), "no connection attempt may reach the listener");
+    assert!(
+        listener.accept().is_err(),
+        "no connection attempt may reach the listener"
+    );
     let r = get(&server.url("/env")).await;
     assert_eq!(r.text(), "", "no environment by default");
 
@@ -148,7 +190,16 @@ async fn sandbox_denies_files_sockets_and_environment() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f.txt"), "12345").unwrap();
     let grant = format!("{}::/srv:ro", dir.path().display());
-    let allowed = Server::start(test_programs::HOSTILE, &["--dir", &grant, "--env", "MODE=prod", "--allow-net", &addr.to_string()]);
+    let allowed = Server::start(
+        test_programs::HOSTILE,
+        &[
+            "--dir",
+            &grant,
+            "--env",
+            "MODE=prod",
+            &format!("--allow-net={addr}"),
+        ],
+    );
     let r = get(&allowed.url("/file?path=/srv/f.txt")).await;
     assert_eq!(r.text(), "read 5 bytes");
     let r = get(&allowed.url("/env")).await;
@@ -162,7 +213,13 @@ async fn every_request_gets_a_fresh_instance() {
     let server = Server::start(test_programs::HOSTILE, &[]);
     let c = client(false);
     for _ in 0..20 {
-        let r = send(&c, http::Request::get(server.url("/state")).body(Full::new(Bytes::new())).unwrap()).await;
+        let r = send(
+            &c,
+            http::Request::get(server.url("/state"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(r.text(), "1", "state leaked from a previous request");
     }
 }
@@ -175,21 +232,37 @@ async fn body_limit_gives_413() {
     let r = post(&server.url("/"), &[b'x'; 2048]).await;
     assert_eq!(r.status, 413);
     // Without a content-length (chunked), the limit still holds.
-    let stream = futures_stream(vec![Bytes::from(vec![b'y'; 700]), Bytes::from(vec![b'y'; 700])]);
+    let stream = futures_stream(vec![
+        Bytes::from(vec![b'y'; 700]),
+        Bytes::from(vec![b'y'; 700]),
+    ]);
     let req = http::Request::post(server.url("/")).body(stream).unwrap();
-    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let resp = c.request(req).await.unwrap();
     assert_eq!(resp.status(), 413);
 }
 
-fn futures_stream(chunks: Vec<Bytes>) -> http_body_util::StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>>> {
-    let frames: Vec<_> = chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c))).collect();
+fn futures_stream(
+    chunks: Vec<Bytes>,
+) -> http_body_util::StreamBody<
+    tokio_stream::Iter<
+        std::vec::IntoIter<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
+    >,
+> {
+    let frames: Vec<_> = chunks
+        .into_iter()
+        .map(|c| Ok(hyper::body::Frame::data(c)))
+        .collect();
     http_body_util::StreamBody::new(tokio_stream::iter(frames))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_queues_then_503() {
-    let server = Server::start(test_programs::HOSTILE, &["--max-concurrency", "1", "--max-queue", "0"]);
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--max-concurrency", "1", "--max-queue", "0"],
+    );
     let slow = tokio::spawn(get_owned(server.url("/sleep?ms=1500")));
     // Wait until the slow request holds the only instance.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -200,7 +273,10 @@ async fn concurrency_limit_queues_then_503() {
     assert_eq!(get(&server.url("/ok")).await.status, 200);
 
     // With a queue, the second request waits instead.
-    let queued = Server::start(test_programs::HOSTILE, &["--max-concurrency", "1", "--max-queue", "4"]);
+    let queued = Server::start(
+        test_programs::HOSTILE,
+        &["--max-concurrency", "1", "--max-queue", "4"],
+    );
     let slow = tokio::spawn(get_owned(queued.url("/sleep?ms=500")));
     tokio::time::sleep(Duration::from_millis(150)).await;
     let r = get(&queued.url("/ok")).await;
@@ -221,29 +297,54 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     server.signal(libc::SIGTERM);
     let r = inflight.await.unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "slept"));
-    let status = server.wait(Duration::from_secs(10)).expect("server did not exit");
+    let status = server
+        .wait(Duration::from_secs(10))
+        .expect("server did not exit");
     assert_eq!(status.code(), Some(0));
-    assert!(std::net::TcpStream::connect(server.addr).is_err(), "the listener is closed");
+    assert!(
+        std::net::TcpStream::connect(server.addr).is_err(),
+        "the listener is closed"
+    );
 }
 
 #[test]
 fn startup_errors_are_one_line() {
     // A command component has no HTTP handler.
-    let (code, log) = Server::try_start(test_programs::CLI, &["--log-format", "text"]).err().unwrap();
+    let (code, log) = Server::try_start(test_programs::CLI, &["--log-format", "text"])
+        .err()
+        .unwrap();
     assert_eq!(code, 1);
-    assert!(log.contains("does not export `wasi:http/incoming-handler`"), "{log}");
-    assert!(log.contains("wasi:cli/run@0.2"), "it says what the component exports: {log}");
+    assert!(
+        log.contains("does not export `wasi:http/incoming-handler`"),
+        "{log}"
+    );
+    assert!(
+        log.contains("wasi:cli/run@0.2"),
+        "it says what the component exports: {log}"
+    );
 
     // A core module is not a component.
-    let (_, log) = Server::try_start(test_programs::CLI_P1, &["--log-format", "text"]).err().unwrap();
+    let (_, log) = Server::try_start(test_programs::CLI_P1, &["--log-format", "text"])
+        .err()
+        .unwrap();
     assert!(log.contains("core WebAssembly module"), "{log}");
 
     // Unknown imports are listed.
-    let (_, log) = Server::try_start(fixture("unknown-import.wat").to_str().unwrap(), &["--log-format", "text"]).err().unwrap();
+    let (_, log) = Server::try_start(
+        fixture("unknown-import.wat").to_str().unwrap(),
+        &["--log-format", "text"],
+    )
+    .err()
+    .unwrap();
     assert!(log.contains("acme:widgets/frobnicate@1.0.0"), "{log}");
 
     // Broken file.
-    let (_, log) = Server::try_start(fixture("not-wasm.txt").to_str().unwrap(), &["--log-format", "text"]).err().unwrap();
+    let (_, log) = Server::try_start(
+        fixture("not-wasm.txt").to_str().unwrap(),
+        &["--log-format", "text"],
+    )
+    .err()
+    .unwrap();
     assert!(log.contains("not a WebAssembly binary"), "{log}");
     for l in [&log] {
         assert!(!l.contains("backtrace") && !l.contains("panicked"), "{l}");
@@ -254,8 +355,21 @@ fn startup_errors_are_one_line() {
 fn port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(&["serve", test_programs::HELLO, "--listen", &addr, "--log-format", "text"]);
+    let out = run(&[
+        "serve",
+        test_programs::HELLO,
+        "--listen",
+        &addr,
+        "--log-format",
+        "text",
+    ]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains(&format!("cannot listen on {addr}: the address is already in use")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot listen on {addr}: the address is already in use"
+        )),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.lines().any(|l| l.starts_with("error: ")));
 }

@@ -35,8 +35,14 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let mut grants = args.grants.to_grants().map_err(anyhow::Error::msg)?;
-    let program = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "main.wasm".into());
-    grants.args = std::iter::once(program).chain(args.args.iter().cloned()).collect();
+    let program = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "main.wasm".into());
+    grants.args = std::iter::once(program)
+        .chain(args.args.iter().cloned())
+        .collect();
     grants.inherit_stdin = true;
     let limits = limits(&args.limits, args.timeout);
 

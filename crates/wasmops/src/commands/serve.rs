@@ -67,7 +67,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     settings.memory_keep_resident = args.pool.memory_keep_resident as usize;
     settings.warm_slots = args.pool.warm_slots;
     // The pool holds every instance that may run at once.
-    settings.max_instances = u32::try_from(args.max_concurrency).unwrap_or(u32::MAX).max(1);
+    settings.max_instances = u32::try_from(args.max_concurrency)
+        .unwrap_or(u32::MAX)
+        .max(1);
 
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
     let loaded = rt.load(&args.file)?;
@@ -108,7 +110,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             "serving on http://{addr}/"
         );
         eprintln!("wasmops: serving http://{addr}/");
-        let options = ServeOptions { shutdown_grace: args.shutdown_grace, ..ServeOptions::default() };
+        let options = ServeOptions {
+            shutdown_grace: args.shutdown_grace,
+            ..ServeOptions::default()
+        };
         let h = handler.clone();
         let summary = wasmops_server::serve(
             listener,
@@ -120,7 +125,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             wasmops_server::shutdown_signal(),
         )
         .await?;
-        tracing::info!(connections = summary.connections, abandoned = summary.abandoned, "stopped");
+        tracing::info!(
+            connections = summary.connections,
+            abandoned = summary.abandoned,
+            "stopped"
+        );
         anyhow::Ok(())
     })?;
     Ok(0)

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A cache directory shared by the tests of one run, so each guest compiles once.
@@ -52,7 +54,11 @@ pub fn output(cmd: &mut Command) -> Output {
 /// Asserts the error output is one line saying `error: ...`, without a backtrace.
 pub fn assert_one_line_error(out: &Output) {
     assert_ne!(out.code, 0, "expected failure: {}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {:?}", out.stderr);
     assert!(lines[0].starts_with("error: "), "{}", out.stderr);
     assert!(!out.stderr.contains("backtrace"), "{}", out.stderr);
@@ -77,11 +83,19 @@ impl Server {
     /// its "serving" line; on failure returns the exit code and stderr.
     pub fn try_start(file: &str, args: &[&str]) -> Result<Server, (i32, String)> {
         let mut cmd = wasmops();
-        cmd.arg("serve").arg(file).arg("--listen").arg("127.0.0.1:0").args(args);
+        cmd.arg("serve")
+            .arg(file)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args);
         if !args.contains(&"--log-format") {
             cmd.args(["--log-format", "json"]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn wasmops");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wasmops");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -173,11 +187,16 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
     }
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
 
 pub fn client(h2: bool) -> Client {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -190,16 +209,31 @@ pub async fn send(client: &Client, req: http::Request<Full<Bytes>>) -> Resp {
     let status = resp.status().as_u16();
     let version = resp.version();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body failed").to_bytes().to_vec();
-    Resp { status, headers, body, version }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body failed")
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+        version,
+    }
 }
 
 pub async fn get(url: &str) -> Resp {
-    let req = http::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    let req = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     send(&client(false), req).await
 }
 
 pub async fn post(url: &str, body: &[u8]) -> Resp {
-    let req = http::Request::post(url).body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+    let req = http::Request::post(url)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
     send(&client(false), req).await
 }
