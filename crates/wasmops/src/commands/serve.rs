@@ -94,7 +94,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     .with_context(|| format!("{}", args.file.display()))?;
 
     let mut tokio = tokio::runtime::Builder::new_multi_thread();
-    tokio.enable_all();
+    // Guests that compute without calling the host yield every epoch tick;
+    // checking for I/O and timers every few polls (rather than tokio's
+    // default of 61) keeps such guests from delaying accepts, other requests
+    // and deadlines by hundreds of milliseconds.
+    // The same goes for tasks queued from outside a worker.
+    tokio
+        .enable_all()
+        .event_interval(8)
+        .global_queue_interval(8);
     if let Some(n) = args.threads {
         tokio.worker_threads(n.max(1));
     }
@@ -115,7 +123,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             ..ServeOptions::default()
         };
         let h = handler.clone();
-        let summary = wasmops_server::serve(
+        // The accept loop runs on a worker, so connection tasks start in
+        // that worker's local queue rather than the global one.
+        let summary = tokio::spawn(wasmops_server::serve(
             listener,
             move |req| {
                 let h = h.clone();
@@ -123,8 +133,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             },
             options,
             wasmops_server::shutdown_signal(),
-        )
-        .await?;
+        ))
+        .await
+        .context("the server task failed")??;
         tracing::info!(
             connections = summary.connections,
             abandoned = summary.abandoned,
