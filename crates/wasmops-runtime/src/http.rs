@@ -64,7 +64,19 @@ pub struct HandlerStats {
     pub memory_limit_hits: AtomicU64,
     pub rejected_busy: AtomicU64,
     pub rejected_body: AtomicU64,
+    pub instantiations: AtomicU64,
     pub instantiate_nanos: AtomicU64,
+}
+
+impl HandlerStats {
+    /// Mean time from a fresh store to an instance ready to call, in µs.
+    pub fn mean_instantiate_micros(&self) -> f64 {
+        let n = self.instantiations.load(Ordering::Relaxed);
+        if n == 0 {
+            return 0.0;
+        }
+        self.instantiate_nanos.load(Ordering::Relaxed) as f64 / n as f64 / 1000.0
+    }
 }
 
 /// A component ready to handle HTTP requests. Cheap to clone.
@@ -226,6 +238,7 @@ impl HttpHandler {
                     .stats
                     .instantiate_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                inner.stats.instantiations.fetch_add(1, Ordering::Relaxed);
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)

@@ -373,3 +373,29 @@ fn port_in_use_is_a_clear_error() {
     );
     assert!(out.stderr.lines().any(|l| l.starts_with("error: ")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_reaches_only_granted_hosts() {
+    let upstream = Server::start(test_programs::HELLO, &[]);
+    let up = upstream.addr.to_string();
+
+    // Not granted: the WASI error code, and no connection is attempted.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_addr = trap.local_addr().unwrap().to_string();
+    let grant = format!("http://{up}");
+    let server = Server::start(test_programs::HOSTILE, &["--allow-http", &grant]);
+    let r = get(&server.url(&format!("/fetch?authority={trap_addr}"))).await;
+    assert_eq!(r.text(), "error: HttpRequestDenied");
+    assert!(trap.accept().is_err(), "a denied request must not connect");
+    assert!(server.log().contains("outbound HTTP request denied"), "{}", server.log());
+
+    // Granted: the real upstream answers.
+    let r = get(&server.url(&format!("/fetch?authority={up}"))).await;
+    assert_eq!(r.text(), "status 200 body Hello, world!\n");
+
+    // No grant at all: denied.
+    let closed = Server::start(test_programs::HOSTILE, &[]);
+    let r = get(&closed.url(&format!("/fetch?authority={up}"))).await;
+    assert_eq!(r.text(), "error: HttpRequestDenied");
+}

@@ -136,9 +136,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         ))
         .await
         .context("the server task failed")??;
+        let stats = handler.stats();
         tracing::info!(
             connections = summary.connections,
             abandoned = summary.abandoned,
+            requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+            mean_instantiate_us = stats.mean_instantiate_micros(),
             "stopped"
         );
         anyhow::Ok(())

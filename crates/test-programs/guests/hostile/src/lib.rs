@@ -8,6 +8,8 @@
 //! - `/env`: the environment it sees, one `K=V` a line
 //! - `/state`: increments a global counter and returns it (1 on a fresh instance)
 //! - `/sleep?ms=N`: sleeps N ms, then answers
+//! - `/fetch?authority=HOST:PORT&path=/P`: an outbound `http://` GET, reports
+//!   the status and body, or the error code
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasip2::sockets::network::{IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
@@ -62,6 +64,33 @@ fn try_connect(addr: &str) -> String {
     }
 }
 
+fn fetch(authority: &str, path: &str) -> String {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let req = OutgoingRequest::new(Fields::new());
+    req.set_scheme(Some(&Scheme::Http)).unwrap();
+    req.set_authority(Some(authority)).unwrap();
+    req.set_path_with_query(Some(path)).unwrap();
+    let fut = match outgoing_handler::handle(req, None) {
+        Ok(f) => f,
+        Err(code) => return format!("error: {code:?}"),
+    };
+    fut.subscribe().block();
+    let resp = match fut.get() {
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(code))) => return format!("error: {code:?}"),
+        other => return format!("error: {other:?}"),
+    };
+    let status = resp.status();
+    let body = resp.consume().unwrap();
+    let stream = body.stream().unwrap();
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        bytes.extend_from_slice(&chunk);
+    }
+    format!("status {status} body {}", String::from_utf8_lossy(&bytes))
+}
+
 #[inline(never)]
 fn spin() -> ! {
     let mut x: u64 = 1;
@@ -112,6 +141,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 let ms: u64 = param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
                 wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
                 respond(response_out, 200, "slept")
+            }
+            "/fetch" => {
+                let authority = param(query, "authority").unwrap_or("127.0.0.1:9");
+                let path = param(query, "path").unwrap_or("/");
+                respond(response_out, 200, &fetch(authority, path))
             }
             _ => respond(response_out, 404, "not found"),
         }
