@@ -386,9 +386,13 @@ async fn outbound_http_reaches_only_granted_hosts() {
     let grant = format!("http://{up}");
     let server = Server::start(test_programs::HOSTILE, &["--allow-http", &grant]);
     let r = get(&server.url(&format!("/fetch?authority={trap_addr}"))).await;
-    assert_eq!(r.text(), "error: HttpRequestDenied");
+    assert_eq!(r.text(), "error: ErrorCode::HttpRequestDenied");
     assert!(trap.accept().is_err(), "a denied request must not connect");
-    assert!(server.log().contains("outbound HTTP request denied"), "{}", server.log());
+    assert!(
+        server.log().contains("outbound HTTP request denied"),
+        "{}",
+        server.log()
+    );
 
     // Granted: the real upstream answers.
     let r = get(&server.url(&format!("/fetch?authority={up}"))).await;
@@ -397,5 +401,5 @@ async fn outbound_http_reaches_only_granted_hosts() {
     // No grant at all: denied.
     let closed = Server::start(test_programs::HOSTILE, &[]);
     let r = get(&closed.url(&format!("/fetch?authority={up}"))).await;
-    assert_eq!(r.text(), "error: HttpRequestDenied");
+    assert_eq!(r.text(), "error: ErrorCode::HttpRequestDenied");
 }
