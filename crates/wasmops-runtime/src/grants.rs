@@ -239,7 +239,6 @@ pub struct Grants {
     pub outbound_http: Vec<OutboundRule>,
     /// Args given to the guest, program name first.
     pub args: Vec<String>,
-    pub inherit_stdin: bool,
 }
 
 impl Grants {

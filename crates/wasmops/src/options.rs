@@ -70,7 +70,6 @@ impl GrantArgs {
             net,
             outbound_http: self.allow_http.clone(),
             args: Vec::new(),
-            inherit_stdin: false,
         };
         grants.check()?;
         Ok(grants)

@@ -43,7 +43,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     grants.args = std::iter::once(program)
         .chain(args.args.iter().cloned())
         .collect();
-    grants.inherit_stdin = true;
     let limits = limits(&args.limits, args.timeout);
 
     let mut settings = EngineSettings::for_command();
