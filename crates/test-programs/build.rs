@@ -6,6 +6,7 @@ use std::process::Command;
 const P2_GUESTS: &[(&str, &str, &str)] = &[
     // (package, artifact file name, constant)
     ("hello", "hello.wasm", "HELLO"),
+    ("hello-p3", "hello_p3.wasm", "HELLO_P3"),
     ("echo", "echo.wasm", "ECHO"),
     ("stream", "stream.wasm", "STREAM"),
     ("hostile", "hostile.wasm", "HOSTILE"),

@@ -52,7 +52,7 @@ pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::H
         .instantiate_pre(component)
         .map_err(|e| WorldError::from_link(component, engine, &e))?;
     CommandPre::new(pre).map_err(|_| WorldError::MissingExport {
-        wanted: world::P2_CLI_RUN.to_string(),
+        wanted: vec![world::P2_CLI_RUN.to_string()],
         what: "a command",
         exports: world::exports(component, engine),
     })

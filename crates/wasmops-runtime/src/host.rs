@@ -91,11 +91,14 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
-/// The linker with everything the host provides: WASI 0.2 and `wasi:http`.
+/// The linker with everything the host provides: WASI 0.2 and 0.3, and
+/// `wasi:http` of both.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
+    wasmtime_wasi::p3::add_to_linker(&mut l)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut l)?;
     Ok(l)
 }
 

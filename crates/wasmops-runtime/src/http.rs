@@ -13,6 +13,10 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 use wasmtime::component::Component;
+use wasmtime_wasi_http::handler::{
+    ExpirationError, HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration,
+    WorkerState, WorkerStatus,
+};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
@@ -85,8 +89,17 @@ pub struct HttpHandler {
     inner: Arc<Inner>,
 }
 
+/// How the component exports its handler.
+enum Flavor {
+    /// `wasi:http/incoming-handler@0.2.x`, called directly per request.
+    P2(ProxyPre<Host>),
+    /// `wasi:http/handler@0.3.x` (the WASIp3 `service` world), driven by
+    /// wasmtime's concurrent handler with one request per instance.
+    P3(ProxyHandler<P3State>),
+}
+
 struct Inner {
-    pre: ProxyPre<Host>,
+    flavor: Flavor,
     engine: wasmtime::Engine,
     grants: Grants,
     outbound: OutboundPolicy,
@@ -109,18 +122,32 @@ impl HttpHandler {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
-        let pre = ProxyPre::new(pre).map_err(|_| WorldError::MissingExport {
-            wanted: world::P2_HTTP_HANDLER.to_string(),
-            what: "an HTTP handler",
-            exports: world::exports(component, engine),
-        })?;
         let outbound = OutboundPolicy {
             rules: grants.outbound_http.clone().into(),
+        };
+        let flavor = if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
+        {
+            Flavor::P3(ProxyHandler::new(P3State {
+                pre: p3,
+                engine: engine.clone(),
+                grants: grants.clone(),
+                outbound: outbound.clone(),
+                limits: settings.limits.clone(),
+            }))
+        } else {
+            Flavor::P2(ProxyPre::new(pre).map_err(|_| WorldError::MissingExport {
+                wanted: vec![
+                    world::P2_HTTP_HANDLER.to_string(),
+                    world::P3_HTTP_HANDLER.to_string(),
+                ],
+                what: "an HTTP handler",
+                exports: world::exports(component, engine),
+            })?)
         };
         let permits = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
-                pre,
+                flavor,
                 engine: engine.clone(),
                 grants,
                 outbound,
@@ -185,6 +212,20 @@ impl HttpHandler {
             }
         };
 
+        let body_exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| LimitedBody {
+            inner: b,
+            remaining: settings.max_body,
+            max: settings.max_body,
+            exceeded: body_exceeded.clone(),
+        });
+        let pre = match &inner.flavor {
+            Flavor::P2(pre) => pre.clone(),
+            Flavor::P3(handler) => {
+                return self.handle_p3(handler, req, permit, &body_exceeded).await;
+            }
+        };
+
         let deadline = settings.limits.timeout.map(|t| Instant::now() + t);
         let mut store = match host::new_store(
             &inner.engine,
@@ -200,13 +241,6 @@ impl HttpHandler {
             }
         };
 
-        let body_exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| LimitedBody {
-            inner: b,
-            remaining: settings.max_body,
-            max: settings.max_body,
-            exceeded: body_exceeded.clone(),
-        });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let resources = (|| {
             let mut view = wasmtime_wasi_http::WasiHttpView::http(store.data_mut());
@@ -233,7 +267,7 @@ impl HttpHandler {
             let inner = &this.inner;
             let started = Instant::now();
             let run = async {
-                let proxy = inner.pre.instantiate_async(&mut store).await?;
+                let proxy = pre.instantiate_async(&mut store).await?;
                 inner
                     .stats
                     .instantiate_nanos
@@ -319,6 +353,56 @@ impl HttpHandler {
         }
     }
 
+    async fn handle_p3<B>(
+        &self,
+        handler: &ProxyHandler<P3State>,
+        req: Request<LimitedBody<B>>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        body_exceeded: &AtomicBool,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let _permit = permit;
+        let inner = &self.inner;
+        let req = req.map(|b| b.boxed_unsync());
+        let call = handler.handle((), req);
+        let result = match inner.settings.limits.timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .unwrap_or_else(|_| Err(ExpirationError.into())),
+            None => call.await,
+        };
+        if body_exceeded.load(Ordering::Acquire) {
+            inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+            return too_large(inner.settings.max_body);
+        }
+        match result {
+            Ok(resp) => resp,
+            Err(e) if e.downcast_ref::<ExpirationError>().is_some() => {
+                inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                let t = inner.settings.limits.timeout.unwrap_or_default();
+                simple(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "the request exceeded its time limit of {}ms\n",
+                        t.as_millis()
+                    ),
+                )
+            }
+            Err(e) => {
+                inner.stats.traps.fetch_add(1, Ordering::Relaxed);
+                let detail = crate::command::trap_summary(&e);
+                tracing::error!(error = %detail, "request failed in the component");
+                self.error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the component trapped: {detail}"),
+                )
+            }
+        }
+    }
+
     fn error_response(&self, status: StatusCode, detail: &str) -> Response<Body> {
         if self.inner.settings.debug_errors {
             simple(
@@ -334,6 +418,106 @@ impl HttpHandler {
                 &format!("{}\n", status.canonical_reason().unwrap_or("error")),
             )
         }
+    }
+}
+
+/// Creates instances for wasmtime's WASIp3 handler: one fresh instance per
+/// request, with the same grants and limits as the WASIp2 path.
+struct P3State {
+    pre: wasmtime_wasi_http::p3::bindings::ServicePre<Host>,
+    engine: wasmtime::Engine,
+    grants: Grants,
+    outbound: OutboundPolicy,
+    limits: Limits,
+}
+
+impl HandlerState for P3State {
+    type StoreData = Host;
+    type WorkerExpiration = P3Expiration;
+    type WorkerState = P3Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, P3Expiration, P3Worker>> {
+        let mut store = host::new_store(
+            &self.engine,
+            &self.grants,
+            &self.outbound,
+            &self.limits,
+            Stdio::Server,
+        )
+        .map_err(|e| wasmtime::format_err!("{e:#}"))?;
+        let proxy = wasmtime_wasi_http::handler::ProxyPre::P3(self.pre.clone())
+            .instantiate_async(&mut store)
+            .await?;
+        let timeout = self
+            .limits
+            .timeout
+            .unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        Ok(Instance {
+            store,
+            proxy,
+            view: wasmtime_wasi_http::WasiHttpView::http,
+            expiration: P3Expiration {
+                timeout,
+                sleep: Box::pin(tokio::time::sleep(timeout)),
+            },
+            state: P3Worker { timeout },
+        })
+    }
+}
+
+/// Ends an instance that has been idle or busy for longer than the timeout.
+struct P3Expiration {
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for P3Expiration {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        let deadline = tokio::time::Instant::from_std(start + this.timeout);
+        if this.sleep.deadline() != deadline {
+            this.sleep.as_mut().reset(deadline);
+        }
+        this.sleep.as_mut().poll(cx)
+    }
+}
+
+struct P3Worker {
+    timeout: Duration,
+}
+
+impl WorkerState for P3Worker {
+    type StoreData = Host;
+    type RequestData = ();
+
+    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
+        // Isolation: one request per instance.
+        if total >= 1 {
+            ShouldAccept::Never
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: wasmtime::StoreContextMut<'_, Host>,
+        _data: (),
+        _task: wasmtime::component::GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
+        Box::pin(tokio::time::sleep(self.timeout))
+    }
+
+    fn drop(&self, store: wasmtime::Store<Host>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(error = %crate::command::trap_summary(&e), "WASIp3 instance failed");
+        }
+        drop(store);
     }
 }
 

@@ -36,6 +36,35 @@ const P2_PROVIDED: &[&str] = &[
     "wasi:http/outgoing-handler",
 ];
 
+/// Interfaces of WASI 0.3 that the host provides (0.3.x releases).
+const P3_PROVIDED: &[&str] = &[
+    "wasi:clocks/types",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/system-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:sockets/types",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/types",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:http/types",
+    "wasi:http/client",
+];
+
+/// The `wasi:http` handler export of WASI 0.3 (the `service` world).
+pub const P3_HTTP_HANDLER: &str = "wasi:http/handler";
 /// The `wasi:http` handler export of WASI 0.2.
 pub const P2_HTTP_HANDLER: &str = "wasi:http/incoming-handler";
 /// The `wasi:cli` command export of WASI 0.2.
@@ -52,7 +81,8 @@ pub fn split_version(name: &str) -> (&str, Option<&str>) {
 fn provided(name: &str) -> bool {
     let (iface, version) = split_version(name);
     let p2 = version.is_some_and(|v| v.starts_with("0.2."));
-    p2 && P2_PROVIDED.contains(&iface)
+    let p3 = version.is_some_and(|v| v.starts_with("0.3.") && !v.contains('-'));
+    (p2 && P2_PROVIDED.contains(&iface)) || (p3 && P3_PROVIDED.contains(&iface))
 }
 
 /// Names of the component's top-level imports.
@@ -97,11 +127,12 @@ pub enum WorldError {
     #[error("{0}")]
     Link(String),
     #[error(
-        "the component does not export `{wanted}` ({what}); it exports: {}",
+        "the component does not export {} ({what}); it exports: {}",
+        .wanted.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(" or "),
         if .exports.is_empty() { "nothing".to_string() } else { .exports.join(", ") }
     )]
     MissingExport {
-        wanted: String,
+        wanted: Vec<String>,
         what: &'static str,
         exports: Vec<String>,
     },
@@ -128,7 +159,9 @@ mod tests {
     fn provided_interfaces() {
         assert!(provided("wasi:cli/stdout@0.2.0"));
         assert!(provided("wasi:http/types@0.2.12"));
-        assert!(!provided("wasi:http/types@0.3.0"));
+        assert!(provided("wasi:http/types@0.3.0"));
+        assert!(!provided("wasi:http/types@0.3.0-rc-2025-09-16"));
+        assert!(!provided("wasi:http/types@0.4.0"));
         assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
         assert!(!provided("acme:widgets/frob@1.0.0"));
         assert!(!provided("wasi:cli/stdout"));

@@ -403,3 +403,24 @@ async fn outbound_http_reaches_only_granted_hosts() {
     let r = get(&closed.url(&format!("/fetch?authority={up}"))).await;
     assert_eq!(r.text(), "error: ErrorCode::HttpRequestDenied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasip3_service_world_is_served() {
+    let server = Server::start(test_programs::HELLO_P3, &[]);
+    for h2 in [false, true] {
+        let c = client(h2);
+        for i in 0..3 {
+            let url = server.url(&format!("/p3/{i}?q=1"));
+            let r = send(
+                &c,
+                http::Request::get(url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), "Hello from WASIp3!\n");
+            assert_eq!(r.header("x-path"), Some(format!("/p3/{i}?q=1")));
+        }
+    }
+}
