@@ -424,3 +424,21 @@ async fn wasip3_service_world_is_served() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
+    // 20 GB of address space: far too little for the pool, enough for a few
+    // on-demand instances.
+    let server = Server::try_start_limited(test_programs::HELLO, &[], Some(20 << 30))
+        .unwrap_or_else(|(code, log)| panic!("exit {code}: {log}"));
+    for _ in 0..3 {
+        let r = get(&server.url("/")).await;
+        assert_eq!(r.text(), "Hello, world!\n");
+    }
+    let log = server.log();
+    assert!(
+        log.contains("falling back to on-demand allocation"),
+        "{log}"
+    );
+    assert!(log.contains("\"pooling\":false"), "{log}");
+}

@@ -82,7 +82,32 @@ impl Server {
     /// Starts `wasmops serve FILE --listen 127.0.0.1:0 ARGS...` and waits for
     /// its "serving" line; on failure returns the exit code and stderr.
     pub fn try_start(file: &str, args: &[&str]) -> Result<Server, (i32, String)> {
+        Server::try_start_limited(file, args, None)
+    }
+
+    /// Like `try_start`, with the process's address space limited to
+    /// `address_space` bytes (RLIMIT_AS), when given.
+    pub fn try_start_limited(
+        file: &str,
+        args: &[&str],
+        address_space: Option<u64>,
+    ) -> Result<Server, (i32, String)> {
         let mut cmd = wasmops();
+        if let Some(limit) = address_space {
+            use std::os::unix::process::CommandExt;
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve")
             .arg(file)
             .arg("--listen")
