@@ -46,6 +46,8 @@ impl WasiHttpView for Host {
 #[derive(Clone, Default)]
 pub struct OutboundPolicy {
     pub rules: Arc<[OutboundRule]>,
+    /// Where outbound requests are counted, when metrics are on.
+    pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
 }
 
 impl OutboundPolicy {
@@ -75,7 +77,14 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
-        if !self.allows(request.uri()) {
+        let allowed = self.allows(request.uri());
+        if let Some(m) = &self.metrics {
+            m.outbound(
+                request.uri().host().unwrap_or(""),
+                if allowed { "allowed" } else { "denied" },
+            );
+        }
+        if !allowed {
             tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: destination not granted");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }

@@ -26,6 +26,7 @@ use crate::grants::Grants;
 use crate::host::{self, Host, OutboundPolicy, Stdio};
 use crate::limits::Limits;
 use crate::world::{self, WorldError};
+use wasmops_telemetry::ComponentMetrics;
 
 /// The body of every response the handler produces.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -100,6 +101,7 @@ enum Flavor {
 
 struct Inner {
     flavor: Flavor,
+    metrics: Option<ComponentMetrics>,
     engine: wasmtime::Engine,
     grants: Grants,
     outbound: OutboundPolicy,
@@ -116,6 +118,7 @@ impl HttpHandler {
         component: &Component,
         grants: Grants,
         settings: HttpSettings,
+        metrics: Option<ComponentMetrics>,
     ) -> Result<Self, WorldError> {
         let engine = rt.engine();
         let linker = host::linker(engine).map_err(|e| WorldError::Link(format!("{e:#}")))?;
@@ -124,6 +127,7 @@ impl HttpHandler {
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
         let outbound = OutboundPolicy {
             rules: grants.outbound_http.clone().into(),
+            metrics: metrics.clone(),
         };
         let flavor = if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
         {
@@ -133,6 +137,7 @@ impl HttpHandler {
                 grants: grants.clone(),
                 outbound: outbound.clone(),
                 limits: settings.limits.clone(),
+                metrics: metrics.clone(),
             }))
         } else {
             Flavor::P2(ProxyPre::new(pre).map_err(|_| WorldError::MissingExport {
@@ -148,6 +153,7 @@ impl HttpHandler {
         Ok(Self {
             inner: Arc::new(Inner {
                 flavor,
+                metrics,
                 engine: engine.clone(),
                 grants,
                 outbound,
@@ -168,8 +174,57 @@ impl HttpHandler {
     }
 
     /// Handles one request in a fresh instance. Never fails: errors become
-    /// HTTP error responses (details in the log).
+    /// HTTP error responses (details in the log). Counts the response in the
+    /// metrics and writes one access-log line (target `wasmops::access`).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(next_request_id);
+        let trace_id = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id_of)
+            .unwrap_or_default();
+        let mut resp = self.handle_inner(req).await;
+        let elapsed = start.elapsed();
+        let status = resp.status().as_u16();
+        if let Some(m) = &self.inner.metrics {
+            m.response(status, elapsed.as_secs_f64());
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let (app, component) = match &self.inner.metrics {
+            Some(m) => (m.app(), m.component()),
+            None => ("", ""),
+        };
+        tracing::info!(
+            target: "wasmops::access",
+            method = %method,
+            path = %path,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            app,
+            component,
+            request_id = %request_id,
+            trace_id = %trace_id,
+            "request"
+        );
+        resp
+    }
+
+    async fn handle_inner<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -265,6 +320,7 @@ impl HttpHandler {
         let task = tokio::spawn(async move {
             let _permit = permit;
             let inner = &this.inner;
+            let _in_use = InUse::new(inner.metrics.as_ref());
             let started = Instant::now();
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -273,6 +329,9 @@ impl HttpHandler {
                     .instantiate_nanos
                     .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 inner.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &inner.metrics {
+                    m.instantiation.observe(started.elapsed().as_secs_f64());
+                }
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -288,10 +347,21 @@ impl HttpHandler {
                 },
                 None => run.await,
             };
+            if let Some(m) = &inner.metrics {
+                m.memory_high_water
+                    .observe(store.data().limiter.memory_high_water as f64);
+            }
             match result {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
+                    if let Some(m) = &inner.metrics {
+                        match &err {
+                            RunError::Timeout(_) => m.timeouts.inc(),
+                            RunError::MemoryLimit { .. } => m.memory_limits.inc(),
+                            _ => m.traps.inc(),
+                        };
+                    }
                     match &err {
                         RunError::Timeout(_) => {
                             inner.stats.timeouts.fetch_add(1, Ordering::Relaxed)
@@ -382,6 +452,9 @@ impl HttpHandler {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<ExpirationError>().is_some() => {
                 inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &inner.metrics {
+                    m.timeouts.inc();
+                }
                 let t = inner.settings.limits.timeout.unwrap_or_default();
                 simple(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -393,6 +466,9 @@ impl HttpHandler {
             }
             Err(e) => {
                 inner.stats.traps.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &inner.metrics {
+                    m.traps.inc();
+                }
                 let detail = crate::command::trap_summary(&e);
                 tracing::error!(error = %detail, "request failed in the component");
                 self.error_response(
@@ -429,6 +505,7 @@ struct P3State {
     grants: Grants,
     outbound: OutboundPolicy,
     limits: Limits,
+    metrics: Option<ComponentMetrics>,
 }
 
 impl HandlerState for P3State {
@@ -445,9 +522,13 @@ impl HandlerState for P3State {
             Stdio::Server,
         )
         .map_err(|e| wasmtime::format_err!("{e:#}"))?;
+        let started = Instant::now();
         let proxy = wasmtime_wasi_http::handler::ProxyPre::P3(self.pre.clone())
             .instantiate_async(&mut store)
             .await?;
+        if let Some(m) = &self.metrics {
+            m.instantiation.observe(started.elapsed().as_secs_f64());
+        }
         let timeout = self
             .limits
             .timeout
@@ -518,6 +599,56 @@ impl WorkerState for P3Worker {
             tracing::error!(error = %crate::command::trap_summary(&e), "WASIp3 instance failed");
         }
         drop(store);
+    }
+}
+
+/// Counts an instance in use for as long as it lives.
+struct InUse(Option<wasmops_telemetry::Gauge>);
+
+impl InUse {
+    fn new(m: Option<&ComponentMetrics>) -> Self {
+        let g = m.map(|m| m.in_use.clone());
+        if let Some(g) = &g {
+            g.inc();
+        }
+        Self(g)
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
+}
+
+/// A process-unique request id: a random prefix per process and a counter.
+fn next_request_id() -> String {
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (t.subsec_nanos() ^ std::process::id().rotate_left(16)) | 1
+    });
+    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The trace id of a W3C `traceparent` header (`00-TRACEID-PARENTID-FLAGS`).
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let _flags = parts.next()?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex(version, 2) && hex(trace, 32) && hex(parent, 16) && trace.bytes().any(|b| b != b'0') {
+        Some(trace.to_ascii_lowercase())
+    } else {
+        None
     }
 }
 

@@ -20,11 +20,11 @@ pub use wasmops_runtime::http::Body;
 #[non_exhaustive]
 pub enum BindError {
     #[error(
-        "cannot listen on {addr}: the address is already in use; stop the other process or pick another with --listen"
+        "cannot listen on {addr}: the address is already in use; stop the other process or pick another address"
     )]
     InUse { addr: SocketAddr },
     #[error(
-        "cannot listen on {addr}: permission denied; ports below 1024 need privileges, pick another with --listen"
+        "cannot listen on {addr}: permission denied; ports below 1024 need privileges, pick another address"
     )]
     Denied { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
@@ -170,5 +170,45 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The admin listener's state: metrics to expose and readiness.
+#[derive(Clone)]
+pub struct Admin {
+    pub metrics: std::sync::Arc<wasmops_telemetry::Metrics>,
+    pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Admin {
+    /// Answers `/metrics`, `/healthz` and `/readyz`; everything else is 404.
+    pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<Body> {
+        use http::StatusCode;
+        use wasmops_runtime::http::simple;
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            return simple(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let mut r = simple(StatusCode::OK, &self.metrics.encode());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            "/healthz" => simple(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if self.ready.load(std::sync::atomic::Ordering::Acquire) {
+                    simple(StatusCode::OK, "ready\n")
+                } else {
+                    simple(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }
+            _ => simple(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /healthz or /readyz\n",
+            ),
+        }
     }
 }

@@ -360,6 +360,8 @@ fn port_in_use_is_a_clear_error() {
         test_programs::HELLO,
         "--listen",
         &addr,
+        "--admin-listen",
+        "off",
         "--log-format",
         "text",
     ]);

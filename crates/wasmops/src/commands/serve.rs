@@ -2,16 +2,32 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use wasmops_runtime::http::{HttpHandler, HttpSettings};
 use wasmops_runtime::limits::parse_size;
+use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
-use wasmops_server::ServeOptions;
+use wasmops_server::{Admin, ServeOptions};
+use wasmops_telemetry::Metrics;
 
 use crate::options::{EngineArgs, GrantArgs, LimitArgs, PoolArgs, duration, limits, parse_listen};
+
+/// The admin listener's address, or none when `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAddr(Option<SocketAddr>);
+
+fn parse_admin(s: &str) -> Result<AdminAddr, String> {
+    if s == "off" {
+        Ok(AdminAddr(None))
+    } else {
+        parse_listen(s).map(|a| AdminAddr(Some(a)))
+    }
+}
 
 /// Serve a `wasi:http` incoming-handler component (the WASI 0.2 proxy world).
 /// Every request runs in a fresh instance. HTTP/1.1 with keep-alive and
@@ -47,6 +63,10 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after a shutdown signal.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
+    /// on loopback: it is not authenticated.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
+    pub admin_listen: AdminAddr,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -79,6 +99,19 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             args.file.display()
         );
     }
+    let metrics = Arc::new(Metrics::new());
+    metrics.cache_lookup(match &loaded.cache {
+        CacheOutcome::Hit => "hit",
+        CacheOutcome::Miss => "miss",
+        CacheOutcome::Rebuilt(_) => "rebuilt",
+        _ => "disabled",
+    });
+    let name = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "component".into());
+    let component_metrics = metrics.component(&name, &name, "/");
     let handler = HttpHandler::new(
         &rt,
         &loaded.component,
@@ -90,6 +123,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             max_body: args.max_body,
             debug_errors: args.debug_errors,
         },
+        Some(component_metrics),
     )
     .with_context(|| format!("{}", args.file.display()))?;
 
@@ -110,6 +144,34 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     tokio.block_on(async {
         let listener = wasmops_server::bind(args.listen)?;
         let addr = listener.local_addr()?;
+        let admin_listener = args.admin_listen.0.map(wasmops_server::bind).transpose()?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
+        let admin_task = match admin_listener {
+            Some(al) => {
+                let admin_addr = al.local_addr()?;
+                eprintln!("wasmops: admin on http://{admin_addr}/");
+                let admin = Admin {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                };
+                Some(tokio::spawn(wasmops_server::serve(
+                    al,
+                    move |req| {
+                        let r = admin.handle(&req);
+                        async move { r }
+                    },
+                    ServeOptions {
+                        shutdown_grace: Duration::from_secs(1),
+                        ..ServeOptions::default()
+                    },
+                    async move {
+                        let _ = admin_stopped.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+            None => None,
+        };
         tracing::info!(
             component = %args.file.display(),
             pooling = rt.pooling(),
@@ -132,15 +194,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
                 async move { h.handle(req).await }
             },
             options,
-            wasmops_server::shutdown_signal(),
+            {
+                let ready = ready.clone();
+                ready.store(true, Ordering::Release);
+                async move {
+                    wasmops_server::shutdown_signal().await;
+                    ready.store(false, Ordering::Release);
+                }
+            },
         ))
         .await
         .context("the server task failed")??;
+        let _ = stop_admin.send(true);
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
         let stats = handler.stats();
         tracing::info!(
             connections = summary.connections,
             abandoned = summary.abandoned,
-            requests = stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+            requests = stats.requests.load(Ordering::Relaxed),
             mean_instantiate_us = stats.mean_instantiate_micros(),
             "stopped"
         );

@@ -68,6 +68,8 @@ pub fn assert_one_line_error(out: &Output) {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), when on.
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -116,6 +118,9 @@ impl Server {
         if !args.contains(&"--log-format") {
             cmd.args(["--log-format", "json"]);
         }
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -124,12 +129,18 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let admin = Arc::new(Mutex::new(None));
         {
             let log = log.clone();
+            let admin = admin.clone();
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("wasmops: admin on http://") {
+                        *admin.lock().unwrap() =
+                            rest.trim_end_matches('/').parse::<SocketAddr>().ok();
+                    }
                     if let Some(rest) = line.strip_prefix("wasmops: serving http://")
                         && let Some(t) = tx.take()
                     {
@@ -142,7 +153,15 @@ impl Server {
             });
         }
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => Ok(Server { child, addr, log }),
+            Ok(addr) => {
+                let admin = *admin.lock().unwrap();
+                Ok(Server {
+                    child,
+                    addr,
+                    admin,
+                    log,
+                })
+            }
             Err(_) => {
                 let status = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
                 std::thread::sleep(Duration::from_millis(50));
@@ -154,6 +173,14 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("admin listener is off"),
+            path
+        )
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,343 @@
+//! Metrics for wasmops: one registry per process, families registered once,
+//! and per-component handles resolved once so the request path only bumps
+//! atomics. Exposed in the Prometheus text format by [`Metrics::encode`].
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub use prometheus_client::metrics::gauge::Gauge;
+
+/// Every metric name wasmops exposes (as it appears in the exposition).
+/// The shipped dashboards must use only these.
+pub const METRIC_NAMES: &[&str] = &[
+    "wasmops_http_requests_total",
+    "wasmops_http_request_duration_seconds",
+    "wasmops_instantiation_duration_seconds",
+    "wasmops_instances_in_use",
+    "wasmops_guest_failures_total",
+    "wasmops_outbound_requests_total",
+    "wasmops_artifact_cache_lookups_total",
+    "wasmops_instance_memory_high_water_bytes",
+    "wasmops_process_resident_memory_bytes",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabels {
+    app: String,
+    component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    app: String,
+    component: String,
+    route: String,
+    status_class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    app: String,
+    component: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    app: String,
+    component: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboundLabels {
+    app: String,
+    component: String,
+    host: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    result: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~13 s
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 20))
+}
+
+fn memory_histogram() -> Histogram {
+    // 64 KiB .. 4 GiB
+    Histogram::new(exponential_buckets(65536.0, 2.0, 17))
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    instantiation: Family<ComponentLabels, Histogram, fn() -> Histogram>,
+    in_use: Family<ComponentLabels, Gauge>,
+    failures: Family<FailureLabels, Counter>,
+    outbound: Family<OutboundLabels, Counter>,
+    cache: Family<CacheLabels, Counter>,
+    memory_high_water: Family<ComponentLabels, Histogram, fn() -> Histogram>,
+    resident: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "wasmops_http_requests",
+            "HTTP requests answered, by app, component, route and status class",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "wasmops_http_request_duration_seconds",
+            "Time from receiving a request to sending its response head",
+            request_duration.clone(),
+        );
+        let instantiation =
+            Family::<ComponentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "wasmops_instantiation_duration_seconds",
+            "Time to create a store and instantiate a component for one request",
+            instantiation.clone(),
+        );
+        let in_use = Family::<ComponentLabels, Gauge>::default();
+        registry.register(
+            "wasmops_instances_in_use",
+            "Component instances running now",
+            in_use.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "wasmops_guest_failures",
+            "Guest failures by kind: trap, timeout, memory_limit",
+            failures.clone(),
+        );
+        let outbound = Family::<OutboundLabels, Counter>::default();
+        registry.register(
+            "wasmops_outbound_requests",
+            "Outbound HTTP requests from guests by destination host and result: allowed, denied",
+            outbound.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "wasmops_artifact_cache_lookups",
+            "Compiled-artifact cache lookups by result: hit, miss, rebuilt, disabled",
+            cache.clone(),
+        );
+        let memory_high_water =
+            Family::<ComponentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                memory_histogram,
+            );
+        registry.register(
+            "wasmops_instance_memory_high_water_bytes",
+            "Highest linear memory an instance reached, all its memories counted",
+            memory_high_water.clone(),
+        );
+        let resident = Gauge::default();
+        registry.register(
+            "wasmops_process_resident_memory_bytes",
+            "Resident memory of the wasmops process",
+            resident.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            instantiation,
+            in_use,
+            failures,
+            outbound,
+            cache,
+            memory_high_water,
+            resident,
+        }
+    }
+
+    /// Resolves the handles of one component once.
+    pub fn component(
+        self: &Arc<Self>,
+        app: &str,
+        component: &str,
+        route: &str,
+    ) -> ComponentMetrics {
+        let c = ComponentLabels {
+            app: app.into(),
+            component: component.into(),
+        };
+        let status = |class: &str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    app: app.into(),
+                    component: component.into(),
+                    route: route.into(),
+                    status_class: class.into(),
+                })
+                .clone()
+        };
+        let failure = |kind: &str| {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    app: app.into(),
+                    component: component.into(),
+                    kind: kind.into(),
+                })
+                .clone()
+        };
+        ComponentMetrics {
+            metrics: self.clone(),
+            app: app.into(),
+            component: component.into(),
+            by_status: [
+                status("1xx"),
+                status("2xx"),
+                status("3xx"),
+                status("4xx"),
+                status("5xx"),
+            ],
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabels {
+                    app: app.into(),
+                    component: component.into(),
+                    route: route.into(),
+                })
+                .clone(),
+            instantiation: self.instantiation.get_or_create(&c).clone(),
+            in_use: self.in_use.get_or_create(&c).clone(),
+            traps: failure("trap"),
+            timeouts: failure("timeout"),
+            memory_limits: failure("memory_limit"),
+            memory_high_water: self.memory_high_water.get_or_create(&c).clone(),
+        }
+    }
+
+    /// Counts one artifact-cache lookup.
+    pub fn cache_lookup(&self, result: &str) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition (OpenMetrics text, as Prometheus reads it).
+    pub fn encode(&self) -> String {
+        self.resident.set(resident_bytes() as i64);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Per-component metric handles: bumping them touches only atomics.
+#[derive(Clone)]
+pub struct ComponentMetrics {
+    metrics: Arc<Metrics>,
+    app: String,
+    component: String,
+    by_status: [Counter; 5],
+    pub duration: Histogram,
+    pub instantiation: Histogram,
+    pub in_use: Gauge,
+    pub traps: Counter,
+    pub timeouts: Counter,
+    pub memory_limits: Counter,
+    pub memory_high_water: Histogram,
+}
+
+impl ComponentMetrics {
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Counts a response by its status class.
+    pub fn response(&self, status: u16, seconds: f64) {
+        let i = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_status[i].inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Counts an outbound request by host and result (`allowed`, `denied`).
+    pub fn outbound(&self, host: &str, result: &str) {
+        self.metrics
+            .outbound
+            .get_or_create(&OutboundLabels {
+                app: self.app.clone(),
+                component: self.component.clone(),
+                host: host.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+/// Resident memory of this process, from /proc/self/statm.
+pub fn resident_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_match_the_declared_list() {
+        let m = Arc::new(Metrics::new());
+        let c = m.component("app", "comp", "/");
+        c.response(200, 0.001);
+        c.response(503, 0.002);
+        c.traps.inc();
+        c.outbound("example.com", "denied");
+        c.instantiation.observe(0.00002);
+        c.memory_high_water.observe(1e6);
+        m.cache_lookup("hit");
+        let text = m.encode();
+        for name in METRIC_NAMES {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.contains(
+            r#"wasmops_http_requests_total{app="app",component="comp",route="/",status_class="2xx"} 1"#
+        ));
+        assert!(text.contains(r#"status_class="5xx"} 1"#));
+        assert!(resident_bytes() > 0);
+    }
+}

@@ -1,0 +1,281 @@
+//! Metrics, health, access logs, and a real Prometheus scraping wasmops.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness() {
+    let server = Server::start(test_programs::HOSTILE, &[]);
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/ok")).await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(&server.url("/panic")).await.status, 500);
+    }
+    assert_eq!(get(&server.url("/nope")).await.status, 404);
+
+    assert_eq!(get(&server.admin_url("/healthz")).await.status, 200);
+    assert_eq!(get(&server.admin_url("/readyz")).await.status, 200);
+    assert_eq!(get(&server.admin_url("/other")).await.status, 404);
+    let m = get(&server.admin_url("/metrics")).await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.text();
+    let labels = r#"app="hostile",component="hostile",route="/""#;
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_http_requests_total{{{labels},status_class=\"2xx\"}}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_http_requests_total{{{labels},status_class=\"4xx\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_http_requests_total{{{labels},status_class=\"5xx\"}}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"wasmops_guest_failures_total{app="hostile",component="hostile",kind="trap"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"wasmops_instantiation_duration_seconds_count{app="hostile",component="hostile"}"#
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_http_request_duration_seconds_count{{{labels}}}")
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"wasmops_instances_in_use{app="hostile",component="hostile"}"#
+        ),
+        Some(0.0)
+    );
+    assert!(metric_value(&text, "wasmops_process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(
+        text.contains("wasmops_artifact_cache_lookups_total{result="),
+        "{text}"
+    );
+    assert!(
+        text.contains("wasmops_instance_memory_high_water_bytes_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_and_limit_metrics() {
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--max-memory", "32MiB", "--timeout", "300ms"],
+    );
+    assert_eq!(get(&server.url("/hog")).await.status, 500);
+    assert_eq!(get(&server.url("/loop")).await.status, 504);
+    let r = get(&server.url("/fetch?authority=127.0.0.1:9")).await;
+    assert_eq!(r.text(), "error: ErrorCode::HttpRequestDenied");
+    let text = get(&server.admin_url("/metrics")).await.text();
+    let c = r#"app="hostile",component="hostile""#;
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_guest_failures_total{{{c},kind=\"memory_limit\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_guest_failures_total{{{c},kind=\"timeout\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("wasmops_outbound_requests_total{{{c},host=\"127.0.0.1\",result=\"denied\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_are_json_with_the_request_fields() {
+    let server = Server::start(test_programs::HOSTILE, &[]);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let req = http::Request::get(server.url("/ok?x=1"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "req-abc-123")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(&client(false), req).await;
+    assert_eq!(r.header("x-request-id").as_deref(), Some("req-abc-123"));
+    assert_eq!(get(&server.url("/panic")).await.status, 500);
+
+    // The log is written asynchronously to the request; wait for both lines.
+    let start = Instant::now();
+    let (access, trap) = loop {
+        let log = server.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let access: Vec<_> = lines
+            .iter()
+            .filter(|v| v["target"] == "wasmops::access")
+            .cloned()
+            .collect();
+        let trap = lines.iter().find(|v| v["level"] == "ERROR").cloned();
+        if access.len() >= 2 && trap.is_some() {
+            break (access, trap.unwrap());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "log lines missing: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ok = access
+        .iter()
+        .find(|v| v["path"] == "/ok")
+        .expect("access line for /ok");
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["app"], "hostile");
+    assert_eq!(ok["component"], "hostile");
+    assert_eq!(ok["request_id"], "req-abc-123");
+    assert_eq!(ok["trace_id"], trace);
+    assert!(ok["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(ok["timestamp"].is_string());
+    let panic = access.iter().find(|v| v["path"] == "/panic").unwrap();
+    assert_eq!(panic["status"], 500);
+    assert!(!panic["request_id"].as_str().unwrap().is_empty());
+    let msg = trap.to_string();
+    assert!(
+        msg.contains("unreachable") || msg.contains("trapped"),
+        "the trap reason is logged: {msg}"
+    );
+}
+
+/// A real Prometheus (Debian's `prometheus`) scrapes the admin endpoint; the
+/// series and counts are read back through Prometheus' HTTP API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_our_metrics() {
+    let prometheus = which("prometheus")
+        .expect("prometheus is not installed: apt-get install prometheus (.ci/run does)");
+    let server = Server::start(test_programs::HELLO, &[]);
+    for _ in 0..7 {
+        assert_eq!(get(&server.url("/")).await.status, 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wasmops\n    static_configs:\n      - targets: ['{}']\n",
+            server.admin.unwrap()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut prom = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(prom_take(&mut prom));
+
+    let query = "wasmops_http_requests_total%7Bstatus_class%3D%222xx%22%7D";
+    let url = format!("http://127.0.0.1:{port}/api/v1/query?query={query}");
+    let start = Instant::now();
+    loop {
+        if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), async {
+            let c = client(false);
+            let req = http::Request::get(&url)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            Ok::<_, ()>(c.request(req).await)
+        })
+        .await
+            && let Ok(resp) = resp
+            && resp.status() == 200
+        {
+            use http_body_util::BodyExt;
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if let Some(series) = v["data"]["result"].as_array().and_then(|a| a.first()) {
+                assert_eq!(series["metric"]["app"], "hello");
+                assert_eq!(series["metric"]["component"], "hello");
+                assert_eq!(series["metric"]["route"], "/");
+                assert_eq!(series["metric"]["job"], "wasmops");
+                assert_eq!(series["value"][1], "7", "{v}");
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Prometheus never reported our series"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn prom_take(c: &mut std::process::Child) -> std::process::Child {
+    std::mem::replace(c, std::process::Command::new("true").spawn().unwrap())
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
