@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::grants::{Grants, OutboundRule};
+use crate::guest_log::GuestLog;
 use crate::limits::{Limiter, Limits};
 
 pub struct Host {
@@ -112,12 +113,15 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
 }
 
 /// How the guest's standard streams are wired.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Stdio {
     /// stdin, stdout and stderr of the host process.
     Inherit,
-    /// No stdin; stdout and stderr go to the host process's.
-    Server,
+    /// No stdin; stdout and stderr go line by line into the log, tagged.
+    Log {
+        component: Arc<str>,
+        request_id: Arc<str>,
+    },
 }
 
 /// A fresh store for one instance, with its grants and limits applied.
@@ -133,8 +137,16 @@ pub fn new_store(
         Stdio::Inherit => {
             b.inherit_stdio();
         }
-        Stdio::Server => {
-            b.inherit_stdout().inherit_stderr();
+        Stdio::Log {
+            component,
+            request_id,
+        } => {
+            b.stdout(GuestLog::new(
+                component.clone(),
+                request_id.clone(),
+                "stdout",
+            ));
+            b.stderr(GuestLog::new(component, request_id, "stderr"));
         }
     }
     grants.apply(&mut b)?;

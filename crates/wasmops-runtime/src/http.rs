@@ -43,6 +43,8 @@ pub struct HttpSettings {
     pub max_body: u64,
     /// Put error details (trap messages) in 500 bodies.
     pub debug_errors: bool,
+    /// The component's name in logs.
+    pub name: Arc<str>,
 }
 
 impl Default for HttpSettings {
@@ -56,6 +58,7 @@ impl Default for HttpSettings {
             max_queue: 1024,
             max_body: 16 << 20,
             debug_errors: false,
+            name: Arc::from("component"),
         }
     }
 }
@@ -138,6 +141,7 @@ impl HttpHandler {
                 outbound: outbound.clone(),
                 limits: settings.limits.clone(),
                 metrics: metrics.clone(),
+                name: settings.name.clone(),
             }))
         } else {
             Flavor::P2(ProxyPre::new(pre).map_err(|_| WorldError::MissingExport {
@@ -196,7 +200,7 @@ impl HttpHandler {
             .and_then(|v| v.to_str().ok())
             .and_then(trace_id_of)
             .unwrap_or_default();
-        let mut resp = self.handle_inner(req).await;
+        let mut resp = self.handle_inner(req, Arc::from(request_id.as_str())).await;
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
         if let Some(m) = &self.inner.metrics {
@@ -224,7 +228,7 @@ impl HttpHandler {
         resp
     }
 
-    async fn handle_inner<B>(&self, req: Request<B>) -> Response<Body>
+    async fn handle_inner<B>(&self, req: Request<B>, request_id: Arc<str>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -287,7 +291,10 @@ impl HttpHandler {
             &inner.grants,
             &inner.outbound,
             &settings.limits,
-            Stdio::Server,
+            Stdio::Log {
+                component: settings.name.clone(),
+                request_id,
+            },
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -506,6 +513,7 @@ struct P3State {
     outbound: OutboundPolicy,
     limits: Limits,
     metrics: Option<ComponentMetrics>,
+    name: Arc<str>,
 }
 
 impl HandlerState for P3State {
@@ -519,7 +527,10 @@ impl HandlerState for P3State {
             &self.grants,
             &self.outbound,
             &self.limits,
-            Stdio::Server,
+            Stdio::Log {
+                component: self.name.clone(),
+                request_id: Arc::from("-"),
+            },
         )
         .map_err(|e| wasmtime::format_err!("{e:#}"))?;
         let started = Instant::now();

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod command;
 pub mod engine;
 pub mod grants;
+pub mod guest_log;
 pub mod host;
 pub mod http;
 pub mod limits;

@@ -186,6 +186,27 @@ async fn access_log_lines_are_json_with_the_request_fields() {
         msg.contains("unreachable") || msg.contains("trapped"),
         "the trap reason is logged: {msg}"
     );
+
+    // The guest's stderr (its panic message) is in the log, tagged with the
+    // component and the request it belongs to.
+    let log = server.log();
+    let guest: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "wasmops::guest")
+        .collect();
+    let line = guest
+        .iter()
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("the hostile guest panicked on purpose")
+        })
+        .unwrap_or_else(|| panic!("guest stderr not captured: {log}"));
+    assert_eq!(line["stream"], "stderr");
+    assert_eq!(line["component"], "hostile");
+    assert_eq!(line["request_id"], panic["request_id"]);
 }
 
 /// A real Prometheus (Debian's `prometheus`) scrapes the admin endpoint; the

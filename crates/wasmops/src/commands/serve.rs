@@ -122,6 +122,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             max_queue: args.max_queue,
             max_body: args.max_body,
             debug_errors: args.debug_errors,
+            name: Arc::from(name.as_str()),
         },
         Some(component_metrics),
     )
