@@ -319,6 +319,56 @@ pub fn resident_bytes() -> u64 {
 mod tests {
     use super::*;
 
+    /// The shipped dashboard and Prometheus config use only our metric names.
+    #[test]
+    fn shipped_dashboard_uses_only_exposed_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dashboard =
+            std::fs::read_to_string(root.join("deploy/grafana/wasmops-dashboard.json")).unwrap();
+        let mut used = Vec::new();
+        let mut rest = dashboard.as_str();
+        while let Some(i) = rest.find("wasmops_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            used.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        assert!(used.len() >= 9, "{used:?}");
+        for name in &used {
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| METRIC_NAMES.contains(b))
+                .unwrap_or(name);
+            assert!(
+                METRIC_NAMES.contains(&base),
+                "the dashboard uses `{name}`, which wasmops does not expose"
+            );
+        }
+        for name in METRIC_NAMES {
+            assert!(
+                used.iter().any(|u| u.starts_with(name)),
+                "the dashboard never shows `{name}`"
+            );
+        }
+        // Each panel query is also present in a live exposition.
+        let m = Arc::new(Metrics::new());
+        let c = m.component("a", "c", "/");
+        c.response(200, 0.01);
+        c.outbound("h", "allowed");
+        c.traps.inc();
+        m.cache_lookup("hit");
+        let text = m.encode();
+        for name in &used {
+            assert!(
+                text.contains(name.as_str()),
+                "`{name}` is not in the exposition"
+            );
+        }
+    }
+
     #[test]
     fn exposition_names_match_the_declared_list() {
         let m = Arc::new(Metrics::new());

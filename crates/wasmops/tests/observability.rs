@@ -300,3 +300,22 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn shipped_prometheus_config_is_valid() {
+    let promtool = which("promtool")
+        .expect("promtool is not installed: apt-get install prometheus (.ci/run does)");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/prometheus/prometheus.yml");
+    let out = std::process::Command::new(promtool)
+        .arg("check")
+        .arg("config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
