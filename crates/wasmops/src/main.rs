@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod accesslog;
 mod commands;
+mod logwriter;
 mod options;
 
 #[derive(Parser)]
@@ -50,17 +52,33 @@ fn init_logging(cli: &Cli, default: &str) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let writer = logwriter::LogWriter::new();
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder
+        // Access lines take the fast formatter; everything else the general one.
+        let general = tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_writer(writer.clone())
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.target() != accesslog::TARGET
+            }));
+        registry
+            .with(general)
+            .with(accesslog::AccessJson::new(writer))
             .init();
     } else {
-        builder.with_target(false).init();
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(writer),
+            )
+            .init();
     }
 }
 
@@ -100,6 +118,7 @@ fn main() -> ExitCode {
     match code {
         Ok(code) => exit_code(code),
         Err(e) => {
+            logwriter::flush();
             eprintln!("error: {}", error_line(&e));
             ExitCode::from(1)
         }
@@ -120,6 +139,7 @@ fn error_line(e: &anyhow::Error) -> String {
 
 fn exit_code(code: i32) -> ExitCode {
     use std::io::Write;
+    logwriter::flush();
     let _ = std::io::stdout().flush();
     ExitCode::from((code & 0xff) as u8)
 }

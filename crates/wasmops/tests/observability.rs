@@ -189,7 +189,7 @@ async fn access_log_lines_are_json_with_the_request_fields() {
 
     // The guest's stderr (its panic message) is in the log, tagged with the
     // component and the request it belongs to.
-    let log = server.log();
+    let log = server.wait_log("the hostile guest panicked on purpose");
     let guest: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -437,7 +437,7 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
         let r = get(&server.url("/")).await;
         assert_eq!(r.text(), "Hello, world!\n");
     }
-    let log = server.log();
+    let log = server.wait_log("\"pooling\":false");
     assert!(
         log.contains("falling back to on-demand allocation"),
         "{log}"

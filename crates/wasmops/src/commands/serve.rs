@@ -111,7 +111,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "component".into());
-    let component_metrics = metrics.component(&name, &name, "/");
+    // Metrics are kept only when something can read them.
+    let component_metrics = args
+        .admin_listen
+        .0
+        .map(|_| metrics.component(&name, &name, "/"));
     let handler = HttpHandler::new(
         &rt,
         &loaded.component,
@@ -124,7 +128,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             debug_errors: args.debug_errors,
             name: Arc::from(name.as_str()),
         },
-        Some(component_metrics),
+        component_metrics,
     )
     .with_context(|| format!("{}", args.file.display()))?;
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Cost of observability on the request path: `wasmops serve` with metrics
+# (admin listener on) and JSON access logs written to a file, against the same
+# server with both off (`--admin-listen off --log-level warn`), alternated.
+# Run after bench/run.sh has built everything: `bash bench/observability_overhead.sh`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=target/release/wasmops
+WASM=target/guests/wasm32-wasip2/release/hello.wasm
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+PORT=${PORT:-3291}
+declare -A total=( [on]=0 [off]=0 )
+run() {
+  local mode=$1 log; log=$(mktemp)
+  if [ "$mode" = on ]; then
+    $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --log-format json 2>"$log" &
+  else
+    $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen off --log-level warn --log-format json 2>"$log" &
+  fi
+  local pid=$!
+  until curl -sf http://127.0.0.1:$PORT/ >/dev/null; do sleep 0.05; done
+  wrk -t1 -c4 -d1s http://127.0.0.1:$PORT/ >/dev/null
+  local rps; rps=$(wrk -t2 -c32 -d${DURATION}s http://127.0.0.1:$PORT/ | awk '/Requests\/sec/ {print $2}')
+  kill -INT $pid; wait $pid || true
+  local lines; lines=$(grep -c '"wasmops::access"' "$log" || true)
+  rm -f "$log"
+  echo "$mode $rps $lines"
+}
+for r in $(seq 1 "$ROUNDS"); do
+  for mode in on off; do
+    read -r m rps lines < <(run $mode)
+    echo "round $r $m: $rps req/s ($lines access-log lines)" >&2
+    total[$m]=$(python3 -c "print(${total[$m]} + $rps)")
+  done
+done
+python3 -c "on=${total[on]}/$ROUNDS; off=${total[off]}/$ROUNDS; print(f'| observability | req/s (mean of $ROUNDS) |\n|---|---:|\n| metrics + JSON access log on | {on:.0f} |\n| all off | {off:.0f} |\n\nratio on/off: **{on/off:.3f}**')"
