@@ -211,7 +211,7 @@ impl HttpHandler {
         }
         let (app, component) = match &self.inner.metrics {
             Some(m) => (m.app(), m.component()),
-            None => ("", ""),
+            None => (&*self.inner.settings.name, &*self.inner.settings.name),
         };
         tracing::info!(
             target: "wasmops::access",
