@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod trace;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
