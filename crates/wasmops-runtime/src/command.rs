@@ -69,6 +69,7 @@ pub async fn run(
     let outbound = OutboundPolicy {
         rules: grants.outbound_http.clone().into(),
         metrics: None,
+        trace: None,
     };
     let mut store = host::new_store(rt.engine(), grants, &outbound, limits, Stdio::Inherit)
         .map_err(|e| RunError::Host(format!("{e:#}")))?;

@@ -49,6 +49,11 @@ pub struct OutboundPolicy {
     pub rules: Arc<[OutboundRule]>,
     /// Where outbound requests are counted, when metrics are on.
     pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
+    /// The tracer and the span outbound calls descend from, when tracing.
+    pub trace: Option<(
+        wasmops_telemetry::trace::Tracer,
+        wasmops_telemetry::trace::SpanContext,
+    )>,
 }
 
 impl OutboundPolicy {
@@ -90,9 +95,40 @@ impl WasiHttpHooks for OutboundPolicy {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let _ = fut;
+        let mut request = request;
+        // The outbound call is a client span of the guest's handler span, and
+        // the callee learns of it through `traceparent`.
+        let span = self.trace.as_ref().map(|(tracer, parent)| {
+            use wasmops_telemetry::trace::{Kind, SpanRecord};
+            let ctx = parent.child();
+            if let Ok(v) = http::HeaderValue::from_str(&ctx.traceparent()) {
+                request.headers_mut().insert("traceparent", v);
+            }
+            let mut span = SpanRecord::start("outbound", Kind::Client, ctx, Some(parent.span_id));
+            span.attr("http.request.method", request.method().as_str())
+                .attr("url.full", request.uri().to_string())
+                .attr(
+                    "server.address",
+                    request.uri().host().unwrap_or("").to_string(),
+                );
+            (tracer.clone(), span)
+        });
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let result = wasmtime_wasi_http::default_send_request(request, options).await;
+            if let Some((tracer, mut span)) = span {
+                match &result {
+                    Ok((res, _)) => {
+                        span.attr(
+                            "http.response.status_code",
+                            i64::from(res.status().as_u16()),
+                        );
+                    }
+                    Err(e) => span.error = Some(format!("{e:?}")),
+                }
+                tracer.end(span);
+            }
+            let (res, io) = result?;
             Ok((
                 res.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,

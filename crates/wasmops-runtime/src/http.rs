@@ -27,6 +27,7 @@ use crate::host::{self, Host, OutboundPolicy, Stdio};
 use crate::limits::Limits;
 use crate::world::{self, WorldError};
 use wasmops_telemetry::ComponentMetrics;
+use wasmops_telemetry::trace::{Kind, SpanContext, SpanRecord, Tracer};
 
 /// The body of every response the handler produces.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -105,6 +106,7 @@ enum Flavor {
 struct Inner {
     flavor: Flavor,
     metrics: Option<ComponentMetrics>,
+    tracer: Option<Tracer>,
     engine: wasmtime::Engine,
     grants: Grants,
     outbound: OutboundPolicy,
@@ -122,6 +124,7 @@ impl HttpHandler {
         grants: Grants,
         settings: HttpSettings,
         metrics: Option<ComponentMetrics>,
+        tracer: Option<Tracer>,
     ) -> Result<Self, WorldError> {
         let engine = rt.engine();
         let linker = host::linker(engine).map_err(|e| WorldError::Link(format!("{e:#}")))?;
@@ -131,6 +134,7 @@ impl HttpHandler {
         let outbound = OutboundPolicy {
             rules: grants.outbound_http.clone().into(),
             metrics: metrics.clone(),
+            trace: None,
         };
         let flavor = if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
         {
@@ -158,6 +162,7 @@ impl HttpHandler {
             inner: Arc::new(Inner {
                 flavor,
                 metrics,
+                tracer,
                 engine: engine.clone(),
                 grants,
                 outbound,
@@ -194,13 +199,24 @@ impl HttpHandler {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(next_request_id);
-        let trace_id = req
+        let incoming = req
             .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(trace_id_of)
-            .unwrap_or_default();
-        let mut resp = self.handle_inner(req, Arc::from(request_id.as_str())).await;
+            .and_then(SpanContext::from_traceparent);
+        let trace = self.inner.tracer.as_ref().map(|_| match &incoming {
+            Some(parent) => (parent.child(), Some(parent.span_id)),
+            None => (SpanContext::root(), None),
+        });
+        let trace_id = match (&trace, &incoming) {
+            (Some((ctx, _)), _) => ctx.trace_id_hex(),
+            (None, Some(parent)) => parent.trace_id_hex(),
+            (None, None) => String::new(),
+        };
+        let span_start = wasmops_telemetry::trace::now_unix_nanos();
+        let mut resp = self
+            .handle_inner(req, Arc::from(request_id.as_str()), trace.map(|t| t.0))
+            .await;
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
         if let Some(m) = &self.inner.metrics {
@@ -208,6 +224,19 @@ impl HttpHandler {
         }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        if let (Some(tracer), Some((ctx, parent))) = (&self.inner.tracer, trace) {
+            let mut span = SpanRecord::start("request", Kind::Server, ctx, parent);
+            span.start_unix_nanos = span_start;
+            span.attr("http.request.method", method.as_str())
+                .attr("url.path", path.as_str())
+                .attr("http.response.status_code", i64::from(status))
+                .attr("wasmops.component", &*self.inner.settings.name)
+                .attr("wasmops.request_id", request_id.as_str());
+            if status >= 500 {
+                span.error = Some(format!("status {status}"));
+            }
+            tracer.end(span);
         }
         let (app, component) = match &self.inner.metrics {
             Some(m) => (m.app(), m.component()),
@@ -228,7 +257,12 @@ impl HttpHandler {
         resp
     }
 
-    async fn handle_inner<B>(&self, req: Request<B>, request_id: Arc<str>) -> Response<Body>
+    async fn handle_inner<B>(
+        &self,
+        req: Request<B>,
+        request_id: Arc<str>,
+        trace: Option<SpanContext>,
+    ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -286,10 +320,19 @@ impl HttpHandler {
         };
 
         let deadline = settings.limits.timeout.map(|t| Instant::now() + t);
+        let handler_span = trace.map(|t| (t.child(), t));
+        let outbound = match (&inner.tracer, &handler_span) {
+            (Some(tracer), Some((h, _))) => {
+                let mut o = inner.outbound.clone();
+                o.trace = Some((tracer.clone(), *h));
+                std::borrow::Cow::Owned(o)
+            }
+            _ => std::borrow::Cow::Borrowed(&inner.outbound),
+        };
         let mut store = match host::new_store(
             &inner.engine,
             &inner.grants,
-            &inner.outbound,
+            &outbound,
             &settings.limits,
             Stdio::Log {
                 component: settings.name.clone(),
@@ -329,8 +372,20 @@ impl HttpHandler {
             let inner = &this.inner;
             let _in_use = InUse::new(inner.metrics.as_ref());
             let started = Instant::now();
+            let tracer = inner.tracer.clone();
             let run = async {
+                let inst_span = handler_span.map(|(_, req)| {
+                    SpanRecord::start(
+                        "instantiate",
+                        Kind::Internal,
+                        req.child(),
+                        Some(req.span_id),
+                    )
+                });
                 let proxy = pre.instantiate_async(&mut store).await?;
+                if let (Some(t), Some(s)) = (&tracer, inst_span) {
+                    t.end(s);
+                }
                 inner
                     .stats
                     .instantiate_nanos
@@ -339,10 +394,20 @@ impl HttpHandler {
                 if let Some(m) = &inner.metrics {
                     m.instantiation.observe(started.elapsed().as_secs_f64());
                 }
-                proxy
+                let handler = handler_span.map(|(h, req)| {
+                    SpanRecord::start("guest handler", Kind::Internal, h, Some(req.span_id))
+                });
+                let r = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
-                    .await
+                    .await;
+                if let (Some(t), Some(mut s)) = (&tracer, handler) {
+                    if let Err(e) = &r {
+                        s.error = Some(crate::command::trap_summary(e));
+                    }
+                    t.end(s);
+                }
+                r
             };
             let result = match deadline {
                 Some(d) => match tokio::time::timeout_at(d.into(), run).await {
@@ -646,21 +711,6 @@ fn next_request_id() -> String {
         (t.subsec_nanos() ^ std::process::id().rotate_left(16)) | 1
     });
     format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The trace id of a W3C `traceparent` header (`00-TRACEID-PARENTID-FLAGS`).
-pub fn trace_id_of(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.trim().split('-');
-    let version = parts.next()?;
-    let trace = parts.next()?;
-    let parent = parts.next()?;
-    let _flags = parts.next()?;
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if hex(version, 2) && hex(trace, 32) && hex(parent, 16) && trace.bytes().any(|b| b != b'0') {
-        Some(trace.to_ascii_lowercase())
-    } else {
-        None
-    }
 }
 
 /// A plain-text response.

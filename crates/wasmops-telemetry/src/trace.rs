@@ -285,6 +285,7 @@ impl From<i64> for AttrValue {
 #[derive(Clone)]
 pub struct Tracer {
     tx: tokio::sync::mpsc::Sender<(SpanRecord, u64)>,
+    flush: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -297,9 +298,18 @@ impl Tracer {
     /// Starts the exporter on the current tokio runtime.
     pub fn spawn(config: TraceConfig) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let (flush, flush_rx) = tokio::sync::mpsc::channel(4);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(export_loop(config, rx, dropped.clone()));
-        Self { tx, dropped }
+        tokio::spawn(export_loop(config, rx, flush_rx, dropped.clone()));
+        Self { tx, flush, dropped }
+    }
+
+    /// Sends everything queued so far; waits at most `timeout`.
+    pub async fn flush(&self, timeout: Duration) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.flush.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(timeout, wait).await;
+        }
     }
 
     /// Ends a span now and queues it for export.
@@ -400,6 +410,7 @@ pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
 async fn export_loop(
     config: TraceConfig,
     mut rx: tokio::sync::mpsc::Receiver<(SpanRecord, u64)>,
+    mut flush_rx: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
 ) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -408,8 +419,10 @@ async fn export_loop(
     let mut batch = Vec::with_capacity(BATCH);
     let mut warned = false;
     loop {
+        let mut flushed = None;
         let closed = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n == 0,
+            f = flush_rx.recv() => { flushed = f; false }
             _ = tokio::time::sleep(EVERY) => false,
         };
         // Gather what else is already queued, up to a batch.
@@ -431,6 +444,9 @@ async fn export_loop(
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
         }
         if closed {
             break;

@@ -319,3 +319,174 @@ fn shipped_prometheus_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Spans received by the test's OTLP receiver: (service.name, span).
+type Received =
+    std::sync::Arc<std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>;
+
+/// An OTLP receiver on loopback: HTTP/protobuf at `/v1/traces` and gRPC
+/// (h2c) at `.../TraceService/Export`, decoding the protobuf.
+async fn otlp_receiver() -> (std::net::SocketAddr, Received) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Received = Default::default();
+    let r = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let r = r.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let r = r.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let path = req.uri().path().to_string();
+                            let grpc = path.ends_with("TraceService/Export");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let msg = if grpc { &body[5..] } else { &body[..] };
+                            let export = ExportTraceServiceRequest::decode(msg).unwrap();
+                            for rs in export.resource_spans {
+                                let service = rs
+                                .resource
+                                .as_ref()
+                                .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
+                                .and_then(|kv| kv.value.as_ref())
+                                .and_then(|v| match &v.value {
+                                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                                        Some(s.clone())
+                                    }
+                                    _ => None,
+                                })
+                                .unwrap_or_default();
+                                for ss in rs.scope_spans {
+                                    for span in ss.spans {
+                                        r.lock().unwrap().push((service.clone(), span));
+                                    }
+                                }
+                            }
+                            let mut resp =
+                                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                            if grpc {
+                                resp.headers_mut().insert(
+                                    "content-type",
+                                    http::HeaderValue::from_static("application/grpc"),
+                                );
+                                resp.headers_mut()
+                                    .insert("grpc-status", http::HeaderValue::from_static("0"));
+                            } else {
+                                resp.headers_mut().insert(
+                                    "content-type",
+                                    http::HeaderValue::from_static("application/x-protobuf"),
+                                );
+                            }
+                            assert!(path == "/v1/traces" || grpc, "unexpected OTLP path {path}");
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+async fn traced_call_through_two_servers(protocol: &str) {
+    let (otlp, received) = otlp_receiver().await;
+    let endpoint = format!("http://{otlp}");
+    let env = |service: &'static str| {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+            ("OTEL_SERVICE_NAME", service.to_string()),
+        ]
+    };
+    let upstream_env = env("upstream");
+    let upstream_env: Vec<(&str, &str)> =
+        upstream_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let upstream = Server::start_with_env(test_programs::HELLO, &[], &upstream_env);
+    let grant = format!("http://{}", upstream.addr);
+    let front_env = env("front");
+    let front_env: Vec<(&str, &str)> = front_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let front = Server::start_with_env(
+        test_programs::HOSTILE,
+        &["--allow-http", &grant],
+        &front_env,
+    );
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let req = http::Request::get(front.url(&format!("/fetch?authority={}", upstream.addr)))
+        .header("traceparent", format!("00-{trace}-{parent}-01"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(&client(false), req).await;
+    assert_eq!(r.text(), "status 200 body Hello, world!\n");
+
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let start = Instant::now();
+    loop {
+        let spans = received.lock().unwrap().clone();
+        let find = |service: &str, name: &str| {
+            spans
+                .iter()
+                .find(|(s, sp)| s == service && sp.name == name && hex(&sp.trace_id) == trace)
+                .map(|x| x.1.clone())
+        };
+        if let (Some(req), Some(inst), Some(handler), Some(out), Some(up)) = (
+            find("front", "request"),
+            find("front", "instantiate"),
+            find("front", "guest handler"),
+            find("front", "outbound"),
+            find("upstream", "request"),
+        ) {
+            assert_eq!(
+                hex(&req.parent_span_id),
+                parent,
+                "the request span continues the caller's trace"
+            );
+            assert_eq!(inst.parent_span_id, req.span_id);
+            assert_eq!(handler.parent_span_id, req.span_id);
+            assert_eq!(out.parent_span_id, handler.span_id);
+            assert_eq!(
+                up.parent_span_id, out.span_id,
+                "the guest's outbound request carried our traceparent"
+            );
+            assert!(req.end_time_unix_nano >= req.start_time_unix_nano);
+            assert!(
+                req.attributes
+                    .iter()
+                    .any(|kv| kv.key == "http.response.status_code")
+            );
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spans missing; got {:?}",
+            spans
+                .iter()
+                .map(|(s, sp)| (s, &sp.name))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_protobuf_traces_follow_the_request_through_the_guest() {
+    traced_call_through_two_servers("http/protobuf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_grpc_traces_follow_the_request_through_the_guest() {
+    traced_call_through_two_servers("grpc").await;
+}

@@ -14,6 +14,7 @@ use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_server::{Admin, ServeOptions};
 use wasmops_telemetry::Metrics;
+use wasmops_telemetry::trace::{TraceConfig, Tracer};
 
 use crate::options::{EngineArgs, GrantArgs, LimitArgs, PoolArgs, duration, limits, parse_listen};
 
@@ -116,6 +117,27 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .admin_listen
         .0
         .map(|_| metrics.component(&name, &name, "/"));
+    let mut tokio = tokio::runtime::Builder::new_multi_thread();
+    // Guests that compute without calling the host yield every epoch tick;
+    // checking for I/O and timers every few polls (rather than tokio's
+    // default of 61) keeps such guests from delaying accepts, other requests
+    // and deadlines by hundreds of milliseconds. The same goes for tasks
+    // queued from outside a worker.
+    tokio
+        .enable_all()
+        .event_interval(8)
+        .global_queue_interval(8);
+    if let Some(n) = args.threads {
+        tokio.worker_threads(n.max(1));
+    }
+    let tokio = tokio.build().context("cannot start the async runtime")?;
+    let _enter = tokio.enter();
+    let tracer = TraceConfig::from_env(&name)
+        .map_err(anyhow::Error::msg)?
+        .map(|config| {
+            tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting traces over OTLP");
+            Tracer::spawn(config)
+        });
     let handler = HttpHandler::new(
         &rt,
         &loaded.component,
@@ -129,23 +151,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             name: Arc::from(name.as_str()),
         },
         component_metrics,
+        tracer.clone(),
     )
     .with_context(|| format!("{}", args.file.display()))?;
 
-    let mut tokio = tokio::runtime::Builder::new_multi_thread();
-    // Guests that compute without calling the host yield every epoch tick;
-    // checking for I/O and timers every few polls (rather than tokio's
-    // default of 61) keeps such guests from delaying accepts, other requests
-    // and deadlines by hundreds of milliseconds.
-    // The same goes for tasks queued from outside a worker.
-    tokio
-        .enable_all()
-        .event_interval(8)
-        .global_queue_interval(8);
-    if let Some(n) = args.threads {
-        tokio.worker_threads(n.max(1));
-    }
-    let tokio = tokio.build().context("cannot start the async runtime")?;
     tokio.block_on(async {
         let listener = wasmops_server::bind(args.listen)?;
         let addr = listener.local_addr()?;
@@ -210,6 +219,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         ))
         .await
         .context("the server task failed")??;
+        if let Some(t) = &tracer {
+            t.flush(Duration::from_secs(5)).await;
+        }
         let _ = stop_admin.send(true);
         if let Some(t) = admin_task {
             let _ = t.await;

@@ -94,7 +94,23 @@ impl Server {
         args: &[&str],
         address_space: Option<u64>,
     ) -> Result<Server, (i32, String)> {
+        Server::spawn(file, args, address_space, &[])
+    }
+
+    /// Starts a server with extra environment variables.
+    pub fn start_with_env(file: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::spawn(file, args, None, envs)
+            .unwrap_or_else(|(code, log)| panic!("exit {code}: {log}"))
+    }
+
+    fn spawn(
+        file: &str,
+        args: &[&str],
+        address_space: Option<u64>,
+        envs: &[(&str, &str)],
+    ) -> Result<Server, (i32, String)> {
         let mut cmd = wasmops();
+        cmd.envs(envs.iter().copied());
         if let Some(limit) = address_space {
             use std::os::unix::process::CommandExt;
             unsafe {
