@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cost of observability on the request path: `wasmops serve` with metrics
-# (admin listener on) and JSON access logs written to a file, against the same
-# server with both off (`--admin-listen off --log-level warn`), alternated.
+# (admin listener on), JSON access logs written to a file and OTLP traces sent
+# to a local sink (bench/otlp_sink.py), against the same server with all three
+# off (`--admin-listen off --log-level warn`, no OTEL endpoint), alternated.
 # Run after bench/run.sh has built everything: `bash bench/observability_overhead.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +11,16 @@ WASM=target/guests/wasm32-wasip2/release/hello.wasm
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 PORT=${PORT:-3291}
+SINK_PORT=${SINK_PORT:-3296}
+python3 bench/otlp_sink.py "$SINK_PORT" &
+SINK=$!
+trap 'kill $SINK 2>/dev/null' EXIT
 declare -A total=( [on]=0 [off]=0 )
 run() {
   local mode=$1 log; log=$(mktemp)
   if [ "$mode" = on ]; then
-    $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --log-format json 2>"$log" &
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
+      $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --log-format json 2>"$log" &
   else
     $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen off --log-level warn --log-format json 2>"$log" &
   fi
@@ -34,4 +40,4 @@ for r in $(seq 1 "$ROUNDS"); do
     total[$m]=$(python3 -c "print(${total[$m]} + $rps)")
   done
 done
-python3 -c "on=${total[on]}/$ROUNDS; off=${total[off]}/$ROUNDS; print(f'| observability | req/s (mean of $ROUNDS) |\n|---|---:|\n| metrics + JSON access log on | {on:.0f} |\n| all off | {off:.0f} |\n\nratio on/off: **{on/off:.3f}**')"
+python3 -c "on=${total[on]}/$ROUNDS; off=${total[off]}/$ROUNDS; print(f'| observability | req/s (mean of $ROUNDS) |\n|---|---:|\n| metrics + JSON access log + OTLP traces on | {on:.0f} |\n| all off | {off:.0f} |\n\nratio on/off: **{on/off:.3f}**')"

@@ -204,10 +204,17 @@ impl HttpHandler {
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(SpanContext::from_traceparent);
-        let trace = self.inner.tracer.as_ref().map(|_| match &incoming {
-            Some(parent) => (parent.child(), Some(parent.span_id)),
-            None => (SpanContext::root(), None),
-        });
+        let trace = self
+            .inner
+            .tracer
+            .as_ref()
+            .map(|t| {
+                (
+                    t.server_context(incoming.as_ref()),
+                    incoming.map(|p| p.span_id),
+                )
+            })
+            .filter(|(ctx, _)| ctx.sampled);
         let trace_id = match (&trace, &incoming) {
             (Some((ctx, _)), _) => ctx.trace_id_hex(),
             (None, Some(parent)) => parent.trace_id_hex(),

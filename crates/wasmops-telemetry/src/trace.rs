@@ -27,6 +27,92 @@ pub struct TraceConfig {
     pub endpoint: String,
     pub protocol: Protocol,
     pub service_name: String,
+    pub sampler: Sampler,
+}
+
+/// Which traces are recorded (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    /// Follow the caller's sampled flag when there is a caller.
+    pub parent_based: bool,
+    /// Share of new traces recorded, 0.0..=1.0.
+    pub ratio: f64,
+}
+
+impl Eq for Sampler {}
+
+impl Sampler {
+    pub const ALWAYS_ON: Sampler = Sampler {
+        parent_based: true,
+        ratio: 1.0,
+    };
+
+    fn parse(name: Option<String>, arg: Option<String>) -> Result<Self, String> {
+        let ratio = || -> Result<f64, String> {
+            match arg.as_deref().map(str::trim) {
+                None | Some("") => Ok(1.0),
+                Some(a) => a
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| {
+                        format!("OTEL_TRACES_SAMPLER_ARG `{a}` must be a ratio between 0 and 1")
+                    }),
+            }
+        };
+        Ok(
+            match name
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or("parentbased_always_on")
+            {
+                "always_on" => Sampler {
+                    parent_based: false,
+                    ratio: 1.0,
+                },
+                "always_off" => Sampler {
+                    parent_based: false,
+                    ratio: 0.0,
+                },
+                "traceidratio" => Sampler {
+                    parent_based: false,
+                    ratio: ratio()?,
+                },
+                "parentbased_always_on" => Sampler {
+                    parent_based: true,
+                    ratio: 1.0,
+                },
+                "parentbased_always_off" => Sampler {
+                    parent_based: true,
+                    ratio: 0.0,
+                },
+                "parentbased_traceidratio" => Sampler {
+                    parent_based: true,
+                    ratio: ratio()?,
+                },
+                other => {
+                    return Err(format!(
+                        "OTEL_TRACES_SAMPLER `{other}` is not supported: use always_on, always_off, traceidratio or their parentbased_ forms"
+                    ));
+                }
+            },
+        )
+    }
+
+    /// Whether a trace is recorded: the caller's flag when parent-based and
+    /// there is a caller, else the trace id compared with the ratio.
+    pub fn sampled(&self, parent: Option<&SpanContext>, trace_id: &[u8; 16]) -> bool {
+        if self.parent_based
+            && let Some(p) = parent
+        {
+            return p.sampled;
+        }
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        let x = u64::from_be_bytes(trace_id[8..].try_into().unwrap_or_default());
+        (x as f64) < self.ratio * (u64::MAX as f64)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +185,12 @@ impl TraceConfig {
         let service_name = get("OTEL_SERVICE_NAME")
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| default_service.to_string());
+        let sampler = Sampler::parse(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"))?;
         Ok(Some(Self {
             endpoint,
             protocol,
             service_name,
+            sampler,
         }))
     }
 }
@@ -284,6 +372,7 @@ impl From<i64> for AttrValue {
 /// Hands finished spans to the exporter. Cheap to clone.
 #[derive(Clone)]
 pub struct Tracer {
+    sampler: Sampler,
     tx: tokio::sync::mpsc::Sender<(SpanRecord, u64)>,
     flush: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
@@ -300,8 +389,25 @@ impl Tracer {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
         let (flush, flush_rx) = tokio::sync::mpsc::channel(4);
         let dropped = Arc::new(AtomicU64::new(0));
+        let sampler = config.sampler;
         tokio::spawn(export_loop(config, rx, flush_rx, dropped.clone()));
-        Self { tx, flush, dropped }
+        Self {
+            sampler,
+            tx,
+            flush,
+            dropped,
+        }
+    }
+
+    /// The context of a server span for a request, continuing the caller's
+    /// trace when there is one, with the sampling decision made.
+    pub fn server_context(&self, incoming: Option<&SpanContext>) -> SpanContext {
+        let mut ctx = match incoming {
+            Some(p) => p.child(),
+            None => SpanContext::root(),
+        };
+        ctx.sampled = self.sampler.sampled(incoming, &ctx.trace_id);
+        ctx
     }
 
     /// Sends everything queued so far; waits at most `timeout`.
@@ -529,6 +635,33 @@ mod tests {
         let r = SpanContext::root();
         assert_ne!(r.trace_id, [0; 16]);
         assert_eq!(SpanContext::from_traceparent(&r.traceparent()), Some(r));
+    }
+
+    #[test]
+    fn samplers() {
+        let t = SpanContext::root();
+        let parent_off = SpanContext {
+            sampled: false,
+            ..t
+        };
+        assert!(Sampler::ALWAYS_ON.sampled(None, &t.trace_id));
+        assert!(!Sampler::ALWAYS_ON.sampled(Some(&parent_off), &t.trace_id));
+        let s = Sampler::parse(Some("traceidratio".into()), Some("0.25".into())).unwrap();
+        let n = (0..4000)
+            .filter(|_| s.sampled(None, &SpanContext::root().trace_id))
+            .count();
+        assert!((700..1300).contains(&n), "{n}");
+        assert!(
+            s.sampled(Some(&parent_off), &[0; 16]),
+            "not parent-based: the ratio decides"
+        );
+        assert!(
+            !Sampler::parse(Some("always_off".into()), None)
+                .unwrap()
+                .sampled(None, &t.trace_id)
+        );
+        assert!(Sampler::parse(Some("traceidratio".into()), Some("2".into())).is_err());
+        assert!(Sampler::parse(Some("jaeger_remote".into()), None).is_err());
     }
 
     #[test]
