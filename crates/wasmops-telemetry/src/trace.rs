@@ -524,21 +524,36 @@ async fn export_loop(
         .build_http::<Full<Bytes>>();
     let mut batch = Vec::with_capacity(BATCH);
     let mut warned = false;
+    // Send when a batch is full or when the interval ticks, whichever comes
+    // first: under load that is one export per BATCH spans, not per span.
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut flushed = None;
-        let closed = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n == 0,
-            f = flush_rx.recv() => { flushed = f; false }
-            _ = tokio::time::sleep(EVERY) => false,
-        };
-        // Gather what else is already queued, up to a batch.
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
+        let mut closed = false;
+        let room = BATCH.saturating_sub(batch.len()).max(1);
+        let due = tokio::select! {
+            n = rx.recv_many(&mut batch, room) => {
+                closed = n == 0;
+                closed || batch.len() >= BATCH
             }
-        }
-        if !batch.is_empty() {
+            f = flush_rx.recv() => {
+                match f {
+                    Some(done) => flushed = Some(done),
+                    None => std::future::pending::<()>().await,
+                }
+                true
+            }
+            _ = tick.tick() => true,
+        };
+        if due && !batch.is_empty() {
+            // Take what else is already queued, up to a batch.
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
             let body = encode(&config.service_name, std::mem::take(&mut batch));
             match send(&client, &config, body).await {
                 Ok(()) => warned = false,
