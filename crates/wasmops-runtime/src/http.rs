@@ -204,17 +204,12 @@ impl HttpHandler {
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(SpanContext::from_traceparent);
-        let trace = self
-            .inner
-            .tracer
-            .as_ref()
-            .map(|t| {
-                (
-                    t.server_context(incoming.as_ref()),
-                    incoming.map(|p| p.span_id),
-                )
-            })
-            .filter(|(ctx, _)| ctx.sampled);
+        let trace = self.inner.tracer.as_ref().map(|t| {
+            (
+                t.server_context(incoming.as_ref()),
+                incoming.map(|p| p.span_id),
+            )
+        });
         let trace_id = match (&trace, &incoming) {
             (Some((ctx, _)), _) => ctx.trace_id_hex(),
             (None, Some(parent)) => parent.trace_id_hex(),
@@ -232,7 +227,9 @@ impl HttpHandler {
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        if let (Some(tracer), Some((ctx, parent))) = (&self.inner.tracer, trace) {
+        if let (Some(tracer), Some((ctx, parent))) =
+            (&self.inner.tracer, trace.filter(|(c, _)| c.sampled))
+        {
             let mut span = SpanRecord::start("request", Kind::Server, ctx, parent);
             span.start_unix_nanos = span_start;
             span.attr("http.request.method", method.as_str())
@@ -381,7 +378,10 @@ impl HttpHandler {
             let started = Instant::now();
             let tracer = inner.tracer.clone();
             let run = async {
-                let inst_span = handler_span.map(|(_, req)| {
+                // Unsampled requests record no spans, but still pass the
+                // trace context on to outbound calls.
+                let recorded = handler_span.filter(|(h, _)| h.sampled);
+                let inst_span = recorded.map(|(_, req)| {
                     SpanRecord::start(
                         "instantiate",
                         Kind::Internal,
@@ -401,7 +401,7 @@ impl HttpHandler {
                 if let Some(m) = &inner.metrics {
                     m.instantiation.observe(started.elapsed().as_secs_f64());
                 }
-                let handler = handler_span.map(|(h, req)| {
+                let handler = recorded.map(|(h, req)| {
                     SpanRecord::start("guest handler", Kind::Internal, h, Some(req.span_id))
                 });
                 let r = proxy

@@ -490,3 +490,74 @@ async fn otlp_http_protobuf_traces_follow_the_request_through_the_guest() {
 async fn otlp_grpc_traces_follow_the_request_through_the_guest() {
     traced_call_through_two_servers("grpc").await;
 }
+
+/// A caller that does not sample still gets its trace context passed on to
+/// the guest's outbound requests (flag 00), and no spans are recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_trace_context_is_still_propagated() {
+    let (otlp, received) = otlp_receiver().await;
+    // An upstream that records the traceparent it is sent.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tp = req
+                            .headers()
+                            .get("traceparent")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        s.lock().unwrap().push(tp.unwrap_or_default());
+                        async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let endpoint = format!("http://{otlp}");
+    let grant = format!("http://{upstream}");
+    let front = Server::start_with_env(
+        test_programs::HOSTILE,
+        &["--allow-http", &grant],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "front"),
+        ],
+    );
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let req = http::Request::get(front.url(&format!("/fetch?authority={upstream}")))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-00"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(&client(false), req).await;
+    assert_eq!(r.text(), "status 200 body up");
+    let tp = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("upstream was called");
+    assert!(tp.starts_with(&format!("00-{trace}-")), "{tp}");
+    assert!(tp.ends_with("-00"), "the not-sampled flag is kept: {tp}");
+    assert!(!tp.contains("b7ad6b7169203331"), "a new span id: {tp}");
+    // Give the exporter two intervals; nothing of this trace is recorded.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert!(
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, s)| hex(&s.trace_id) != trace)
+    );
+}
