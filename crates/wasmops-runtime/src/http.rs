@@ -116,6 +116,27 @@ struct Inner {
     stats: HandlerStats,
 }
 
+impl Inner {
+    /// Counts a guest failure by kind, in the handler's stats and metrics.
+    fn count_failure(&self, err: &RunError) {
+        let (stat, metric) = match err {
+            RunError::Timeout(_) => (
+                &self.stats.timeouts,
+                self.metrics.as_ref().map(|m| &m.timeouts),
+            ),
+            RunError::MemoryLimit { .. } => (
+                &self.stats.memory_limit_hits,
+                self.metrics.as_ref().map(|m| &m.memory_limits),
+            ),
+            _ => (&self.stats.traps, self.metrics.as_ref().map(|m| &m.traps)),
+        };
+        stat.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = metric {
+            m.inc();
+        }
+    }
+}
+
 impl HttpHandler {
     /// Links the component and checks that it exports the HTTP handler.
     pub fn new(
@@ -434,23 +455,7 @@ impl HttpHandler {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
-                    if let Some(m) = &inner.metrics {
-                        match &err {
-                            RunError::Timeout(_) => m.timeouts.inc(),
-                            RunError::MemoryLimit { .. } => m.memory_limits.inc(),
-                            _ => m.traps.inc(),
-                        };
-                    }
-                    match &err {
-                        RunError::Timeout(_) => {
-                            inner.stats.timeouts.fetch_add(1, Ordering::Relaxed)
-                        }
-                        RunError::MemoryLimit { .. } => inner
-                            .stats
-                            .memory_limit_hits
-                            .fetch_add(1, Ordering::Relaxed),
-                        _ => inner.stats.traps.fetch_add(1, Ordering::Relaxed),
-                    };
+                    inner.count_failure(&err);
                     tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
                     Err(err)
                 }
@@ -530,11 +535,8 @@ impl HttpHandler {
         match result {
             Ok(resp) => resp,
             Err(e) if e.downcast_ref::<ExpirationError>().is_some() => {
-                inner.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = &inner.metrics {
-                    m.timeouts.inc();
-                }
                 let t = inner.settings.limits.timeout.unwrap_or_default();
+                inner.count_failure(&RunError::Timeout(t));
                 simple(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!(
@@ -544,11 +546,8 @@ impl HttpHandler {
                 )
             }
             Err(e) => {
-                inner.stats.traps.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = &inner.metrics {
-                    m.traps.inc();
-                }
                 let detail = crate::command::trap_summary(&e);
+                inner.count_failure(&RunError::Trap(detail.clone()));
                 tracing::error!(error = %detail, "request failed in the component");
                 self.error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
