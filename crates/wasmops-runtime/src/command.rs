@@ -1,5 +1,6 @@
 //! Running `wasi:cli/run` components as commands.
 
+use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -68,6 +69,7 @@ pub async fn run(
     let pre = prepare(rt, component)?;
     let outbound = OutboundPolicy {
         rules: grants.outbound_http.clone().into(),
+        component: Arc::from("command"),
         metrics: None,
         trace: None,
     };

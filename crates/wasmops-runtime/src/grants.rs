@@ -239,6 +239,31 @@ pub struct Grants {
     pub outbound_http: Vec<OutboundRule>,
     /// Args given to the guest, program name first.
     pub args: Vec<String>,
+    /// Key-value stores the guest may open.
+    pub key_value: crate::kv::KvAccess,
+    /// What the guest reads through `wasi:config/store`.
+    pub config: ConfigVars,
+}
+
+/// Configuration values for `wasi:config/store`. Debug output shows the
+/// keys only: values may be secrets.
+#[derive(Clone, Default)]
+pub struct ConfigVars(pub Arc<wasmtime_wasi_config::WasiConfigVariables>);
+
+impl ConfigVars {
+    pub fn new<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut v = wasmtime_wasi_config::WasiConfigVariables::new();
+        for (k, val) in vars {
+            v.insert(k, val);
+        }
+        Self(Arc::new(v))
+    }
+}
+
+impl std::fmt::Debug for ConfigVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfigVars(<redacted>)")
+    }
 }
 
 impl Grants {

@@ -19,6 +19,8 @@ pub struct Host {
     pub http: WasiHttpCtx,
     pub hooks: OutboundPolicy,
     pub limiter: Limiter,
+    pub kv: crate::kv::KvAccess,
+    pub config: crate::grants::ConfigVars,
     /// Set when the deadline passed while the guest was running.
     pub timed_out: bool,
 }
@@ -47,6 +49,8 @@ impl WasiHttpView for Host {
 #[derive(Clone, Default)]
 pub struct OutboundPolicy {
     pub rules: Arc<[OutboundRule]>,
+    /// The component's name, for the log.
+    pub component: Arc<str>,
     /// Where outbound requests are counted, when metrics are on.
     pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
     /// The tracer and the span outbound calls descend from, when tracing.
@@ -91,7 +95,12 @@ impl WasiHttpHooks for OutboundPolicy {
             );
         }
         if !allowed {
-            tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: destination not granted");
+            tracing::warn!(
+                component = %self.component,
+                host = request.uri().host().unwrap_or(""),
+                uri = %request.uri(),
+                "outbound HTTP request denied: destination not granted"
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let _ = fut;
@@ -114,11 +123,10 @@ impl WasiHttpHooks for OutboundPolicy {
             (tracer.clone(), span)
         });
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let result = wasmtime_wasi_http::default_send_request(request, options).await;
+            let result = crate::outbound::send(request, options).await;
             if let Some((tracer, mut span)) = span {
                 match &result {
-                    Ok((res, _)) => {
+                    Ok(res) => {
                         span.attr(
                             "http.response.status_code",
                             i64::from(res.status().as_u16()),
@@ -128,23 +136,32 @@ impl WasiHttpHooks for OutboundPolicy {
                 }
                 tracer.end(span);
             }
-            let (res, io) = result?;
+            let res = result?;
             Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                res,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
     }
 }
 
-/// The linker with everything the host provides: WASI 0.2 and 0.3, and
-/// `wasi:http` of both.
+/// The linker with everything the host provides: WASI 0.2 and 0.3,
+/// `wasi:http` of both, `wasi:keyvalue` and `wasi:config`.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
     wasmtime_wasi::p3::add_to_linker(&mut l)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut l)?;
+    crate::kv::add_to_linker(&mut l, |h: &mut Host| crate::kv::KvView {
+        table: &mut h.table,
+        access: &h.kv,
+        metrics: h.hooks.metrics.as_ref(),
+        trace: h.hooks.trace.as_ref(),
+    })?;
+    wasmtime_wasi_config::add_to_linker(&mut l, |h: &mut Host| {
+        wasmtime_wasi_config::WasiConfig::new(&h.config.0)
+    })?;
     Ok(l)
 }
 
@@ -192,6 +209,8 @@ pub fn new_store(
         http: WasiHttpCtx::new(),
         hooks: outbound.clone(),
         limiter: Limiter::new(limits),
+        kv: grants.key_value.clone(),
+        config: grants.config.clone(),
         timed_out: false,
     };
     let mut store = Store::new(engine, host);

@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub debug_errors: bool,
     /// The component's name in logs.
     pub name: Arc<str>,
+    /// The app's name in logs.
+    pub app: Arc<str>,
 }
 
 impl Default for HttpSettings {
@@ -60,6 +62,7 @@ impl Default for HttpSettings {
             max_body: 16 << 20,
             debug_errors: false,
             name: Arc::from("component"),
+            app: Arc::from("component"),
         }
     }
 }
@@ -154,6 +157,7 @@ impl HttpHandler {
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
         let outbound = OutboundPolicy {
             rules: grants.outbound_http.clone().into(),
+            component: settings.name.clone(),
             metrics: metrics.clone(),
             trace: None,
         };
@@ -211,6 +215,20 @@ impl HttpHandler {
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.handle_routed(req, self.inner.metrics.as_ref()).await
+    }
+
+    /// As [`HttpHandler::handle`], counting the response in the metrics of
+    /// the route that matched (`route_metrics`) rather than the handler's.
+    pub async fn handle_routed<B>(
+        &self,
+        req: Request<B>,
+        route_metrics: Option<&ComponentMetrics>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -242,7 +260,7 @@ impl HttpHandler {
             .await;
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
-        if let Some(m) = &self.inner.metrics {
+        if let Some(m) = route_metrics {
             m.response(status, elapsed.as_secs_f64());
         }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
@@ -263,10 +281,7 @@ impl HttpHandler {
             }
             tracer.end(span);
         }
-        let (app, component) = match &self.inner.metrics {
-            Some(m) => (m.app(), m.component()),
-            None => (&*self.inner.settings.name, &*self.inner.settings.name),
-        };
+        let (app, component) = (&*self.inner.settings.app, &*self.inner.settings.name);
         tracing::info!(
             target: "wasmops::access",
             method = %method,

@@ -14,8 +14,10 @@ pub mod grants;
 pub mod guest_log;
 pub mod host;
 pub mod http;
+pub mod kv;
 pub mod limits;
 pub mod load;
+pub mod outbound;
 pub mod world;
 
 pub use engine::{EngineSettings, PoolingChoice, Runtime};

@@ -63,6 +63,14 @@ const P3_PROVIDED: &[&str] = &[
     "wasi:http/client",
 ];
 
+/// Interfaces provided at exactly one pre-release version.
+const EXACT_PROVIDED: &[&str] = &[
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+    "wasi:config/store@0.2.0-rc.1",
+];
+
 /// The `wasi:http` handler export of WASI 0.3 (the `service` world).
 pub const P3_HTTP_HANDLER: &str = "wasi:http/handler";
 /// The `wasi:http` handler export of WASI 0.2.
@@ -79,6 +87,9 @@ pub fn split_version(name: &str) -> (&str, Option<&str>) {
 }
 
 fn provided(name: &str) -> bool {
+    if EXACT_PROVIDED.contains(&name) {
+        return true;
+    }
     let (iface, version) = split_version(name);
     let p2 = version.is_some_and(|v| v.starts_with("0.2."));
     let p3 = version.is_some_and(|v| v.starts_with("0.3.") && !v.contains('-'));
@@ -162,7 +173,9 @@ mod tests {
         assert!(provided("wasi:http/types@0.3.0"));
         assert!(!provided("wasi:http/types@0.3.0-rc-2025-09-16"));
         assert!(!provided("wasi:http/types@0.4.0"));
-        assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
+        assert!(provided("wasi:keyvalue/store@0.2.0-draft"));
+        assert!(!provided("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(provided("wasi:config/store@0.2.0-rc.1"));
         assert!(!provided("acme:widgets/frob@1.0.0"));
         assert!(!provided("wasi:cli/stdout"));
     }

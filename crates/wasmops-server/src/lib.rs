@@ -2,6 +2,8 @@
 //! listener, speak HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge),
 //! call a handler per request, and shut down gracefully.
 
+pub mod router;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -23,6 +23,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "wasmops_instances_in_use",
     "wasmops_guest_failures_total",
     "wasmops_outbound_requests_total",
+    "wasmops_kv_operations_total",
+    "wasmops_kv_operation_duration_seconds",
     "wasmops_artifact_cache_lookups_total",
     "wasmops_instance_memory_high_water_bytes",
     "wasmops_process_resident_memory_bytes",
@@ -65,6 +67,23 @@ struct OutboundLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvLabels {
+    app: String,
+    component: String,
+    store: String,
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvResultLabels {
+    app: String,
+    component: String,
+    store: String,
+    op: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     result: String,
 }
@@ -88,6 +107,8 @@ pub struct Metrics {
     in_use: Family<ComponentLabels, Gauge>,
     failures: Family<FailureLabels, Counter>,
     outbound: Family<OutboundLabels, Counter>,
+    kv_ops: Family<KvResultLabels, Counter>,
+    kv_duration: Family<KvLabels, Histogram, fn() -> Histogram>,
     cache: Family<CacheLabels, Counter>,
     memory_high_water: Family<ComponentLabels, Histogram, fn() -> Histogram>,
     resident: Gauge,
@@ -144,6 +165,20 @@ impl Metrics {
             "Outbound HTTP requests from guests by destination host and result: allowed, denied",
             outbound.clone(),
         );
+        let kv_ops = Family::<KvResultLabels, Counter>::default();
+        registry.register(
+            "wasmops_kv_operations",
+            "Key-value operations by store, operation and result: ok, error",
+            kv_ops.clone(),
+        );
+        let kv_duration = Family::<KvLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "wasmops_kv_operation_duration_seconds",
+            "Time of one key-value operation, as the guest waits for it",
+            kv_duration.clone(),
+        );
         let cache = Family::<CacheLabels, Counter>::default();
         registry.register(
             "wasmops_artifact_cache_lookups",
@@ -173,6 +208,8 @@ impl Metrics {
             in_use,
             failures,
             outbound,
+            kv_ops,
+            kv_duration,
             cache,
             memory_high_water,
             resident,
@@ -302,6 +339,31 @@ impl ComponentMetrics {
     }
 }
 
+impl ComponentMetrics {
+    /// Counts a key-value operation and its duration.
+    pub fn kv_operation(&self, store: &str, op: &str, result: &str, seconds: f64) {
+        self.metrics
+            .kv_ops
+            .get_or_create(&KvResultLabels {
+                app: self.app.clone(),
+                component: self.component.clone(),
+                store: store.into(),
+                op: op.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.metrics
+            .kv_duration
+            .get_or_create(&KvLabels {
+                app: self.app.clone(),
+                component: self.component.clone(),
+                store: store.into(),
+                op: op.into(),
+            })
+            .observe(seconds);
+    }
+}
+
 /// Resident memory of this process, from /proc/self/statm.
 pub fn resident_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
@@ -379,6 +441,7 @@ mod tests {
         c.response(503, 0.002);
         c.traps.inc();
         c.outbound("example.com", "denied");
+        c.kv_operation("default", "get", "ok", 0.0001);
         c.instantiation.observe(0.00002);
         c.memory_high_water.observe(1e6);
         m.cache_lookup("hit");

@@ -39,6 +39,7 @@ enum LogFormat {
 enum Command {
     Run(commands::run::RunArgs),
     Serve(commands::serve::ServeArgs),
+    Up(commands::up::UpArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -114,6 +115,10 @@ fn main() -> ExitCode {
             init_logging(&cli, "info");
             commands::serve::run(args)
         }
+        Command::Up(args) => {
+            init_logging(&cli, "info");
+            commands::up::run(args)
+        }
     };
     match code {
         Ok(code) => exit_code(code),
@@ -126,7 +131,7 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line.
-fn error_line(e: &anyhow::Error) -> String {
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = wasmops_component::one_line(&cause.to_string());

@@ -70,6 +70,7 @@ impl GrantArgs {
             net,
             outbound_http: self.allow_http.clone(),
             args: Vec::new(),
+            ..Grants::default()
         };
         grants.check()?;
         Ok(grants)
@@ -156,4 +157,16 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Err(format!(
         "invalid listen address `{s}`: expected IP:PORT, e.g. 127.0.0.1:3000"
     ))
+}
+
+/// The admin listener's address, or none when `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAddr(pub Option<SocketAddr>);
+
+pub fn parse_admin(s: &str) -> Result<AdminAddr, String> {
+    if s == "off" {
+        Ok(AdminAddr(None))
+    } else {
+        parse_listen(s).map(|a| AdminAddr(Some(a)))
+    }
 }

@@ -1,2 +1,4 @@
+pub mod hosting;
 pub mod run;
 pub mod serve;
+pub mod up;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,23 +12,13 @@ use wasmops_runtime::http::{HttpHandler, HttpSettings};
 use wasmops_runtime::limits::parse_size;
 use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
-use wasmops_server::{Admin, ServeOptions};
 use wasmops_telemetry::Metrics;
-use wasmops_telemetry::trace::{TraceConfig, Tracer};
 
-use crate::options::{EngineArgs, GrantArgs, LimitArgs, PoolArgs, duration, limits, parse_listen};
-
-/// The admin listener's address, or none when `off`.
-#[derive(Debug, Clone, Copy)]
-pub struct AdminAddr(Option<SocketAddr>);
-
-fn parse_admin(s: &str) -> Result<AdminAddr, String> {
-    if s == "off" {
-        Ok(AdminAddr(None))
-    } else {
-        parse_listen(s).map(|a| AdminAddr(Some(a)))
-    }
-}
+use super::hosting;
+use crate::options::{
+    AdminAddr, EngineArgs, GrantArgs, LimitArgs, PoolArgs, duration, limits, parse_admin,
+    parse_listen,
+};
 
 /// Serve a `wasi:http` incoming-handler component (the WASI 0.2 proxy world).
 /// Every request runs in a fresh instance. HTTP/1.1 with keep-alive and
@@ -117,27 +107,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .admin_listen
         .0
         .map(|_| metrics.component(&name, &name, "/"));
-    let mut tokio = tokio::runtime::Builder::new_multi_thread();
-    // Guests that compute without calling the host yield every epoch tick;
-    // checking for I/O and timers every few polls (rather than tokio's
-    // default of 61) keeps such guests from delaying accepts, other requests
-    // and deadlines by hundreds of milliseconds. The same goes for tasks
-    // queued from outside a worker.
-    tokio
-        .enable_all()
-        .event_interval(8)
-        .global_queue_interval(8);
-    if let Some(n) = args.threads {
-        tokio.worker_threads(n.max(1));
-    }
-    let tokio = tokio.build().context("cannot start the async runtime")?;
+    let tokio = hosting::tokio_runtime(args.threads)?;
     let _enter = tokio.enter();
-    let tracer = TraceConfig::from_env(&name)
-        .map_err(anyhow::Error::msg)?
-        .map(|config| {
-            tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting traces over OTLP");
-            Tracer::spawn(config)
-        });
+    let tracer = hosting::tracer(&name)?;
     let handler = HttpHandler::new(
         &rt,
         &loaded.component,
@@ -149,6 +121,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             max_body: args.max_body,
             debug_errors: args.debug_errors,
             name: Arc::from(name.as_str()),
+            app: Arc::from(name.as_str()),
         },
         component_metrics,
         tracer.clone(),
@@ -156,76 +129,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     .with_context(|| format!("{}", args.file.display()))?;
 
     tokio.block_on(async {
-        let listener = wasmops_server::bind(args.listen)?;
-        let addr = listener.local_addr()?;
-        let admin_listener = args.admin_listen.0.map(wasmops_server::bind).transpose()?;
-        let ready = Arc::new(AtomicBool::new(false));
-        let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
-        let admin_task = match admin_listener {
-            Some(al) => {
-                let admin_addr = al.local_addr()?;
-                eprintln!("wasmops: admin on http://{admin_addr}/");
-                let admin = Admin {
-                    metrics: metrics.clone(),
-                    ready: ready.clone(),
-                };
-                Some(tokio::spawn(wasmops_server::serve(
-                    al,
-                    move |req| {
-                        let r = admin.handle(&req);
-                        async move { r }
-                    },
-                    ServeOptions {
-                        shutdown_grace: Duration::from_secs(1),
-                        ..ServeOptions::default()
-                    },
-                    async move {
-                        let _ = admin_stopped.wait_for(|s| *s).await;
-                    },
-                )))
-            }
-            None => None,
-        };
-        tracing::info!(
-            component = %args.file.display(),
-            pooling = rt.pooling(),
-            cache = ?loaded.cache,
-            load_ms = loaded.elapsed.as_secs_f64() * 1000.0,
-            "serving on http://{addr}/"
-        );
-        eprintln!("wasmops: serving http://{addr}/");
-        let options = ServeOptions {
-            shutdown_grace: args.shutdown_grace,
-            ..ServeOptions::default()
-        };
         let h = handler.clone();
-        // The accept loop runs on a worker, so connection tasks start in
-        // that worker's local queue rather than the global one.
-        let summary = tokio::spawn(wasmops_server::serve(
-            listener,
+        let summary = hosting::serve_until_signal(
+            hosting::Listeners {
+                listen: args.listen,
+                admin: args.admin_listen.0,
+                shutdown_grace: args.shutdown_grace,
+            },
+            metrics,
+            tracer,
             move |req| {
                 let h = h.clone();
                 async move { h.handle(req).await }
             },
-            options,
-            {
-                let ready = ready.clone();
-                ready.store(true, Ordering::Release);
-                async move {
-                    wasmops_server::shutdown_signal().await;
-                    ready.store(false, Ordering::Release);
-                }
+            |addr| {
+                tracing::info!(
+                    component = %args.file.display(),
+                    pooling = rt.pooling(),
+                    cache = ?loaded.cache,
+                    load_ms = loaded.elapsed.as_secs_f64() * 1000.0,
+                    "serving on http://{addr}/"
+                );
             },
-        ))
-        .await
-        .context("the server task failed")??;
-        if let Some(t) = &tracer {
-            t.flush(Duration::from_secs(5)).await;
-        }
-        let _ = stop_admin.send(true);
-        if let Some(t) = admin_task {
-            let _ = t.await;
-        }
+        )
+        .await?;
         let stats = handler.stats();
         tracing::info!(
             connections = summary.connections,

@@ -1,0 +1,370 @@
+//! The `wasmops.toml` app manifest: parsing with source positions,
+//! validation, and resolution into plain types for the runtime.
+//!
+//! Every error is one line, `{path}:{line}:{col}: {message}; hint: {hint}`,
+//! pointing at the offending key or value.
+//!
+//! ```no_run
+//! let app = wasmops_manifest::load(std::path::Path::new("wasmops.toml"))?;
+//! for component in &app.components {
+//!     println!("{} <- {}", component.id, component.source.display());
+//! }
+//! # Ok::<(), wasmops_manifest::ManifestError>(())
+//! ```
+
+mod dotenv;
+mod error;
+mod raw;
+mod routes;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ManifestError;
+pub use routes::{Route, default_outbound_host_check};
+pub use units::{parse_duration, parse_size};
+
+/// The file name of a manifest.
+pub const FILE_NAME: &str = "wasmops.toml";
+
+/// Prefix of the environment variables that give values to app variables:
+/// `WASMOPS_VARIABLE_<NAME>` with the name in upper case.
+pub const VARIABLE_ENV_PREFIX: &str = "WASMOPS_VARIABLE_";
+
+/// Default linear memory limit of an instance (128 MiB).
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+/// Default time limit to handle a request (30 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of requests a component handles at once.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// Checks whose rules are defined outside of this crate.
+pub struct Checks<'a> {
+    /// Checks one entry of `allowed_outbound_hosts`; `Err(message)` is
+    /// reported at the entry.
+    pub outbound_host: &'a dyn Fn(&str) -> Result<(), String>,
+}
+
+impl Default for Checks<'static> {
+    /// The checks used by [`load`]: [`default_outbound_host_check`].
+    fn default() -> Self {
+        Checks {
+            outbound_host: &default_outbound_host_check,
+        }
+    }
+}
+
+impl fmt::Debug for Checks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checks").finish_non_exhaustive()
+    }
+}
+
+/// A validated app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Absolute path of the manifest.
+    pub manifest_path: PathBuf,
+    /// Absolute path of the directory of the manifest (the app directory).
+    pub dir: PathBuf,
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    /// The declared variables, in manifest order.
+    pub variables: Vec<Variable>,
+    /// The declared stores and those only named by components, sorted by
+    /// label.
+    pub key_value: Vec<KvStore>,
+    /// The components, in manifest order.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// A declared app variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    pub default: Option<String>,
+    pub required: bool,
+    pub secret: bool,
+    pub description: Option<String>,
+}
+
+/// A key-value store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvStore {
+    pub label: String,
+    pub backend: KvBackend,
+}
+
+/// Where a key-value store keeps its data.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KvBackend {
+    /// A database file on the local disk.
+    Embedded {
+        /// Absolute path of the database file.
+        path: PathBuf,
+        durability: Durability,
+    },
+    /// A Redis server; the URL may hold a password (`Debug` hides it).
+    Redis { url: String },
+}
+
+impl fmt::Debug for KvBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvBackend::Embedded { path, durability } => f
+                .debug_struct("Embedded")
+                .field("path", path)
+                .field("durability", durability)
+                .finish(),
+            KvBackend::Redis { url } => f
+                .debug_struct("Redis")
+                .field("url", &redact_url(url))
+                .finish(),
+        }
+    }
+}
+
+/// `redis://user:password@host` -> `redis://user:<redacted>@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let user = if userinfo.contains(':') {
+                format!("{user}:<redacted>")
+            } else {
+                "<redacted>".to_string()
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// When a write to an embedded store is durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Written data survives a crash of the process.
+    #[default]
+    Process,
+    /// Written data is flushed to disk and survives a power loss.
+    Fsync,
+}
+
+/// A component of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentSpec {
+    pub id: String,
+    /// Absolute path of the `.wasm` file.
+    pub source: PathBuf,
+    pub description: Option<String>,
+    /// Its routes, in manifest order (empty: not routed).
+    pub routes: Vec<Route>,
+    /// As written, each accepted by [`Checks::outbound_host`].
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Labels of the stores it may open (each is in [`App::key_value`]).
+    pub key_value_stores: Vec<String>,
+    /// Names of the app variables it may read (each is declared).
+    pub variables: Vec<String>,
+    /// Directories mounted read-only.
+    pub files: Vec<FileMount>,
+    /// Environment variables, in manifest order.
+    pub environment: Vec<(String, String)>,
+    pub limits: ComponentLimits,
+}
+
+/// A host directory mounted read-only in a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMount {
+    /// Absolute path of the directory on the host.
+    pub source: PathBuf,
+    /// Absolute path in the guest.
+    pub destination: String,
+}
+
+/// Resource limits of a component; `None` means the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComponentLimits {
+    /// Bytes of linear memory per instance.
+    pub memory: Option<u64>,
+    /// Time to handle a request.
+    pub timeout: Option<Duration>,
+    /// Requests handled at once.
+    pub concurrency: Option<usize>,
+}
+
+impl ComponentLimits {
+    /// The memory limit, or [`DEFAULT_MEMORY`].
+    pub fn memory_or_default(&self) -> u64 {
+        self.memory.unwrap_or(DEFAULT_MEMORY)
+    }
+    /// The timeout, or [`DEFAULT_TIMEOUT`].
+    pub fn timeout_or_default(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+    /// The concurrency limit, or [`DEFAULT_CONCURRENCY`].
+    pub fn concurrency_or_default(&self) -> usize {
+        self.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+    }
+}
+
+/// The value of an app variable. `Debug` shows `<redacted>` for a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResolvedVariable {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+impl fmt::Debug for ResolvedVariable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("ResolvedVariable");
+        s.field("name", &self.name);
+        if self.secret {
+            s.field("value", &format_args!("<redacted>"));
+        } else {
+            s.field("value", &self.value);
+        }
+        s.field("secret", &self.secret).finish()
+    }
+}
+
+/// Loads and validates a manifest. `path` is the manifest file, or a
+/// directory containing `wasmops.toml`. Outbound hosts are checked with
+/// [`default_outbound_host_check`].
+pub fn load(path: &Path) -> Result<App, ManifestError> {
+    load_with(path, &Checks::default())
+}
+
+/// Like [`load`], with the given checks.
+pub fn load_with(path: &Path, checks: &Checks) -> Result<App, ManifestError> {
+    let display = path.display().to_string();
+    let file = if path.is_dir() {
+        let file = path.join(FILE_NAME);
+        if !file.is_file() {
+            return Err(ManifestError::without_position(
+                display,
+                format!("no `{FILE_NAME}` in this directory"),
+                Some(format!(
+                    "create `{FILE_NAME}` there, or give the path of the manifest"
+                )),
+            ));
+        }
+        file
+    } else if path.exists() {
+        path.to_path_buf()
+    } else {
+        return Err(ManifestError::without_position(
+            display,
+            "no such file or directory",
+            Some(format!(
+                "give the path of `{FILE_NAME}` or of the directory that holds it"
+            )),
+        ));
+    };
+    let display = file.display().to_string();
+    let bytes = std::fs::read(&file).map_err(|e| {
+        ManifestError::without_position(
+            display.clone(),
+            format!("cannot read the manifest: {e}"),
+            None,
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+        let (line, col) = error::position_in(valid, valid.len());
+        ManifestError {
+            path: display.clone(),
+            line,
+            col,
+            message: "the manifest is not valid UTF-8".into(),
+            hint: Some("save the file as UTF-8".into()),
+        }
+    })?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut app = parse_str(text, &display, dir, checks)?;
+    app.manifest_path = absolute(&file);
+    Ok(app)
+}
+
+/// Parses and validates a manifest given as text. `display_path` is the path
+/// shown in errors; `dir` is the app directory, against which relative paths
+/// are resolved (and in which `source` files must exist).
+pub fn parse_str(
+    text: &str,
+    display_path: &str,
+    dir: &Path,
+    checks: &Checks,
+) -> Result<App, ManifestError> {
+    let dir = absolute(dir);
+    let file_name = Path::new(display_path)
+        .file_name()
+        .map_or_else(|| FILE_NAME.into(), |n| n.to_os_string());
+    let manifest_path = dir.join(file_name);
+    validate::parse(text, display_path, &dir, &manifest_path, checks)
+}
+
+/// The JSON Schema of the manifest format, pretty-printed.
+pub fn json_schema() -> String {
+    raw::json_schema()
+}
+
+impl App {
+    /// The directory where wasmops keeps the app's local state:
+    /// `<dir>/.wasmops`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".wasmops")
+    }
+
+    /// The component with this id.
+    pub fn component(&self, id: &str) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    /// The store with this label.
+    pub fn key_value_store(&self, label: &str) -> Option<&KvStore> {
+        self.key_value.iter().find(|s| s.label == label)
+    }
+
+    /// Values of the app's variables, in declaration order. A value comes from
+    /// the environment variable `WASMOPS_VARIABLE_<NAME>` (name in upper case)
+    /// first, then from the dotenv file `<dir>/.env` (`NAME=value` or
+    /// `WASMOPS_VARIABLE_NAME=value`), then from the default. A variable
+    /// without any value is left out, unless it is required, which is an
+    /// error. Secret values never appear in errors.
+    ///
+    /// `env` looks up an environment variable, e.g.
+    /// `&|name| std::env::var(name).ok()`.
+    pub fn resolve_variables(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ResolvedVariable>, ManifestError> {
+        validate::resolve_variables(self, env)
+    }
+}
+
+/// The name of the environment variable that sets an app variable:
+/// `WASMOPS_VARIABLE_<NAME>`.
+pub fn variable_env_name(name: &str) -> String {
+    format!("{VARIABLE_ENV_PREFIX}{}", name.to_ascii_uppercase())
+}
+
+/// An absolute form of `path`: canonical when it exists.
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}

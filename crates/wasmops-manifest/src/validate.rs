@@ -1,0 +1,937 @@
+//! From the raw manifest to an [`App`]: every check after parsing, each
+//! reported at the position of the value it is about.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde_spanned::Spanned;
+
+use crate::error::{self, ManifestError, Source, did_you_mean, quote};
+use crate::raw::{
+    FileEntry, RawBackend, RawComponent, RawDurability, RawKvStore, RawLimits, RawManifest,
+    RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
+};
+use crate::routes::{parse_route_host, parse_route_path};
+use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
+use crate::{
+    App, Checks, ComponentLimits, ComponentSpec, Durability, FileMount, KvBackend, KvStore,
+    ResolvedVariable, Route, Variable, dotenv, variable_env_name,
+};
+
+const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
+
+pub(crate) fn parse(
+    text: &str,
+    display: &str,
+    dir: &Path,
+    manifest_path: &Path,
+    checks: &Checks,
+) -> Result<App, ManifestError> {
+    let src = Source { text, display };
+
+    // The version first: a manifest for another version of the format may
+    // well have keys this one does not know.
+    let probe: VersionProbe = toml::from_str(text).map_err(|e| error::from_toml(&src, &e))?;
+    check_version(&src, probe.manifest_version)?;
+
+    let raw: RawManifest = toml::from_str(text).map_err(|e| error::from_toml(&src, &e))?;
+    let mut v = Validator {
+        src: &src,
+        dir,
+        checks,
+    };
+    v.manifest(raw, manifest_path)
+}
+
+fn check_version(
+    src: &Source<'_>,
+    version: Option<Spanned<toml::Value>>,
+) -> Result<(), ManifestError> {
+    let Some(version) = version else {
+        return Err(src.error(
+            0..0,
+            "missing `manifest_version`",
+            "add `manifest_version = 1` as the first line",
+        ));
+    };
+    match version.get_ref() {
+        toml::Value::Integer(1) => Ok(()),
+        toml::Value::Integer(n) => Err(src.error(
+            version.span(),
+            format!("unsupported manifest_version {n}"),
+            "this version of wasmops reads `manifest_version = 1`",
+        )),
+        _ => Err(src.error(
+            version.span(),
+            "manifest_version must be the integer 1",
+            "write `manifest_version = 1` (a number, not a string)",
+        )),
+    }
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    dir: &'a Path,
+    checks: &'a Checks<'a>,
+}
+
+/// A declared route and where: for the error on a second declaration.
+struct RouteOrigin {
+    component: String,
+    line: usize,
+    col: usize,
+}
+
+impl Validator<'_> {
+    fn err(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ManifestError {
+        self.src.error(span, message, hint)
+    }
+
+    fn manifest(&mut self, raw: RawManifest, manifest_path: &Path) -> Result<App, ManifestError> {
+        let Some(app) = raw.app else {
+            return Err(self.err(
+                0..0,
+                "missing table `[app]`",
+                "add an `[app]` table with `name = \"my-app\"`",
+            ));
+        };
+        let app_span = app.span();
+        let app = app.into_inner();
+        let Some(name) = app.name else {
+            return Err(self.err(
+                app_span,
+                "`[app]` has no `name`",
+                "add `name = \"my-app\"` (lowercase letters, digits and `-`)",
+            ));
+        };
+        check_app_name(self.src, &name)?;
+
+        let mut variables = Vec::new();
+        for (key, var) in raw.variables.map(|e| e.0).unwrap_or_default() {
+            variables.push(self.variable(key, var)?);
+        }
+
+        let mut stores: BTreeMap<String, KvStore> = BTreeMap::new();
+        let mut store_files: HashMap<PathBuf, String> = HashMap::new();
+        for (key, store) in raw.key_value.map(|e| e.0).unwrap_or_default() {
+            let store = self.kv_store(key, store, &mut store_files)?;
+            stores.insert(store.label.clone(), store);
+        }
+
+        let components_raw = raw.component.map(|e| e.0).unwrap_or_default();
+        if components_raw.is_empty() {
+            return Err(self.err(
+                app_span.start..app_span.start,
+                "the app has no component",
+                "add one, e.g. `[component.hello]` with `source = \"hello.wasm\"` and `route = \"/...\"`",
+            ));
+        }
+        let mut routes: HashMap<Route, RouteOrigin> = HashMap::new();
+        let mut components = Vec::new();
+        for (key, component) in components_raw {
+            components.push(self.component(key, component, &variables, &mut routes)?);
+        }
+
+        for component in &components {
+            for label in &component.key_value_stores {
+                stores.entry(label.clone()).or_insert_with(|| KvStore {
+                    label: label.clone(),
+                    backend: KvBackend::Embedded {
+                        path: default_store_path(self.dir, label),
+                        durability: Durability::Process,
+                    },
+                });
+            }
+        }
+
+        Ok(App {
+            manifest_path: manifest_path.to_path_buf(),
+            dir: self.dir.to_path_buf(),
+            name: name.into_inner(),
+            version: app.version,
+            description: app.description,
+            variables,
+            key_value: stores.into_values().collect(),
+            components,
+        })
+    }
+
+    fn variable(
+        &self,
+        key: Spanned<String>,
+        var: Spanned<RawVariable>,
+    ) -> Result<Variable, ManifestError> {
+        let name = key.get_ref();
+        if !is_name(name, false) {
+            let suggestion = suggest_name(name, '_');
+            return Err(self.err(
+                key.span(),
+                format!("invalid variable name {}", quote(name)),
+                format!(
+                    "variable names are lowercase letters, digits and `_`, starting with a letter{}",
+                    suggestion.map(|s| format!(", e.g. `{s}`")).unwrap_or_default()
+                ),
+            ));
+        }
+        let var = var.into_inner();
+        let required = var.required.as_ref().is_some_and(|r| *r.get_ref());
+        if required && let (Some(req), Some(_)) = (&var.required, &var.default) {
+            return Err(self.err(
+                req.span(),
+                format!("variable `{name}` is required and has a default"),
+                "a default already gives it a value: remove `required = true` or the default",
+            ));
+        }
+        Ok(Variable {
+            name: key.into_inner(),
+            default: var.default.map(Spanned::into_inner),
+            required,
+            secret: var.secret.unwrap_or(false),
+            description: var.description,
+        })
+    }
+
+    fn kv_store(
+        &self,
+        key: Spanned<String>,
+        store: Spanned<RawKvStore>,
+        files: &mut HashMap<PathBuf, String>,
+    ) -> Result<KvStore, ManifestError> {
+        let label = key.get_ref();
+        if !is_name(label, true) {
+            return Err(self.err(
+                key.span(),
+                format!("invalid store label {}", quote(label)),
+                label_hint(label),
+            ));
+        }
+        let store = store.into_inner();
+        let backend = store
+            .backend
+            .as_ref()
+            .map_or(RawBackend::Embedded, |b| *b.get_ref());
+        let backend = match backend {
+            RawBackend::Embedded => {
+                if let Some(url) = &store.url {
+                    return Err(self.err(
+                        url.span(),
+                        format!("store `{label}` has a `url` but is an embedded store"),
+                        "add `backend = \"redis\"`, or remove `url`",
+                    ));
+                }
+                let path = match &store.path {
+                    None => default_store_path(self.dir, label),
+                    Some(p) if p.get_ref().trim().is_empty() || p.get_ref().contains('\0') => {
+                        return Err(self.err(
+                            p.span(),
+                            format!("invalid `path` for store `{label}`"),
+                            format!("give a file path relative to the app directory, e.g. `.wasmops/kv/{label}.db`"),
+                        ));
+                    }
+                    Some(p) => normalize(&self.dir.join(p.get_ref())),
+                };
+                if let Some(other) = files.get(&path) {
+                    let span = store.path.as_ref().map_or(key.span(), |p| p.span());
+                    return Err(self.err(
+                        span,
+                        format!("store `{label}` uses the same file as store `{other}`"),
+                        "give each store its own `path`",
+                    ));
+                }
+                files.insert(path.clone(), label.clone());
+                let durability = match store.durability.as_ref().map(|d| *d.get_ref()) {
+                    None | Some(RawDurability::Process) => Durability::Process,
+                    Some(RawDurability::Fsync) => Durability::Fsync,
+                };
+                KvBackend::Embedded { path, durability }
+            }
+            RawBackend::Redis => {
+                for (field, span) in [
+                    ("path", store.path.as_ref().map(Spanned::span)),
+                    ("durability", store.durability.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = span {
+                        return Err(self.err(
+                            span,
+                            format!("`{field}` applies only to embedded stores, and store `{label}` is a Redis store"),
+                            format!("remove `{field}`"),
+                        ));
+                    }
+                }
+                let Some(url) = store.url else {
+                    return Err(self.err(
+                        store.backend.map_or(key.span(), |b| b.span()),
+                        format!("Redis store `{label}` has no `url`"),
+                        "add `url = \"redis://127.0.0.1:6379\"`",
+                    ));
+                };
+                check_redis_url(self.src, &url)?;
+                KvBackend::Redis {
+                    url: url.into_inner(),
+                }
+            }
+        };
+        Ok(KvStore {
+            label: label.clone(),
+            backend,
+        })
+    }
+
+    fn component(
+        &self,
+        key: Spanned<String>,
+        component: Spanned<RawComponent>,
+        declared_variables: &[Variable],
+        routes_seen: &mut HashMap<Route, RouteOrigin>,
+    ) -> Result<ComponentSpec, ManifestError> {
+        let id = key.get_ref().clone();
+        if !is_name(&id, true) {
+            return Err(self.err(
+                key.span(),
+                format!("invalid component id {}", quote(&id)),
+                format!(
+                    "ids are lowercase letters, digits, `-` and `_`, starting with a letter{}",
+                    suggest_name(&id, '-')
+                        .map(|s| format!(", e.g. `{s}`"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let c = component.into_inner();
+
+        let Some(source) = c.source else {
+            return Err(self.err(
+                key.span(),
+                format!("component `{id}` has no `source`"),
+                format!(
+                    "add `source = \"path/to/{id}.wasm\"` (relative to the manifest's directory)"
+                ),
+            ));
+        };
+        let source = self.source_file(&source)?;
+
+        let mut routes = Vec::new();
+        if let Some(field) = c.route {
+            let span = field.span();
+            let entries = match field.into_inner() {
+                RouteField::One(entry) => vec![Spanned::new(span, entry)],
+                RouteField::Many(entries) => entries,
+            };
+            for entry in entries {
+                let (route, at) = self.route(entry)?;
+                let (line, col) = self.src.position(at.start);
+                if let Some(first) = routes_seen.get(&route) {
+                    return Err(self.err(
+                        at,
+                        format!("route {} is declared twice", quote(&route.to_string())),
+                        format!(
+                            "it is already routed to component `{}` at {}:{}:{}; remove one",
+                            first.component, self.src.display, first.line, first.col
+                        ),
+                    ));
+                }
+                routes_seen.insert(
+                    route.clone(),
+                    RouteOrigin {
+                        component: id.clone(),
+                        line,
+                        col,
+                    },
+                );
+                routes.push(route);
+            }
+        }
+
+        let mut allowed_outbound_hosts = Vec::new();
+        for host in c.allowed_outbound_hosts.unwrap_or_default() {
+            if let Err(message) = (self.checks.outbound_host)(host.get_ref()) {
+                return Err(self.err(host.span(), message, OUTBOUND_HINT));
+            }
+            if !allowed_outbound_hosts.contains(host.get_ref()) {
+                allowed_outbound_hosts.push(host.into_inner());
+            }
+        }
+
+        let mut key_value_stores: Vec<String> = Vec::new();
+        for label in c.key_value_stores.unwrap_or_default() {
+            if !is_name(label.get_ref(), true) {
+                return Err(self.err(
+                    label.span(),
+                    format!("invalid store label {}", quote(label.get_ref())),
+                    label_hint(label.get_ref()),
+                ));
+            }
+            if !key_value_stores.contains(label.get_ref()) {
+                key_value_stores.push(label.into_inner());
+            }
+        }
+
+        let mut variables: Vec<String> = Vec::new();
+        for name in c.variables.unwrap_or_default() {
+            if !declared_variables.iter().any(|v| &v.name == name.get_ref()) {
+                let names: Vec<&str> = declared_variables.iter().map(|v| v.name.as_str()).collect();
+                let hint = match did_you_mean(name.get_ref(), &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if is_name(name.get_ref(), false) => format!(
+                        "declare it under [variables], e.g. `{} = {{ default = \"...\" }}`",
+                        name.get_ref()
+                    ),
+                    None => {
+                        "declare it under [variables] (names are lowercase letters, digits and `_`)"
+                            .to_string()
+                    }
+                };
+                return Err(self.err(
+                    name.span(),
+                    format!("unknown variable {}", quote(name.get_ref())),
+                    hint,
+                ));
+            }
+            if !variables.contains(name.get_ref()) {
+                variables.push(name.into_inner());
+            }
+        }
+
+        let mut files: Vec<FileMount> = Vec::new();
+        for entry in c.files.unwrap_or_default() {
+            let mount = self.file_mount(entry, &files)?;
+            files.push(mount);
+        }
+
+        let mut environment = Vec::new();
+        for (name, value) in c.environment.map(|e| e.0).unwrap_or_default() {
+            let n = name.get_ref();
+            if n.is_empty() || n.contains(['=', '\0']) {
+                return Err(self.err(
+                    name.span(),
+                    format!("invalid environment variable name {}", quote(n)),
+                    "names cannot be empty or contain `=`, e.g. LOG_LEVEL",
+                ));
+            }
+            if value.get_ref().contains('\0') {
+                return Err(self.err(
+                    value.span(),
+                    format!("the value of environment variable `{n}` contains a NUL character"),
+                    "remove the \\u0000",
+                ));
+            }
+            environment.push((name.into_inner(), value.into_inner()));
+        }
+
+        let limits = match c.limits {
+            Some(limits) => self.limits(limits)?,
+            None => ComponentLimits::default(),
+        };
+
+        Ok(ComponentSpec {
+            id,
+            source,
+            description: c.description,
+            routes,
+            allowed_outbound_hosts,
+            key_value_stores,
+            variables,
+            files,
+            environment,
+            limits,
+        })
+    }
+
+    fn source_file(&self, source: &Spanned<String>) -> Result<PathBuf, ManifestError> {
+        let s = source.get_ref();
+        if s.trim().is_empty() || s.contains('\0') {
+            return Err(self.err(
+                source.span(),
+                "`source` is empty",
+                "give the path of the component's .wasm file, relative to the manifest",
+            ));
+        }
+        let path = self.dir.join(s);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => Err(self.err(
+                source.span(),
+                format!("{} is a directory", quote(s)),
+                "`source` is the path of the component's .wasm file",
+            )),
+            Ok(_) => Ok(std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path))),
+            Err(_) => Err(self.err(
+                source.span(),
+                format!("no such file {}", quote(s)),
+                "build the component first, or fix the path",
+            )),
+        }
+    }
+
+    /// A route and the position to report problems with it at.
+    fn route(&self, entry: Spanned<RouteEntry>) -> Result<(Route, Range<usize>), ManifestError> {
+        let entry_span = entry.span();
+        let (path, path_span, host) = match entry.into_inner() {
+            RouteEntry::Path(p) => (p, entry_span, None),
+            RouteEntry::Table(t) => {
+                let Some(path) = t.path else {
+                    return Err(self.err(
+                        entry_span,
+                        "route has no `path`",
+                        "write { path = \"/api/...\", host = \"api.example.com\" }",
+                    ));
+                };
+                let span = path.span();
+                (path.into_inner(), span, t.host)
+            }
+        };
+        let (path, prefix) =
+            parse_route_path(&path).map_err(|(m, h)| self.err(path_span.clone(), m, h))?;
+        let host = match host {
+            None => None,
+            Some(h) => Some(
+                parse_route_host(h.get_ref()).map_err(|(m, hint)| self.err(h.span(), m, hint))?,
+            ),
+        };
+        Ok((Route { host, path, prefix }, path_span))
+    }
+
+    fn file_mount(
+        &self,
+        entry: Spanned<FileEntry>,
+        previous: &[FileMount],
+    ) -> Result<FileMount, ManifestError> {
+        let entry_span = entry.span();
+        let (source, source_span, destination) = match entry.into_inner() {
+            FileEntry::Path(p) => (p, entry_span.clone(), None),
+            FileEntry::Table(t) => {
+                let Some(source) = t.source else {
+                    return Err(self.err(
+                        entry_span,
+                        "file mount has no `source`",
+                        "write { source = \"assets\", destination = \"/assets\" }",
+                    ));
+                };
+                let Some(destination) = t.destination else {
+                    return Err(self.err(
+                        entry_span,
+                        "file mount has no `destination`",
+                        format!(
+                            "add `destination = \"/{}\"` (an absolute path in the guest)",
+                            source.get_ref().trim_matches('/')
+                        ),
+                    ));
+                };
+                let span = source.span();
+                (source.into_inner(), span, Some(destination))
+            }
+        };
+
+        let relative = match relative_inside(&source) {
+            Ok(r) => r,
+            Err(why) => {
+                return Err(self.err(
+                    source_span,
+                    format!("files source {} {why}", quote(&source)),
+                    "give a directory inside the app directory, relative to it, e.g. `static`",
+                ));
+            }
+        };
+        let host_path = self.dir.join(&relative);
+        match std::fs::metadata(&host_path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(self.err(
+                    source_span,
+                    format!("files source {} is not a directory", quote(&source)),
+                    "only directories can be mounted: put the file in a directory and mount that",
+                ));
+            }
+            Err(_) => {
+                return Err(self.err(
+                    source_span,
+                    format!("no such directory {}", quote(&source)),
+                    "create it, or fix the path (relative to the app directory)",
+                ));
+            }
+        }
+
+        let (destination, dest_span) = match destination {
+            None => {
+                let parts: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                (format!("/{}", parts.join("/")), source_span)
+            }
+            Some(d) => {
+                let span = d.span();
+                let d = d.into_inner();
+                let bad_segment = d.split('/').any(|s| s == "." || s == "..");
+                if !d.starts_with('/') || bad_segment || d.chars().any(char::is_control) {
+                    let hint = if d.starts_with('/') {
+                        "write an absolute guest path without `.` or `..`, e.g. `/assets`"
+                            .to_string()
+                    } else {
+                        format!(
+                            "guest paths are absolute: write {}",
+                            quote(&format!("/{d}"))
+                        )
+                    };
+                    return Err(self.err(span, format!("invalid destination {}", quote(&d)), hint));
+                }
+                let trimmed = d.trim_end_matches('/');
+                (
+                    if trimmed.is_empty() {
+                        "/".to_string()
+                    } else {
+                        trimmed.to_string()
+                    },
+                    span,
+                )
+            }
+        };
+        if previous.iter().any(|m| m.destination == destination) {
+            return Err(self.err(
+                dest_span,
+                format!("two directories are mounted at {}", quote(&destination)),
+                "give each mount its own destination",
+            ));
+        }
+        let source = std::fs::canonicalize(&host_path).unwrap_or_else(|_| normalize(&host_path));
+        Ok(FileMount {
+            source,
+            destination,
+        })
+    }
+
+    fn limits(&self, limits: RawLimits) -> Result<ComponentLimits, ManifestError> {
+        let size_hint = format!("write a number with a unit ({SIZE_UNITS}), e.g. \"64MiB\"");
+        let duration_hint =
+            format!("write a number with a unit ({DURATION_UNITS}), e.g. \"10s\" or \"250ms\"");
+        let memory = match limits.memory {
+            None => None,
+            Some(m) => Some(match m.get_ref() {
+                Scalar::Int(n) if *n > 0 => *n as u64,
+                Scalar::Int(_) => {
+                    return Err(self.err(m.span(), "memory must be greater than zero", size_hint));
+                }
+                Scalar::Str(s) => parse_size(s).map_err(|why| {
+                    self.err(
+                        m.span(),
+                        format!("invalid memory size {}: {why}", quote(s)),
+                        size_hint.clone(),
+                    )
+                })?,
+            }),
+        };
+        let timeout = match limits.timeout {
+            None => None,
+            Some(t) => Some(match t.get_ref() {
+                Scalar::Int(n) => {
+                    return Err(self.err(
+                        t.span(),
+                        format!("timeout {n} has no unit"),
+                        format!(
+                            "write it as a string with a unit ({DURATION_UNITS}), e.g. \"{}s\"",
+                            n.max(&1)
+                        ),
+                    ));
+                }
+                Scalar::Str(s) => parse_duration(s).map_err(|why| {
+                    self.err(
+                        t.span(),
+                        format!("invalid timeout {}: {why}", quote(s)),
+                        duration_hint.clone(),
+                    )
+                })?,
+            }),
+        };
+        let concurrency = match limits.concurrency {
+            None => None,
+            Some(c) => {
+                let n = *c.get_ref();
+                if n < 1 {
+                    return Err(self.err(
+                        c.span(),
+                        format!("concurrency must be at least 1, not {n}"),
+                        "it is the number of requests handled at once, e.g. `concurrency = 100`",
+                    ));
+                }
+                Some(usize::try_from(n).map_err(|_| {
+                    self.err(
+                        c.span(),
+                        "concurrency is too large",
+                        "e.g. `concurrency = 100`",
+                    )
+                })?)
+            }
+        };
+        Ok(ComponentLimits {
+            memory,
+            timeout,
+            concurrency,
+        })
+    }
+}
+
+fn check_app_name(src: &Source<'_>, name: &Spanned<String>) -> Result<(), ManifestError> {
+    let n = name.get_ref();
+    let problem = if n.is_empty() {
+        Some("the app name is empty".to_string())
+    } else if n.chars().count() > 63 {
+        Some(format!(
+            "the app name is longer than 63 characters ({})",
+            n.chars().count()
+        ))
+    } else if !(n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        Some(format!("invalid app name {}", quote(n)))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(message) => {
+            let suggestion = suggest_name(n, '-')
+                .map(|s| s.chars().take(63).collect::<String>())
+                .map(|s| format!(", e.g. `{}`", s.trim_end_matches('-')))
+                .unwrap_or_default();
+            Err(src.error(
+                name.span(),
+                message,
+                format!("use lowercase letters, digits and `-`, starting with a letter, at most 63 characters{suggestion}"),
+            ))
+        }
+    }
+}
+
+fn check_redis_url(src: &Source<'_>, url: &Spanned<String>) -> Result<(), ManifestError> {
+    // The URL may hold a password: never quote it.
+    let u = url.get_ref();
+    let hint = "use redis://HOST[:PORT][/DB], or rediss:// for TLS, e.g. `redis://127.0.0.1:6379`";
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return Err(src.error(url.span(), "the Redis url has no scheme", hint));
+    };
+    if !matches!(scheme, "redis" | "rediss") {
+        let scheme: String = scheme.chars().take(20).collect();
+        return Err(src.error(
+            url.span(),
+            format!("unsupported Redis url scheme {}", quote(&scheme)),
+            hint,
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(src.error(url.span(), "the Redis url has no valid host", hint));
+    }
+    Ok(())
+}
+
+/// `[a-z][a-z0-9_]*`, with `-` too when `dash`.
+fn is_name(s: &str, dash: bool) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dash && b == b'-')
+        })
+}
+
+/// A valid name close to `s`, if there is an obvious one.
+fn suggest_name(s: &str, sep: char) -> Option<String> {
+    let mut out = String::new();
+    for c in s.chars().take(200) {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with(sep) {
+            out.push(sep);
+        }
+    }
+    let out = out.trim_start_matches(|c: char| !c.is_ascii_lowercase());
+    let out = out.trim_end_matches(sep);
+    (!out.is_empty() && out != s).then(|| out.to_string())
+}
+
+fn label_hint(label: &str) -> String {
+    format!(
+        "store labels are lowercase letters, digits, `-` and `_`, starting with a letter{}",
+        suggest_name(label, '-')
+            .map(|s| format!(", e.g. `{s}`"))
+            .unwrap_or_default()
+    )
+}
+
+fn default_store_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(".wasmops").join("kv").join(format!("{label}.db"))
+}
+
+/// The path relative to the app directory, or why it is not one.
+fn relative_inside(s: &str) -> Result<PathBuf, &'static str> {
+    if s.is_empty() {
+        return Err("is empty");
+    }
+    if s.contains('\0') {
+        return Err("contains a NUL character");
+    }
+    let path = Path::new(s);
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => return Err("is an absolute path"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth == 0 {
+                    return Err("leads outside of the app directory");
+                }
+                depth -= 1;
+                out.pop();
+            }
+            Component::Normal(n) => {
+                depth += 1;
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub(crate) fn resolve_variables(
+    app: &App,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<ResolvedVariable>, ManifestError> {
+    if app.variables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dotenv_path = app.dir.join(".env");
+    let dotenv_display = dotenv_path.display().to_string();
+    let mut from_file: HashMap<String, String> = HashMap::new();
+    match std::fs::read(&dotenv_path) {
+        Ok(bytes) => {
+            let text = std::str::from_utf8(&bytes).map_err(|e| {
+                let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+                let (line, col) = error::position_in(valid, valid.len());
+                ManifestError {
+                    path: dotenv_display.clone(),
+                    line,
+                    col,
+                    message: "the file is not valid UTF-8".into(),
+                    hint: Some("save it as UTF-8".into()),
+                }
+            })?;
+            let entries = dotenv::parse(text).map_err(|p| ManifestError {
+                path: dotenv_display.clone(),
+                line: p.line,
+                col: p.col,
+                message: p.message,
+                hint: Some(p.hint),
+            })?;
+            let declared: HashSet<&str> = app.variables.iter().map(|v| v.name.as_str()).collect();
+            for entry in entries {
+                let key = entry.key.to_ascii_lowercase();
+                let name = if declared.contains(key.as_str()) {
+                    key
+                } else {
+                    match key.strip_prefix("wasmops_variable_") {
+                        Some(n) => n.to_string(),
+                        None => continue,
+                    }
+                };
+                from_file.insert(name, entry.value);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ManifestError::without_position(
+                dotenv_display,
+                format!("cannot read the file: {e}"),
+                None,
+            ));
+        }
+    }
+
+    let mut out = Vec::new();
+    for var in &app.variables {
+        let env_name = variable_env_name(&var.name);
+        let value = env(&env_name)
+            .or_else(|| from_file.get(&var.name).cloned())
+            .or_else(|| var.default.clone());
+        match value {
+            Some(value) => out.push(ResolvedVariable {
+                name: var.name.clone(),
+                value,
+                secret: var.secret,
+            }),
+            None if var.required => {
+                return Err(ManifestError::without_position(
+                    app.manifest_path.display().to_string(),
+                    format!("required variable `{}` has no value", var.name),
+                    Some(format!(
+                        "set the environment variable {env_name}, or add `{}=...` to {dotenv_display}",
+                        var.name
+                    )),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_name("a", false));
+        assert!(is_name("api_token2", false));
+        assert!(!is_name("api-token", false));
+        assert!(is_name("api-token", true));
+        assert!(!is_name("", true));
+        assert!(!is_name("1a", true));
+        assert!(!is_name("Api", true));
+        assert_eq!(suggest_name("My Shop!", '-').as_deref(), Some("my-shop"));
+        assert_eq!(suggest_name("API_TOKEN", '_').as_deref(), Some("api_token"));
+        assert_eq!(suggest_name("123", '-'), None);
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative_inside("static"), Ok(PathBuf::from("static")));
+        assert_eq!(relative_inside("./a/../b/"), Ok(PathBuf::from("b")));
+        assert_eq!(relative_inside("."), Ok(PathBuf::new()));
+        assert!(relative_inside("../x").is_err());
+        assert!(relative_inside("a/../../x").is_err());
+        assert!(relative_inside("/etc").is_err());
+        assert!(relative_inside("").is_err());
+    }
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/..")), PathBuf::from("/"));
+    }
+}

@@ -1,0 +1,122 @@
+//! What `serve` and `up` share: the async runtime, the admin listener, the
+//! serving loop until a signal, and the tracer's last flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::body::Incoming;
+use wasmops_runtime::http::Body;
+use wasmops_server::{Admin, ServeOptions, ServeSummary};
+use wasmops_telemetry::Metrics;
+use wasmops_telemetry::trace::{TraceConfig, Tracer};
+
+/// The multi-threaded runtime servers run on.
+pub fn tokio_runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut tokio = tokio::runtime::Builder::new_multi_thread();
+    // Guests that compute without calling the host yield every epoch tick;
+    // checking for I/O and timers every few polls (rather than tokio's
+    // default of 61) keeps such guests from delaying accepts, other requests
+    // and deadlines by hundreds of milliseconds. The same goes for tasks
+    // queued from outside a worker.
+    tokio
+        .enable_all()
+        .event_interval(8)
+        .global_queue_interval(8);
+    if let Some(n) = threads {
+        tokio.worker_threads(n.max(1));
+    }
+    tokio.build().context("cannot start the async runtime")
+}
+
+/// The OTLP tracer configured by the `OTEL_*` environment, if any. Call
+/// inside the runtime.
+pub fn tracer(service: &str) -> anyhow::Result<Option<Tracer>> {
+    Ok(TraceConfig::from_env(service)
+        .map_err(anyhow::Error::msg)?
+        .map(|config| {
+            tracing::info!(endpoint = %config.endpoint, protocol = ?config.protocol, "exporting traces over OTLP");
+            Tracer::spawn(config)
+        }))
+}
+
+/// Where and how to serve.
+pub struct Listeners {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `handler` on the listener (and the admin endpoints beside it)
+/// until SIGINT/SIGTERM, then drains. `on_ready` runs once both listeners
+/// are bound, with the app listener's address.
+pub async fn serve_until_signal<H, Fut>(
+    l: Listeners,
+    metrics: Arc<Metrics>,
+    tracer: Option<Tracer>,
+    handler: H,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<ServeSummary>
+where
+    H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let listener = wasmops_server::bind(l.listen)?;
+    let addr = listener.local_addr()?;
+    let admin_listener = l.admin.map(wasmops_server::bind).transpose()?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_task = match admin_listener {
+        Some(al) => {
+            let admin_addr = al.local_addr()?;
+            eprintln!("wasmops: admin on http://{admin_addr}/");
+            let admin = Admin {
+                metrics,
+                ready: ready.clone(),
+            };
+            Some(tokio::spawn(wasmops_server::serve(
+                al,
+                move |req| {
+                    let r = admin.handle(&req);
+                    async move { r }
+                },
+                ServeOptions {
+                    shutdown_grace: Duration::from_secs(1),
+                    ..ServeOptions::default()
+                },
+                async move {
+                    let _ = admin_stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    on_ready(addr);
+    eprintln!("wasmops: serving http://{addr}/");
+    let options = ServeOptions {
+        shutdown_grace: l.shutdown_grace,
+        ..ServeOptions::default()
+    };
+    // The accept loop runs on a worker, so connection tasks start in that
+    // worker's local queue rather than the global one.
+    let summary = tokio::spawn(wasmops_server::serve(listener, handler, options, {
+        let ready = ready.clone();
+        ready.store(true, Ordering::Release);
+        async move {
+            wasmops_server::shutdown_signal().await;
+            ready.store(false, Ordering::Release);
+        }
+    }))
+    .await
+    .context("the server task failed")??;
+    if let Some(t) = &tracer {
+        t.flush(Duration::from_secs(5)).await;
+    }
+    let _ = stop_admin.send(true);
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,587 @@
+//! `wasmops up`: serve every route of an app described by `wasmops.toml`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use wasmops_manifest::{App, ComponentSpec, KvBackend, ResolvedVariable};
+use wasmops_runtime::http::{HttpHandler, HttpSettings, simple};
+use wasmops_runtime::kv::{Durability, KvAccess, KvStore};
+use wasmops_runtime::limits::parse_size;
+use wasmops_runtime::load::CacheOutcome;
+use wasmops_runtime::{DirGrant, EngineSettings, Grants, Limits, OutboundRule, Runtime};
+use wasmops_server::router::Router;
+use wasmops_telemetry::trace::Tracer;
+use wasmops_telemetry::{ComponentMetrics, Metrics};
+
+use super::hosting;
+use crate::options::{AdminAddr, EngineArgs, PoolArgs, duration, parse_admin, parse_listen};
+
+/// Serve an app: every component of its `wasmops.toml` behind its routes,
+/// with the key-value stores, variables, files and outbound hosts the
+/// manifest grants. Every request runs in a fresh instance.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The app: a directory holding `wasmops.toml`, or the manifest itself.
+    #[arg(value_name = "DIR|FILE", default_value = ".")]
+    pub app: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Reload a component when its `.wasm` changes; requests in flight finish
+    /// on the version they started on.
+    #[arg(long)]
+    pub watch: bool,
+    /// Check the app (manifest, variables, components) and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Where the app keeps its state (embedded key-value stores) [default: DIR/.wasmops].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Requests that may wait for an instance, per component; beyond, 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_queue: usize,
+    /// Largest request body accepted; 413 beyond.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// Put error details (trap messages) in 500 response bodies.
+    #[arg(long)]
+    pub debug_errors: bool,
+    /// How long in-flight requests may run after a shutdown signal.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
+    /// on loopback: it is not authenticated.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
+    pub admin_listen: AdminAddr,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// One component's current version. Requests take a clone of the handler
+/// and keep it to the end, so a swap never disturbs requests in flight.
+struct Slot {
+    spec: ComponentSpec,
+    handler: RwLock<HttpHandler>,
+    version: AtomicU64,
+}
+
+impl Slot {
+    fn current(&self) -> HttpHandler {
+        self.handler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Where a route leads: a slot and the route's own metrics.
+struct Target {
+    slot: usize,
+    metrics: Option<ComponentMetrics>,
+}
+
+/// How to build a component's handler again, for reloads.
+struct Builder {
+    rt: Runtime,
+    app: Arc<str>,
+    grants: HashMap<String, Grants>,
+    settings: HashMap<String, HttpSettings>,
+    metrics: HashMap<String, ComponentMetrics>,
+    tracer: Option<Tracer>,
+    /// Where artifact-cache lookups are counted.
+    process_metrics: Arc<Metrics>,
+}
+
+impl Builder {
+    fn build(&self, spec: &ComponentSpec) -> anyhow::Result<HttpHandler> {
+        let loaded = self.rt.load(&spec.source)?;
+        self.process_metrics.cache_lookup(match &loaded.cache {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Rebuilt(_) => "rebuilt",
+            _ => "disabled",
+        });
+        if loaded.source_kind == wasmops_component::Kind::CoreModule {
+            anyhow::bail!(
+                "component `{}` ({}): is a core WebAssembly module, not a component; an app's components must export `wasi:http/incoming-handler@0.2.x` (for Rust: `--target wasm32-wasip2`)",
+                spec.id,
+                spec.source.display()
+            );
+        }
+        HttpHandler::new(
+            &self.rt,
+            &loaded.component,
+            self.grants[&spec.id].clone(),
+            self.settings[&spec.id].clone(),
+            self.metrics.get(&spec.id).cloned(),
+            self.tracer.clone(),
+        )
+        .with_context(|| format!("component `{}` ({})", spec.id, spec.source.display()))
+    }
+}
+
+pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
+    let app = load_app(&args.app)?;
+    let vars = app
+        .resolve_variables(&|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut grants = HashMap::new();
+    for c in &app.components {
+        grants.insert(c.id.clone(), component_grants(&app, c, &vars)?);
+    }
+
+    let mut settings = EngineSettings::default();
+    args.engine.apply(&mut settings);
+    settings.pooling = args.pool.allocator;
+    settings.max_memory = app
+        .components
+        .iter()
+        .map(|c| c.limits.memory_or_default())
+        .max()
+        .unwrap_or(wasmops_manifest::DEFAULT_MEMORY);
+    settings.memory_keep_resident = args.pool.memory_keep_resident as usize;
+    settings.warm_slots = args.pool.warm_slots;
+    // Room for every component at full concurrency, and as much again for
+    // old versions finishing their requests during a reload.
+    let total: usize = app
+        .components
+        .iter()
+        .map(|c| c.limits.concurrency_or_default())
+        .sum();
+    settings.max_instances = u32::try_from(total.saturating_mul(if args.watch { 2 } else { 1 }))
+        .unwrap_or(u32::MAX)
+        .clamp(1, 20_000);
+    let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
+
+    let app_name: Arc<str> = Arc::from(app.name.as_str());
+    let metrics = Arc::new(Metrics::new());
+    let metrics_on = args.admin_listen.0.is_some();
+
+    let tokio = hosting::tokio_runtime(args.threads)?;
+    let _enter = tokio.enter();
+    let tracer = if args.check {
+        None
+    } else {
+        hosting::tracer(&app.name)?
+    };
+
+    if !args.check {
+        let stores = tokio.block_on(open_stores(&app, args.state_dir.as_deref()))?;
+        for c in &app.components {
+            let access = KvAccess::new(
+                c.key_value_stores
+                    .iter()
+                    .filter_map(|l| stores.get(l).cloned()),
+            );
+            if let Some(g) = grants.get_mut(&c.id) {
+                g.key_value = access;
+            }
+        }
+    }
+
+    let mut builder = Builder {
+        rt,
+        app: app_name.clone(),
+        grants,
+        settings: HashMap::new(),
+        metrics: HashMap::new(),
+        tracer: tracer.clone(),
+        process_metrics: metrics.clone(),
+    };
+    for c in &app.components {
+        builder.settings.insert(
+            c.id.clone(),
+            HttpSettings {
+                limits: Limits {
+                    max_memory: c.limits.memory_or_default(),
+                    timeout: Some(c.limits.timeout_or_default()),
+                    ..Limits::default()
+                },
+                max_concurrency: c.limits.concurrency_or_default(),
+                max_queue: args.max_queue,
+                max_body: args.max_body,
+                debug_errors: args.debug_errors,
+                name: Arc::from(c.id.as_str()),
+                app: builder.app.clone(),
+            },
+        );
+        if metrics_on {
+            let route = c.routes.first().map(|r| r.to_string()).unwrap_or_default();
+            builder
+                .metrics
+                .insert(c.id.clone(), metrics.component(&app.name, &c.id, &route));
+        }
+    }
+
+    let started = Instant::now();
+    let mut slots = Vec::new();
+    let mut router = Router::new();
+    let mut routes = 0;
+    for (i, c) in app.components.iter().enumerate() {
+        let t = Instant::now();
+        let handler = builder.build(c)?;
+        tracing::debug!(component = %c.id, load_ms = t.elapsed().as_secs_f64() * 1000.0, "component ready");
+        for r in &c.routes {
+            let target = Target {
+                slot: i,
+                metrics: metrics_on.then(|| metrics.component(&app.name, &c.id, &r.to_string())),
+            };
+            if router
+                .add(r.host.as_deref(), &r.path, r.prefix, target)
+                .is_err()
+            {
+                anyhow::bail!("route `{r}` is declared twice");
+            }
+            routes += 1;
+        }
+        slots.push(Slot {
+            spec: c.clone(),
+            handler: RwLock::new(handler),
+            version: AtomicU64::new(1),
+        });
+    }
+    if args.check {
+        println!(
+            "app `{}` is valid: {} component{}, {routes} route{}",
+            app.name,
+            slots.len(),
+            if slots.len() == 1 { "" } else { "s" },
+            if routes == 1 { "" } else { "s" }
+        );
+        return Ok(0);
+    }
+
+    let slots: Arc<[Slot]> = slots.into();
+    let router = Arc::new(router);
+    let builder = Arc::new(builder);
+    tracing::info!(
+        app = %app.name,
+        components = slots.len(),
+        routes,
+        load_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "app loaded"
+    );
+
+    tokio.block_on(async {
+        let (stop_watch, watch_stopped) = tokio::sync::watch::channel(false);
+        let watcher = args.watch.then(|| {
+            tokio::spawn(watch(
+                slots.clone(),
+                builder.clone(),
+                app.manifest_path.clone(),
+                watch_stopped,
+            ))
+        });
+        let handler = {
+            let slots = slots.clone();
+            let router = router.clone();
+            let app_name = app_name.clone();
+            move |req: http::Request<hyper::body::Incoming>| {
+                let slots = slots.clone();
+                let router = router.clone();
+                let app_name = app_name.clone();
+                async move {
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .or_else(|| req.uri().host());
+                    match router.route(host, req.uri().path()) {
+                        Some(t) => {
+                            let h = slots[t.slot].current();
+                            h.handle_routed(req, t.metrics.as_ref()).await
+                        }
+                        None => not_found(&app_name, &req),
+                    }
+                }
+            }
+        };
+        let summary = hosting::serve_until_signal(
+            hosting::Listeners {
+                listen: args.listen,
+                admin: args.admin_listen.0,
+                shutdown_grace: args.shutdown_grace,
+            },
+            metrics.clone(),
+            tracer,
+            handler,
+            |addr| {
+                tracing::info!(app = %app.name, watch = args.watch, "serving on http://{addr}/");
+            },
+        )
+        .await?;
+        let _ = stop_watch.send(true);
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
+        let requests: u64 = slots
+            .iter()
+            .map(|s| s.current().stats().requests.load(Ordering::Relaxed))
+            .sum();
+        tracing::info!(
+            connections = summary.connections,
+            abandoned = summary.abandoned,
+            requests,
+            "stopped"
+        );
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}
+
+fn load_app(path: &Path) -> anyhow::Result<App> {
+    // Outbound hosts follow the runtime's own rules; `{{ variable }}`
+    // templates are checked once the variables have values.
+    let check = |s: &str| -> Result<(), String> {
+        if s.contains("{{") {
+            return Ok(());
+        }
+        OutboundRule::parse(s).map(|_| ())
+    };
+    wasmops_manifest::load_with(
+        path,
+        &wasmops_manifest::Checks {
+            outbound_host: &check,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Replaces `{{ name }}` with the variable's value.
+fn expand(template: &str, vars: &[ResolvedVariable]) -> Result<(String, bool), String> {
+    let mut out = String::new();
+    let mut secret = false;
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
+        let name = after[..end].trim();
+        let var = vars
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| format!("`{template}` uses variable `{name}`, which has no value; declare it in [variables] and give it a value"))?;
+        secret |= var.secret;
+        out.push_str(&var.value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok((out, secret))
+}
+
+/// What the manifest grants one component.
+fn component_grants(
+    app: &App,
+    c: &ComponentSpec,
+    vars: &[ResolvedVariable],
+) -> anyhow::Result<Grants> {
+    let mut outbound = Vec::new();
+    for h in &c.allowed_outbound_hosts {
+        let (spec, secret) = expand(h, vars).map_err(|e| {
+            anyhow::anyhow!("{}: component `{}`: {e}", app.manifest_path.display(), c.id)
+        })?;
+        let rule = OutboundRule::parse(&spec).map_err(|e| {
+            let shown = if secret {
+                format!("allowed outbound host `{h}` (from a secret variable) is invalid")
+            } else {
+                e
+            };
+            anyhow::anyhow!(
+                "{}: component `{}`: {shown}",
+                app.manifest_path.display(),
+                c.id
+            )
+        })?;
+        outbound.push(rule);
+    }
+    let config = wasmops_runtime::grants::ConfigVars::new(
+        vars.iter()
+            .filter(|v| c.variables.contains(&v.name))
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
+    Ok(Grants {
+        dirs: c
+            .files
+            .iter()
+            .map(|f| DirGrant {
+                host: f.source.clone(),
+                guest: f.destination.clone(),
+                read_only: true,
+            })
+            .collect(),
+        env: c.environment.clone(),
+        outbound_http: outbound,
+        config,
+        ..Grants::default()
+    })
+}
+
+/// Opens every store of the app. Stores are the app's own: embedded ones
+/// live in its state directory, Redis keys carry the app's name.
+async fn open_stores(
+    app: &App,
+    state_dir: Option<&Path>,
+) -> anyhow::Result<HashMap<String, KvStore>> {
+    let mut stores = HashMap::new();
+    for s in &app.key_value {
+        let store = match &s.backend {
+            KvBackend::Embedded { path, durability } => {
+                let default = app.state_dir().join("kv").join(format!("{}.db", s.label));
+                let path = match state_dir {
+                    Some(d) if *path == default => d.join("kv").join(format!("{}.db", s.label)),
+                    _ => path.clone(),
+                };
+                let durability = match durability {
+                    wasmops_manifest::Durability::Process => Durability::Process,
+                    wasmops_manifest::Durability::Fsync => Durability::Fsync,
+                };
+                KvStore::open_embedded(&s.label, &path, durability)?
+            }
+            KvBackend::Redis { url } => {
+                KvStore::open_redis(&s.label, url, format!("{}:{}:", app.name, s.label)).await?
+            }
+        };
+        stores.insert(s.label.clone(), store);
+    }
+    Ok(stores)
+}
+
+fn not_found(
+    app: &str,
+    req: &http::Request<hyper::body::Incoming>,
+) -> http::Response<wasmops_runtime::http::Body> {
+    tracing::info!(
+        target: "wasmops::access",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = 404u16,
+        duration_ms = 0.0,
+        app,
+        component = "-",
+        request_id = "-",
+        trace_id = "",
+        "request"
+    );
+    simple(
+        http::StatusCode::NOT_FOUND,
+        &format!("no route for {}\n", req.uri().path()),
+    )
+}
+
+/// A file's identity for change detection.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Polls the components' files; a file that changed and then stayed the
+/// same for one period is loaded, and its component swapped in.
+async fn watch(
+    slots: Arc<[Slot]>,
+    builder: Arc<Builder>,
+    manifest: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const PERIOD: Duration = Duration::from_millis(200);
+    let mut loaded: Vec<Option<(SystemTime, u64)>> =
+        slots.iter().map(|s| stamp(&s.spec.source)).collect();
+    let mut pending: Vec<Option<(SystemTime, u64)>> = vec![None; slots.len()];
+    let manifest_stamp = stamp(&manifest);
+    let mut manifest_warned = false;
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(
+        components = slots.len(),
+        "watching the components' files for changes"
+    );
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !manifest_warned && stamp(&manifest) != manifest_stamp {
+            manifest_warned = true;
+            tracing::warn!(manifest = %manifest.display(), "the manifest changed; restart `wasmops up` to apply it (only components' files are reloaded)");
+        }
+        for (i, slot) in slots.iter().enumerate() {
+            let now = stamp(&slot.spec.source);
+            if now.is_none() || now == loaded[i] {
+                pending[i] = None;
+                continue;
+            }
+            if pending[i] != now {
+                // Changed since the last look: wait until it settles.
+                pending[i] = now;
+                continue;
+            }
+            pending[i] = None;
+            loaded[i] = now;
+            let started = Instant::now();
+            let b = builder.clone();
+            let spec = slot.spec.clone();
+            let result = tokio::task::spawn_blocking(move || b.build(&spec)).await;
+            match result {
+                Ok(Ok(handler)) => {
+                    *slot.handler.write().unwrap_or_else(|p| p.into_inner()) = handler;
+                    let version = slot.version.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::info!(
+                        component = %slot.spec.id,
+                        version,
+                        reload_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "component reloaded"
+                    );
+                }
+                Ok(Err(e)) => tracing::error!(
+                    component = %slot.spec.id,
+                    error = %crate::error_line(&e),
+                    "reload failed; the previous version keeps serving"
+                ),
+                Err(e) => tracing::error!(component = %slot.spec.id, error = %e, "reload failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_templates() {
+        let vars = vec![
+            ResolvedVariable {
+                name: "up".into(),
+                value: "http://127.0.0.1:8080".into(),
+                secret: false,
+            },
+            ResolvedVariable {
+                name: "key".into(),
+                value: "s3cret".into(),
+                secret: true,
+            },
+        ];
+        assert_eq!(
+            expand("{{ up }}", &vars).unwrap(),
+            ("http://127.0.0.1:8080".into(), false)
+        );
+        assert_eq!(
+            expand("https://{{key}}.example.com", &vars).unwrap(),
+            ("https://s3cret.example.com".into(), true)
+        );
+        assert!(expand("{{ nope }}", &vars).unwrap_err().contains("nope"));
+        assert!(expand("{{ up", &vars).is_err());
+    }
+}
