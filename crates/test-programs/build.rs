@@ -27,7 +27,42 @@ fn cargo_build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]
     for p in packages {
         cmd.arg("-p").arg(p);
     }
-    // The outer build's settings must not leak into the guest build.
+    clean_env(&mut cmd);
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the guest programs");
+    assert!(
+        status.success(),
+        "building the guest programs for {target} failed"
+    );
+}
+
+/// Example apps (directory under `examples/`, constant).
+const EXAMPLES: &[(&str, &str)] = &[("webapp", "EXAMPLE_WEBAPP")];
+
+fn cargo_build_example(dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir).args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+    ]);
+    clean_env(&mut cmd);
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for an example app");
+    assert!(
+        status.success(),
+        "building the example app {} failed",
+        dir.display()
+    );
+}
+
+/// The outer build's settings must not leak into a guest build.
+fn clean_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_MAKEFLAGS"
@@ -38,13 +73,6 @@ fn cargo_build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]
             cmd.env_remove(&key);
         }
     }
-    let status = cmd
-        .status()
-        .expect("failed to run cargo for the guest programs");
-    assert!(
-        status.success(),
-        "building the guest programs for {target} failed"
-    );
 }
 
 fn main() {
@@ -77,6 +105,27 @@ fn main() {
         .canonicalize()
         .unwrap();
     out.push_str(&format!("/// The `cli` guest as a WASI preview1 core module (wasm32-wasip1).\npub const CLI_P1: &str = {:?};\n", p1.display().to_string()));
+    // The example apps, built where their manifests expect their components
+    // (their own `target/`), as a user would build them.
+    for (name, constant) in EXAMPLES {
+        let dir = manifest_dir
+            .join("../../examples")
+            .join(name)
+            .canonicalize()
+            .unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let file_name = entry.file_name();
+            if file_name != "target" && file_name != ".wasmops" {
+                println!("cargo:rerun-if-changed={}", entry.path().display());
+            }
+        }
+        cargo_build_example(&dir);
+        out.push_str(&format!(
+            "/// The example app `examples/{name}`, its components built.\npub const {constant}: &str = {:?};\n",
+            dir.display().to_string()
+        ));
+    }
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("artifacts.rs");
     std::fs::write(dest, out).unwrap();
 }

@@ -422,6 +422,7 @@ mod tests {
         let c = m.component("a", "c", "/");
         c.response(200, 0.01);
         c.outbound("h", "allowed");
+        c.kv_operation("default", "get", "ok", 0.0001);
         c.traps.inc();
         m.cache_lookup("hit");
         let text = m.encode();

@@ -347,7 +347,10 @@ fn load_app(path: &Path) -> anyhow::Result<App> {
         if s.contains("{{") {
             return Ok(());
         }
-        OutboundRule::parse(s).map(|_| ())
+        // The manifest adds its own hint on the syntax.
+        OutboundRule::parse(s)
+            .map(|_| ())
+            .map_err(|e| e.split("; expected").next().unwrap_or(&e).to_string())
     };
     wasmops_manifest::load_with(
         path,

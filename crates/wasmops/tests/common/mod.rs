@@ -131,6 +131,36 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args);
+        Server::launch(cmd, args)
+    }
+
+    /// Starts `wasmops up APP --listen 127.0.0.1:0 ARGS...` in `cwd` (when
+    /// given) with extra environment variables.
+    pub fn try_up(
+        app: Option<&std::path::Path>,
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Server, (i32, String)> {
+        let mut cmd = wasmops();
+        cmd.envs(envs.iter().copied());
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        cmd.arg("up");
+        if let Some(a) = app {
+            cmd.arg(a);
+        }
+        cmd.arg("--listen").arg("127.0.0.1:0").args(args);
+        Server::launch(cmd, args)
+    }
+
+    pub fn up(app: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::try_up(Some(app), None, args, envs)
+            .unwrap_or_else(|(code, log)| panic!("wasmops up did not start (exit {code}): {log}"))
+    }
+
+    fn launch(mut cmd: Command, args: &[&str]) -> Result<Server, (i32, String)> {
         if !args.contains(&"--log-format") {
             cmd.args(["--log-format", "json"]);
         }

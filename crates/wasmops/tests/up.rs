@@ -1,0 +1,607 @@
+//! `wasmops up`: apps from `wasmops.toml`, over real sockets, with the
+//! example app's components built from source, a real Redis, and upstream
+//! servers started here on loopback.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Server, get, post, send};
+use http_body_util::Full;
+
+fn example() -> PathBuf {
+    PathBuf::from(test_programs::EXAMPLE_WEBAPP)
+}
+
+fn component(name: &str) -> PathBuf {
+    example().join(format!("target/wasm32-wasip2/release/{name}.wasm"))
+}
+
+/// A plain HTTP/1.1 server on loopback answering every request with
+/// `body`, counting the connections it accepts.
+struct Upstream {
+    url: String,
+    connections: Arc<AtomicUsize>,
+}
+
+fn upstream(body: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&seen);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let text = format!("{body} {path}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            });
+        }
+    });
+    Upstream { url, connections }
+}
+
+/// An app directory in a temporary folder, with the given manifest and
+/// the example's components copied in.
+fn app_dir(manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for c in ["web", "api", "proxy"] {
+        std::fs::copy(component(c), dir.path().join(format!("{c}.wasm"))).unwrap();
+    }
+    std::fs::write(dir.path().join("wasmops.toml"), manifest).unwrap();
+    dir
+}
+
+fn state_arg(dir: &Path) -> String {
+    dir.join("state").display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_app_serves_every_route_from_its_directory() {
+    let up = upstream("upstream says hi to");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state_arg(state.path());
+    // Run inside the example's directory, without naming the app.
+    let server = Server::try_up(
+        None,
+        Some(&example()),
+        &["--state-dir", &state_dir],
+        &[("WASMOPS_VARIABLE_UPSTREAM", &up.url)],
+    )
+    .unwrap_or_else(|(code, log)| panic!("exit {code}: {log}"));
+
+    let home = get(&server.url("/")).await;
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("Welcome to webapp"), "{}", home.text());
+    assert_eq!(
+        home.header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let css = get(&server.url("/style.css")).await;
+    assert_eq!(css.status, 200);
+    assert_eq!(get(&server.url("/missing.txt")).await.status, 404);
+
+    let config = get(&server.url("/api/config")).await;
+    assert_eq!(config.text().trim(), r#"{"greeting":"Hello from webapp"}"#);
+    assert_eq!(
+        get(&server.url("/api/counter")).await.text().trim(),
+        r#"{"count":0}"#
+    );
+    for n in 1..=3 {
+        let r = post(&server.url("/api/counter"), b"").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text().trim(), format!(r#"{{"count":{n}}}"#));
+    }
+    assert_eq!(
+        get(&server.url("/api/counter")).await.text().trim(),
+        r#"{"count":3}"#
+    );
+
+    let proxied = get(&server.url("/proxy/some/path?q=1")).await;
+    assert_eq!(proxied.status, 200, "{}", proxied.text());
+    assert_eq!(proxied.text(), "upstream says hi to /some/path?q=1");
+
+    // The embedded store lives in the state directory given.
+    assert!(state.path().join("state/kv/default.db").exists());
+
+    // Per-route request series and key-value operations are exposed.
+    let metrics = get(&server.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"wasmops_http_requests_total{app="webapp",component="api",route="/api/...",status_class="2xx"} 6"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wasmops_kv_operations_total{app="webapp",component="api",store="default",op="increment",result="ok"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"wasmops_outbound_requests_total{app="webapp",component="proxy",host="127.0.0.1",result="allowed"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_calls_reach_only_granted_hosts() {
+    let granted = upstream("granted");
+    let denied = upstream("denied");
+    let manifest = format!(
+        r#"manifest_version = 1
+[app]
+name = "outbound"
+[variables]
+upstream = {{ default = "{denied}" }}
+[component.proxy]
+source = "proxy.wasm"
+route = "/proxy/..."
+variables = ["upstream"]
+allowed_outbound_hosts = ["{granted}"]
+"#,
+        denied = denied.url,
+        granted = granted.url
+    );
+    let dir = app_dir(&manifest);
+    let state = state_arg(dir.path());
+
+    let server = Server::up(dir.path(), &["--state-dir", &state], &[]);
+    let r = get(&server.url("/proxy/x")).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        denied.connections.load(Ordering::SeqCst),
+        0,
+        "a denied call must not connect"
+    );
+    let warning = server.wait_log("outbound HTTP request denied");
+    let line = warning
+        .lines()
+        .find(|l| l.contains("outbound HTTP request denied"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["level"], "WARN");
+    assert_eq!(v["component"], "proxy");
+    assert_eq!(v["host"], "127.0.0.1");
+    drop(server);
+
+    // The same component, pointed at the granted host through the
+    // environment, gets through; two calls share one pooled connection
+    // where the upstream allows it (this one closes, so two connections).
+    let server = Server::up(
+        dir.path(),
+        &["--state-dir", &state],
+        &[("WASMOPS_VARIABLE_UPSTREAM", &granted.url)],
+    );
+    let r = get(&server.url("/proxy/y")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "granted /y");
+    assert_eq!(denied.connections.load(Ordering::SeqCst), 0);
+}
+
+const KV_APP: &str = r#"manifest_version = 1
+[app]
+name = "kvapp"
+[component.api]
+source = "api.wasm"
+route = "/api/..."
+key_value_stores = ["default"]
+"#;
+
+/// Sends `total` increments of `key` from `clients` concurrent clients and
+/// returns every value the server acknowledged.
+async fn increments(server: &Server, key: &str, clients: usize, total: usize) -> Vec<u64> {
+    let per = total / clients;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = server.url(&format!("/api/incr/{key}"));
+        tasks.push(tokio::spawn(async move {
+            let client = common::client(false);
+            let mut seen = Vec::new();
+            for _ in 0..per {
+                let req = http::Request::post(&url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let r = send(&client, req).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                seen.push(v["value"].as_u64().unwrap());
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_are_exact() {
+    let dir = app_dir(KV_APP);
+    let server = Server::up(dir.path(), &[], &[]);
+    let values = increments(&server, "hits", 8, 400).await;
+    assert_eq!(values, (1..=400).collect::<Vec<u64>>());
+    assert_eq!(get(&server.url("/api/kv/hits")).await.text(), "400");
+    // The default state directory is the app's own.
+    assert!(dir.path().join(".wasmops/kv/default.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = app_dir(KV_APP);
+    let server = Server::up(dir.path(), &[], &[]);
+    let url = server.url("/api/kv/");
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            let client = common::client(false);
+            for i in 0.. {
+                let req = http::Request::put(format!("{url}key-{i}"))
+                    .body(Full::new(Bytes::from(format!("value-{i}"))))
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => acked.lock().unwrap().push(i),
+                    _ => break,
+                }
+            }
+        })
+    };
+    // Let writes flow, then kill the process without warning.
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 200 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.signal(libc::SIGKILL);
+    let _ = writer.await;
+    drop(server);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 200,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+
+    let server = Server::up(dir.path(), &[], &[]);
+    for i in &acked {
+        let r = get(&server.url(&format!("/api/kv/key-{i}"))).await;
+        assert_eq!(r.status, 200, "acknowledged write key-{i} lost");
+        assert_eq!(r.text(), format!("value-{i}"));
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install the Debian package `redis-server`");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Runs one command over RESP and returns the raw reply.
+    fn command(&self, args: &[&str]) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_with_per_app_isolation() {
+    let redis = Redis::start();
+    let manifest = |name: &str| {
+        format!(
+            "{}\n[key_value.default]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"\n",
+            KV_APP.replace("kvapp", name),
+            redis.port
+        )
+    };
+    let one = app_dir(&manifest("one"));
+    let two = app_dir(&manifest("two"));
+    let server = Server::up(one.path(), &[], &[]);
+    let values = increments(&server, "hits", 8, 200).await;
+    assert_eq!(values, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(get(&server.url("/api/kv/hits")).await.text(), "200");
+    let r = post(&server.url("/api/batch"), b"a=1\nb=2\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        get(&server.url("/api/batch?keys=a,b,c"))
+            .await
+            .text()
+            .trim(),
+        r#"{"a":"1","b":"2","c":null}"#
+    );
+    let keys: serde_json::Value =
+        serde_json::from_slice(&get(&server.url("/api/keys")).await.body).unwrap();
+    let mut keys: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a", "b", "hits"]);
+    // Keys live under the app's and the store's name in Redis.
+    assert_eq!(redis.command(&["GET", "one:default:hits"]), "$3\r\n200\r\n");
+    assert!(!server.log().contains("ERROR"), "{}", server.log());
+
+    // Another app on the same server sees none of it.
+    let other = Server::up(two.path(), &[], &[]);
+    assert_eq!(get(&other.url("/api/kv/hits")).await.status, 404);
+    let r = post(&other.url("/api/incr/hits"), b"").await;
+    assert_eq!(r.text().trim(), r#"{"key":"hits","value":1}"#);
+    assert_eq!(get(&server.url("/api/kv/hits")).await.text(), "200");
+}
+
+#[test]
+fn redis_unreachable_is_a_clear_startup_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = app_dir(&format!(
+        "{KV_APP}\n[key_value.default]\nbackend = \"redis\"\nurl = \"redis://:hunter2@127.0.0.1:{port}/0\"\n"
+    ));
+    let out = common::run(&[
+        "up",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("cannot connect to Redis"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_swaps_components_without_failing_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = std::fs::read(test_programs::HELLO).unwrap();
+    let hostile = std::fs::read(test_programs::HOSTILE).unwrap();
+    let app = dir.path().join("app.wasm");
+    std::fs::write(&app, &hello).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"watched\"\n[component.app]\nsource = \"app.wasm\"\nroute = \"/...\"\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &["--watch"], &[]);
+    assert_eq!(get(&server.url("/ok")).await.text(), "Hello, world!\n");
+
+    // Load from four clients for the whole time.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let url = server.url("/ok");
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let client = common::client(false);
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(&url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    for swap in 1..=20 {
+        let (bytes, expect) = if swap % 2 == 1 {
+            (&hostile, "ok")
+        } else {
+            (&hello, "Hello, world!\n")
+        };
+        // Replace the file the way build tools do: write aside, rename.
+        let tmp = dir.path().join("app.wasm.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &app).unwrap();
+        let start = Instant::now();
+        loop {
+            let text = get(&server.url("/ok")).await.text();
+            if text == expect {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "swap {swap}: still `{text}`; log: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in load {
+        let (ok, failed) = t.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests during swaps: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 0);
+    // Each swap was one reload (the line may still be on its way).
+    let start = Instant::now();
+    while server.log().matches("component reloaded").count() < 20
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.log().matches("component reloaded").count(), 20);
+}
+
+#[test]
+fn broken_manifests_fail_with_their_snapshot_error() {
+    let cases = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmops-manifest/tests/broken");
+    let mut n = 0;
+    for case in std::fs::read_dir(&cases).unwrap() {
+        let case = case.unwrap().path();
+        // The CLI checks outbound hosts with the runtime's own rules, so a
+        // case may carry the CLI's wording apart.
+        let expected = ["expected-cli.txt", "expected.txt"]
+            .iter()
+            .map(|f| case.join(f))
+            .find(|p| p.exists())
+            .unwrap();
+        let expected = std::fs::read_to_string(expected).unwrap();
+        let out = common::output(common::wasmops().current_dir(&case).args([
+            "up",
+            "--check",
+            "wasmops.toml",
+        ]));
+        common::assert_one_line_error(&out);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!("error: {}", expected.trim_end()),
+            "case {}",
+            case.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} cases");
+}
+
+#[test]
+fn required_variables_and_secrets() {
+    let manifest = r#"manifest_version = 1
+[app]
+name = "secrets"
+[variables]
+greeting = { default = "hi" }
+token = { required = true, secret = true }
+[component.api]
+source = "api.wasm"
+route = "/api/..."
+variables = ["greeting", "token"]
+key_value_stores = ["default"]
+"#;
+    let dir = app_dir(manifest);
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("`token`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("WASMOPS_VARIABLE_TOKEN"),
+        "{}",
+        out.stderr
+    );
+
+    // From a dotenv file: the app starts, and the value appears nowhere in
+    // its output, even with debug logging.
+    let secret = "sup3r-s3cret-v4lue";
+    std::fs::write(dir.path().join(".env"), format!("token={secret}\n")).unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::up(dir.path(), &["--log-level", "debug"], &[]);
+    rt.block_on(async {
+        assert_eq!(
+            get(&server.url("/api/config")).await.text().trim(),
+            r#"{"greeting":"hi"}"#
+        );
+        assert_eq!(get(&server.url("/api/nothing")).await.status, 404);
+    });
+    let log = server.log();
+    assert!(!log.contains(secret), "{log}");
+    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+}
+
+#[test]
+fn core_modules_and_non_handlers_are_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::CLI_P1, dir.path().join("cli.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"bad\"\n[component.cli]\nsource = \"cli.wasm\"\nroute = \"/...\"\n",
+    )
+    .unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("component `cli`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("core WebAssembly module"),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::copy(test_programs::CLI, dir.path().join("cli.wasm")).unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("does not export"), "{}", out.stderr);
+}
