@@ -127,6 +127,11 @@ def main():
                                      [("api", "api.wasm", 'key_value_stores = ["default"]\n')]) + extra)
                 s = Proc(lambda p: [bin_, "up", d, "--listen", f"127.0.0.1:{p}"] + common, probe="/api/counter")
                 s.start(free_port())
+                if backend == "embedded":
+                    # The same component answering without a store operation.
+                    wrk(s.base + "/api/config", 1, conns=4, threads=1)
+                    res = wrk(s.base + "/api/config", a.duration)
+                    kv_results.setdefault(("embedded", "none: `GET /api/config`, for reference"), []).append(res)
                 for keys, script in (("one hot key", hot), ("10,000 spread keys", spread)):
                     wrk(s.base + "/api/incr/hot", 1, conns=4, threads=1, script=script)
                     res = wrk(s.base + "/api/incr/hot", a.duration, script=script)

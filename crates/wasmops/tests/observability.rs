@@ -561,3 +561,73 @@ async fn unsampled_trace_context_is_still_propagated() {
             .all(|(_, s)| hex(&s.trace_id) != trace)
     );
 }
+
+/// `wasmops up` traces key-value operations as children of the guest
+/// handler's span, and the service is named after the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_operations_are_traced_under_up() {
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = std::path::Path::new(test_programs::EXAMPLE_WEBAPP)
+        .join("target/wasm32-wasip2/release/api.wasm");
+    std::fs::copy(api, dir.path().join("api.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"traced\"\n[component.api]\nsource = \"api.wasm\"\nroute = \"/api/...\"\nkey_value_stores = [\"default\"]\n",
+    )
+    .unwrap();
+    let endpoint = format!("http://{otlp}");
+    let server = Server::up(
+        dir.path(),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let req = http::Request::post(server.url("/api/incr/visits"))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = send(&client(false), req).await;
+    assert_eq!(r.text().trim(), r#"{"key":"visits","value":1}"#);
+
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let start = Instant::now();
+    loop {
+        let spans = received.lock().unwrap().clone();
+        let find = |name: &str| {
+            spans
+                .iter()
+                .find(|(s, sp)| s == "traced" && sp.name == name && hex(&sp.trace_id) == trace)
+                .map(|x| x.1.clone())
+        };
+        if let (Some(handler), Some(kv)) = (find("guest handler"), find("key-value")) {
+            assert_eq!(kv.parent_span_id, handler.span_id);
+            let attr = |k: &str| {
+                kv.attributes
+                    .iter()
+                    .find(|a| a.key == k)
+                    .and_then(|a| a.value.as_ref())
+                    .and_then(|v| match &v.value {
+                        Some(
+                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                s,
+                            ),
+                        ) => Some(s.clone()),
+                        _ => None,
+                    })
+            };
+            assert_eq!(attr("wasmops.kv.store").as_deref(), Some("default"));
+            assert_eq!(attr("wasmops.kv.operation").as_deref(), Some("increment"));
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spans missing; got {:?}",
+            spans
+                .iter()
+                .map(|(s, sp)| (s, &sp.name))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -31,6 +31,12 @@ struct Upstream {
 }
 
 fn upstream(body: &'static str) -> Upstream {
+    upstream_with(body, false)
+}
+
+/// Like `upstream`; with `keep_alive`, connections serve request after
+/// request instead of closing after one.
+fn upstream_with(body: &'static str, keep_alive: bool) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -42,20 +48,36 @@ fn upstream(body: &'static str) -> Upstream {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                loop {
+                    let end = loop {
+                        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = seen.drain(..end).collect();
+                    let line = String::from_utf8_lossy(&head);
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let text = format!("{body} {path}");
+                    let close = if keep_alive {
+                        ""
+                    } else {
+                        "connection: close\r\n"
+                    };
+                    if write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{close}\r\n{text}",
+                        text.len()
+                    )
+                    .is_err()
+                        || !keep_alive
+                    {
+                        return;
                     }
                 }
-                let line = String::from_utf8_lossy(&seen);
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let text = format!("{body} {path}");
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                    text.len()
-                );
             });
         }
     });
@@ -187,8 +209,7 @@ allowed_outbound_hosts = ["{granted}"]
     drop(server);
 
     // The same component, pointed at the granted host through the
-    // environment, gets through; two calls share one pooled connection
-    // where the upstream allows it (this one closes, so two connections).
+    // environment, gets through.
     let server = Server::up(
         dir.path(),
         &["--state-dir", &state],
@@ -198,6 +219,53 @@ allowed_outbound_hosts = ["{granted}"]
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "granted /y");
     assert_eq!(denied.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_connections_are_pooled_and_timed() {
+    let keep = upstream_with("pooled", true);
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let manifest = format!(
+        r#"manifest_version = 1
+[app]
+name = "pool"
+[variables]
+upstream = {{ default = "{keep}" }}
+[component.proxy]
+source = "proxy.wasm"
+route = "/proxy/..."
+variables = ["upstream"]
+allowed_outbound_hosts = ["{{{{ upstream }}}}"]
+[component.proxy.limits]
+timeout = "1s"
+"#,
+        keep = keep.url
+    );
+    let dir = app_dir(&manifest);
+    let server = Server::up(dir.path(), &[], &[]);
+    for i in 0..5 {
+        let r = get(&server.url(&format!("/proxy/{i}"))).await;
+        assert_eq!(r.text(), format!("pooled /{i}"));
+    }
+    assert_eq!(
+        keep.connections.load(Ordering::SeqCst),
+        1,
+        "sequential calls to a keep-alive upstream share one connection"
+    );
+    drop(server);
+
+    let server = Server::up(
+        dir.path(),
+        &[],
+        &[("WASMOPS_VARIABLE_UPSTREAM", &silent_url)],
+    );
+    let start = Instant::now();
+    let r = get(&server.url("/proxy/slow")).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(silent);
 }
 
 const KV_APP: &str = r#"manifest_version = 1
