@@ -4,7 +4,7 @@
 # then runs bench/app_bench.py: routing cost (`up` with 100 routes against
 # `serve` of the same component) and key-value increments/s (embedded store
 # and Redis, one hot key and spread keys). Needs wrk and redis-server.
-# Knobs: ROUNDS (3), DURATION (8).
+# Knobs: ROUNDS (3), DURATION (8), ONLY (routing or kv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -23,4 +23,4 @@ python3 bench/app_bench.py \
   --hello target/guests/wasm32-wasip2/release/hello.wasm \
   --api examples/webapp/target/wasm32-wasip2/release/api.wasm \
   --rounds "${ROUNDS:-3}" --duration "${DURATION:-8}" \
-  --out bench/results
+  --out bench/results ${ONLY:+--only "$ONLY"}

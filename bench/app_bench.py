@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", choices=["routing", "kv"], help="run one part")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="wasmops-app-bench-")
     bin_ = os.path.abspath(a.wasmops)
@@ -86,7 +87,7 @@ def main():
         "up, 100 routes": Proc(lambda p: [bin_, "up", hundred, "--listen", f"127.0.0.1:{p}"] + common),
     }
     results = {k: [] for k in routing}
-    for r in range(a.rounds):
+    for r in range(a.rounds if a.only != "kv" else 0):
         for name, s in routing.items():
             s.start(free_port())
             wrk(s.base + "/", 1, conns=4, threads=1)
@@ -117,7 +118,7 @@ def main():
     kv_results = {}
     try:
         time.sleep(0.5)
-        for r in range(a.rounds):
+        for r in range(a.rounds if a.only != "routing" else 0):
             for backend, extra in backends.items():
                 d = os.path.join(kv, backend)
                 os.makedirs(d, exist_ok=True)
@@ -144,7 +145,7 @@ def main():
         redis.wait()
 
     med = lambda rows, k: statistics.median(x[k] for x in rows)
-    base = med(results["serve (1 component)"], "rps")
+    base = med(results["serve (1 component)"], "rps") if a.only != "kv" else 1
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -158,6 +159,8 @@ def main():
         "|---|---:|---:|---:|",
     ]
     for name, rows in results.items():
+        if not rows:
+            continue
         lines.append(f"| {name} | {med(rows, 'rps'):,.0f} | {med(rows, 'p99_us') / 1000:.2f} ms | "
                      f"{med(rows, 'rps') / base:.3f} |")
     lines += ["", "| key-value increments | backend | incr/s | p99 | non-2xx |", "|---|---|---:|---:|---:|"]
@@ -166,7 +169,7 @@ def main():
                      f"{sum(x['non2xx'] for x in rows)} |")
     report = "\n".join(lines) + "\n"
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "app.md"), "w") as f:
+    with open(os.path.join(a.out, f"app{'-' + a.only if a.only else ''}.md"), "w") as f:
         f.write(report)
     print(report)
     shutil.rmtree(work, ignore_errors=True)

@@ -67,12 +67,7 @@ pub async fn run(
     limits: &Limits,
 ) -> Result<i32, RunError> {
     let pre = prepare(rt, component)?;
-    let outbound = OutboundPolicy {
-        rules: grants.outbound_http.clone().into(),
-        component: Arc::from("command"),
-        metrics: None,
-        trace: None,
-    };
+    let outbound = OutboundPolicy::new(grants.outbound_http.clone(), Arc::from("command"), None);
     let mut store = host::new_store(rt.engine(), grants, &outbound, limits, Stdio::Inherit)
         .map_err(|e| RunError::Host(format!("{e:#}")))?;
     let result = async {

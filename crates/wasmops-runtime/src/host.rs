@@ -46,13 +46,10 @@ impl WasiHttpView for Host {
 
 /// Outbound HTTP: only granted destinations are reached; anything else gets
 /// `HTTP-request-denied` without a connection being attempted.
+/// Cloned into every store: the parts fixed for a component are shared.
 #[derive(Clone, Default)]
 pub struct OutboundPolicy {
-    pub rules: Arc<[OutboundRule]>,
-    /// The component's name, for the log.
-    pub component: Arc<str>,
-    /// Where outbound requests are counted, when metrics are on.
-    pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
+    pub shared: Arc<OutboundShared>,
     /// The tracer and the span outbound calls descend from, when tracing.
     pub trace: Option<(
         wasmops_telemetry::trace::Tracer,
@@ -60,14 +57,42 @@ pub struct OutboundPolicy {
     )>,
 }
 
+/// What an outbound policy keeps for the life of a component.
+#[derive(Default)]
+pub struct OutboundShared {
+    pub rules: Vec<OutboundRule>,
+    /// The component's name, for the log.
+    pub component: Arc<str>,
+    /// Where outbound requests are counted, when metrics are on.
+    pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
+}
+
 impl OutboundPolicy {
+    pub fn new(
+        rules: Vec<OutboundRule>,
+        component: Arc<str>,
+        metrics: Option<wasmops_telemetry::ComponentMetrics>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(OutboundShared {
+                rules,
+                component,
+                metrics,
+            }),
+            trace: None,
+        }
+    }
+
     pub fn allows(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
         let Some(host) = uri.host() else { return false };
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        self.rules.iter().any(|r| r.allows(scheme, host, port))
+        self.shared
+            .rules
+            .iter()
+            .any(|r| r.allows(scheme, host, port))
     }
 }
 
@@ -88,7 +113,7 @@ impl WasiHttpHooks for OutboundPolicy {
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let allowed = self.allows(request.uri());
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.shared.metrics {
             m.outbound(
                 request.uri().host().unwrap_or(""),
                 if allowed { "allowed" } else { "denied" },
@@ -96,7 +121,7 @@ impl WasiHttpHooks for OutboundPolicy {
         }
         if !allowed {
             tracing::warn!(
-                component = %self.component,
+                component = %self.shared.component,
                 host = request.uri().host().unwrap_or(""),
                 uri = %request.uri(),
                 "outbound HTTP request denied: destination not granted"
@@ -156,7 +181,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
     crate::kv::add_to_linker(&mut l, |h: &mut Host| crate::kv::KvView {
         table: &mut h.table,
         access: &h.kv,
-        metrics: h.hooks.metrics.as_ref(),
+        metrics: h.hooks.shared.metrics.as_ref(),
         trace: h.hooks.trace.as_ref(),
     })?;
     wasmtime_wasi_config::add_to_linker(&mut l, |h: &mut Host| {

@@ -155,12 +155,11 @@ impl HttpHandler {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
-        let outbound = OutboundPolicy {
-            rules: grants.outbound_http.clone().into(),
-            component: settings.name.clone(),
-            metrics: metrics.clone(),
-            trace: None,
-        };
+        let outbound = OutboundPolicy::new(
+            grants.outbound_http.clone(),
+            settings.name.clone(),
+            metrics.clone(),
+        );
         let flavor = if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
         {
             Flavor::P3(ProxyHandler::new(P3State {

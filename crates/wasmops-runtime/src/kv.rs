@@ -146,9 +146,6 @@ impl KvStore {
             c.execute_batch(
                 "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;",
             )?;
-            // Checkpoints (which fsync the database) run on a thread of
-            // their own, not in a request that happens to cross the limit.
-            c.pragma_update(None, "wal_autocheckpoint", 0)?;
             Ok(c)
         };
         let conn = open().map_err(|e| {
@@ -157,18 +154,12 @@ impl KvStore {
                 path.display()
             )
         })?;
-        let checkpointer = rusqlite::Connection::open(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open key-value store `{label}` at {}: {e}",
-                path.display()
-            )
-        })?;
-        let inner = Arc::new(StoreInner {
-            label: label.to_string(),
-            backend: Backend::Sqlite(Mutex::new(conn)),
-        });
-        spawn_checkpointer(Arc::downgrade(&inner), checkpointer);
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(StoreInner {
+                label: label.to_string(),
+                backend: Backend::Sqlite(Mutex::new(conn)),
+            }),
+        })
     }
 
     /// Connects to a Redis store. Keys live under `prefix`. Must be called
@@ -418,44 +409,6 @@ impl KvStore {
         }
         cmd.query_async::<()>(&mut conn).await?;
         Ok(())
-    }
-}
-
-/// Copies the write-ahead log into the database every half second (and
-/// truncates it when it grew large), for as long as the store is open. A
-/// passive checkpoint never blocks writers.
-fn spawn_checkpointer(store: std::sync::Weak<StoreInner>, conn: rusqlite::Connection) {
-    let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
-    let spawned = std::thread::Builder::new()
-        .name("wasmops-kv-checkpoint".into())
-        .spawn(move || {
-            let mut last_label = String::new();
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                let Some(s) = store.upgrade() else { break };
-                if last_label.is_empty() {
-                    last_label = s.label.clone();
-                }
-                drop(s);
-                let r: rusqlite::Result<(i64, i64, i64)> =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    });
-                match r {
-                    // (busy, log frames, checkpointed frames): a fully copied
-                    // large log is reset, so it does not grow for ever.
-                    Ok((0, log, done)) if log > 10_000 && done == log => {
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(store = %last_label, error = %e, "key-value checkpoint failed"),
-                }
-            }
-            // A last full checkpoint leaves a compact database behind.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the key-value checkpoint thread");
     }
 }
 

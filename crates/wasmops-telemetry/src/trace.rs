@@ -348,7 +348,7 @@ impl SpanRecord {
             name,
             kind,
             start_unix_nanos: now_unix_nanos(),
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(6),
             error: None,
         }
     }
@@ -375,13 +375,26 @@ impl From<i64> for AttrValue {
     }
 }
 
-/// Hands finished spans to the exporter. Cheap to clone.
+/// Hands finished spans to the exporter. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct Tracer {
+    inner: Arc<TracerInner>,
+}
+
+struct TracerInner {
     sampler: Sampler,
-    tx: tokio::sync::mpsc::Sender<(SpanRecord, u64)>,
+    queue: Arc<Queue>,
     flush: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
+}
+
+/// Finished spans waiting for the exporter. Ending a span is a push under a
+/// short lock; the exporter is woken only when a batch is full (or by its
+/// timer), not once per span: waking a task per span cost more than the
+/// spans themselves.
+struct Queue {
+    spans: std::sync::Mutex<Vec<(SpanRecord, u64)>>,
+    full: tokio::sync::Notify,
 }
 
 /// Spans queued at most; beyond, new spans are dropped.
@@ -392,16 +405,26 @@ const EVERY: Duration = Duration::from_millis(500);
 impl Tracer {
     /// Starts the exporter on the current tokio runtime.
     pub fn spawn(config: TraceConfig) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let queue = Arc::new(Queue {
+            spans: std::sync::Mutex::new(Vec::with_capacity(BATCH)),
+            full: tokio::sync::Notify::new(),
+        });
         let (flush, flush_rx) = tokio::sync::mpsc::channel(4);
         let dropped = Arc::new(AtomicU64::new(0));
         let sampler = config.sampler;
-        tokio::spawn(export_loop(config, rx, flush_rx, dropped.clone()));
+        tokio::spawn(export_loop(
+            config,
+            Arc::downgrade(&queue),
+            flush_rx,
+            dropped.clone(),
+        ));
         Self {
-            sampler,
-            tx,
-            flush,
-            dropped,
+            inner: Arc::new(TracerInner {
+                sampler,
+                queue,
+                flush,
+                dropped,
+            }),
         }
     }
 
@@ -412,14 +435,14 @@ impl Tracer {
             Some(p) => p.child(),
             None => SpanContext::root(),
         };
-        ctx.sampled = self.sampler.sampled(incoming, &ctx.trace_id);
+        ctx.sampled = self.inner.sampler.sampled(incoming, &ctx.trace_id);
         ctx
     }
 
     /// Sends everything queued so far; waits at most `timeout`.
     pub async fn flush(&self, timeout: Duration) {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if self.flush.send(done).await.is_ok() {
+        if self.inner.flush.send(done).await.is_ok() {
             let _ = tokio::time::timeout(timeout, wait).await;
         }
     }
@@ -429,13 +452,24 @@ impl Tracer {
         if !span.context.sampled {
             return;
         }
-        if self.tx.try_send((span, now_unix_nanos())).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let end = now_unix_nanos();
+        let inner = &*self.inner;
+        let mut q = inner.queue.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= QUEUE {
+            drop(q);
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push((span, end));
+        let full = q.len() == BATCH;
+        drop(q);
+        if full {
+            inner.queue.full.notify_one();
         }
     }
 
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -521,46 +555,42 @@ pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
 
 async fn export_loop(
     config: TraceConfig,
-    mut rx: tokio::sync::mpsc::Receiver<(SpanRecord, u64)>,
+    queue: std::sync::Weak<Queue>,
     mut flush_rx: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
     dropped: Arc<AtomicU64>,
 ) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(config.protocol == Protocol::Grpc)
         .build_http::<Full<Bytes>>();
-    let mut batch = Vec::with_capacity(BATCH);
     let mut warned = false;
     // Send when a batch is full or when the interval ticks, whichever comes
     // first: under load that is one export per BATCH spans, not per span.
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush_open = true;
     loop {
+        let Some(q) = queue.upgrade() else { break };
         let mut flushed = None;
-        let mut closed = false;
-        let room = BATCH.saturating_sub(batch.len()).max(1);
-        let due = tokio::select! {
-            n = rx.recv_many(&mut batch, room) => {
-                closed = n == 0;
-                closed || batch.len() >= BATCH
+        tokio::select! {
+            _ = q.full.notified() => {}
+            f = flush_rx.recv(), if flush_open => match f {
+                Some(done) => flushed = Some(done),
+                None => flush_open = false,
+            },
+            _ = tick.tick() => {}
+        }
+        // Every tracer gone: send what is left, then stop.
+        let last = Arc::strong_count(&q) == 1;
+        loop {
+            let batch: Vec<_> = {
+                let mut spans = q.spans.lock().unwrap_or_else(|p| p.into_inner());
+                let n = spans.len().min(BATCH);
+                spans.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
             }
-            f = flush_rx.recv() => {
-                match f {
-                    Some(done) => flushed = Some(done),
-                    None => std::future::pending::<()>().await,
-                }
-                true
-            }
-            _ = tick.tick() => true,
-        };
-        if due && !batch.is_empty() {
-            // Take what else is already queued, up to a batch.
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
-                }
-            }
-            let body = encode(&config.service_name, std::mem::take(&mut batch));
+            let body = encode(&config.service_name, batch);
             match send(&client, &config, body).await {
                 Ok(()) => warned = false,
                 Err(e) => {
@@ -572,10 +602,11 @@ async fn export_loop(
                 }
             }
         }
+        drop(q);
         if let Some(done) = flushed {
             let _ = done.send(());
         }
-        if closed {
+        if last {
             break;
         }
     }
