@@ -179,6 +179,67 @@ pub struct ComponentSpec {
     /// Environment variables, in manifest order.
     pub environment: Vec<(String, String)>,
     pub limits: ComponentLimits,
+    /// How to build `source`, when the manifest says.
+    pub build: Option<BuildSpec>,
+}
+
+/// A component's build recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    pub language: Language,
+    /// Absolute path of the directory the toolchain runs in.
+    pub dir: PathBuf,
+    pub entry: Option<String>,
+    pub world: Option<String>,
+    pub wit: Option<String>,
+    pub sources: Vec<String>,
+    pub args: Vec<String>,
+}
+
+/// The languages `wasmops build` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Rust,
+    JavaScript,
+    TypeScript,
+    Python,
+    C,
+    Go,
+}
+
+impl Language {
+    pub const ALL: [Language; 6] = [
+        Language::Rust,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Python,
+        Language::C,
+        Language::Go,
+    ];
+
+    /// The name used in manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::JavaScript => "javascript",
+            Language::TypeScript => "typescript",
+            Language::Python => "python",
+            Language::C => "c",
+            Language::Go => "go",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Language> {
+        Some(match s {
+            "rust" => Language::Rust,
+            "javascript" | "js" => Language::JavaScript,
+            "typescript" | "ts" => Language::TypeScript,
+            "python" | "py" => Language::Python,
+            "c" | "cpp" | "c++" => Language::C,
+            "go" => Language::Go,
+            _ => return None,
+        })
+    }
 }
 
 /// A host directory mounted read-only in a component.

@@ -197,6 +197,50 @@ pub(crate) struct RawComponent {
     /// Resource limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// How to build the component from its sources (`wasmops build`). With
+    /// a build recipe, `source` is the recipe's output and need not exist
+    /// yet.
+    #[serde(default)]
+    #[schemars(with = "Option<RawBuild>")]
+    pub build: Option<Spanned<RawBuild>>,
+}
+
+/// `[component.NAME.build]`: the recipe that produces `source`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Build")]
+pub(crate) struct RawBuild {
+    /// The language, which picks the toolchain: `rust` (cargo, wasm32-wasip2),
+    /// `javascript` and `typescript` (componentize-js), `python`
+    /// (componentize-py), `c` (clang with wasi-libc), `go` (GOOS=wasip1).
+    #[schemars(with = "String", required)]
+    pub language: Option<Spanned<String>>,
+    /// The directory the toolchain runs in, relative to the app directory.
+    /// Default: the app directory.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub dir: Option<Spanned<String>>,
+    /// JavaScript/TypeScript: the entry module (default `index.js` or
+    /// `index.ts`); Python: the app module (default `app`); Go: the package
+    /// to build (default `.`); Rust: the cargo package (default: the
+    /// directory's).
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// JavaScript/TypeScript/Python: the world to target, from the `wit`
+    /// directory (default: its only world).
+    #[serde(default)]
+    pub world: Option<String>,
+    /// JavaScript/TypeScript/Python: the WIT directory, relative to `dir`
+    /// (default `wit`).
+    #[serde(default)]
+    pub wit: Option<String>,
+    /// C: the source files, relative to `dir` (default: every `*.c` and
+    /// `*.cc`/`*.cpp` file in `dir`).
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// Extra arguments for the compiler (clang, cargo, go build).
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
 }
 
 /// A route given as a table.

@@ -9,14 +9,14 @@ use serde_spanned::Spanned;
 
 use crate::error::{self, ManifestError, Source, did_you_mean, quote};
 use crate::raw::{
-    FileEntry, RawBackend, RawComponent, RawDurability, RawKvStore, RawLimits, RawManifest,
-    RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
+    FileEntry, RawBackend, RawBuild, RawComponent, RawDurability, RawKvStore, RawLimits,
+    RawManifest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
 };
 use crate::routes::{parse_route_host, parse_route_path};
 use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
-    App, Checks, ComponentLimits, ComponentSpec, Durability, FileMount, KvBackend, KvStore,
-    ResolvedVariable, Route, Variable, dotenv, variable_env_name,
+    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, FileMount, KvBackend,
+    KvStore, Language, ResolvedVariable, Route, Variable, dotenv, variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -314,7 +314,15 @@ impl Validator<'_> {
                 ),
             ));
         };
-        let source = self.source_file(&source)?;
+        let build = match c.build {
+            Some(b) => Some(self.build(b)?),
+            None => None,
+        };
+        let source = if build.is_some() {
+            self.output_file(&source)?
+        } else {
+            self.source_file(&source)?
+        };
 
         let mut routes = Vec::new();
         if let Some(field) = c.route {
@@ -440,6 +448,72 @@ impl Validator<'_> {
             files,
             environment,
             limits,
+            build,
+        })
+    }
+
+    /// The output of a build recipe: it may not exist yet, but must not be
+    /// a directory.
+    fn output_file(&self, source: &Spanned<String>) -> Result<PathBuf, ManifestError> {
+        let s = source.get_ref();
+        if s.trim().is_empty() || s.contains('\0') {
+            return Err(self.err(
+                source.span(),
+                "`source` is empty",
+                "give the path of the .wasm file the build produces, relative to the manifest",
+            ));
+        }
+        let path = self.dir.join(s);
+        if path.is_dir() {
+            return Err(self.err(
+                source.span(),
+                format!("{} is a directory", quote(s)),
+                "`source` is the path of the .wasm file the build produces",
+            ));
+        }
+        Ok(std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path)))
+    }
+
+    fn build(&self, b: Spanned<RawBuild>) -> Result<BuildSpec, ManifestError> {
+        let span = b.span();
+        let b = b.into_inner();
+        let names = Language::ALL.map(Language::name).join(", ");
+        let Some(language) = b.language else {
+            return Err(self.err(
+                span,
+                "build recipe has no `language`",
+                format!("add `language = \"rust\"` (one of {names})"),
+            ));
+        };
+        let lang = Language::parse(language.get_ref()).ok_or_else(|| {
+            self.err(
+                language.span(),
+                format!("unknown language {}", quote(language.get_ref())),
+                format!("use one of {names}"),
+            )
+        })?;
+        let dir = match &b.dir {
+            None => self.dir.to_path_buf(),
+            Some(d) => {
+                let path = self.dir.join(d.get_ref());
+                if !path.is_dir() {
+                    return Err(self.err(
+                        d.span(),
+                        format!("no such directory {}", quote(d.get_ref())),
+                        "`dir` is the directory of the component's sources, relative to the manifest",
+                    ));
+                }
+                std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path))
+            }
+        };
+        Ok(BuildSpec {
+            language: lang,
+            dir,
+            entry: b.entry,
+            world: b.world,
+            wit: b.wit,
+            sources: b.sources.unwrap_or_default(),
+            args: b.args.unwrap_or_default(),
         })
     }
 

