@@ -330,3 +330,38 @@ fn new_refuses_bad_names_and_templates() {
     assert_eq!(run(&["new", "cli-c", "ok"]).code, 0);
     common::assert_one_line_error(&run(&["new", "cli-c", "ok"]));
 }
+
+/// `wasmops up` builds a component whose output is missing before serving
+/// it, and under --watch rebuilds it when its sources change.
+#[test]
+fn up_builds_stale_components_and_rebuilds_on_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = new_project(tmp.path(), "http-rust", "site");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::up(&project, &["--watch"], &[("CARGO_NET_OFFLINE", "true")]);
+    rt.block_on(async {
+        assert_eq!(
+            get(&server.url("/a")).await.text(),
+            "Hello from Rust! path=/a\n"
+        );
+        let lib = project.join("src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        std::fs::write(&lib, text.replace("Hello from Rust!", "Rebuilt by watch!")).unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let t = get(&server.url("/b")).await.text();
+            if t == "Rebuilt by watch! path=/b\n" {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "still `{t}`: {}",
+                server.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let log = server.log();
+    assert!(log.contains("sources changed: component rebuilt"), "{log}");
+    assert!(log.contains("component reloaded"), "{log}");
+}
