@@ -43,6 +43,10 @@ enum Command {
     New(commands::new::NewArgs),
     Build(commands::build::BuildArgs),
     Doctor(commands::doctor::DoctorArgs),
+    Inspect(commands::inspect::InspectArgs),
+    Validate(commands::inspect::ValidateArgs),
+    Scan(commands::inspect::ScanArgs),
+    Check(commands::inspect::CheckArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -133,6 +137,22 @@ fn main() -> ExitCode {
         Command::Doctor(args) => {
             init_logging(&cli, "warn");
             commands::doctor::run(args)
+        }
+        Command::Inspect(args) => {
+            init_logging(&cli, "warn");
+            commands::inspect::inspect(args)
+        }
+        Command::Validate(args) => {
+            init_logging(&cli, "warn");
+            commands::inspect::validate(args)
+        }
+        Command::Scan(args) => {
+            init_logging(&cli, "warn");
+            commands::inspect::scan(args)
+        }
+        Command::Check(args) => {
+            init_logging(&cli, "warn");
+            commands::inspect::check(args)
         }
     };
     match code {

@@ -75,6 +75,22 @@ fn language_round_trip(template: &str, broken: (&str, &str)) {
         wasmops_component::Kind::Component,
         "{template}: the output is a component"
     );
+    // Its producers section names the real toolchain.
+    let inspected = common::run(&["inspect", "--format", "json", wasm.to_str().unwrap()]);
+    assert_eq!(inspected.code, 0, "{}", inspected.stderr);
+    let report: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    let producers = report["producers"].to_string();
+    let expected_tool = match template {
+        "http-rust" => "rustc",
+        "cli-c" => "clang",
+        "http-js" | "http-ts" => "ComponentizeJS",
+        "http-python" => "component-init-transform",
+        _ => "wit-component",
+    };
+    assert!(
+        producers.contains(expected_tool),
+        "{template}: producers without {expected_tool}: {producers}"
+    );
     let lang = match template {
         "http-rust" => "Rust",
         "http-js" => "JavaScript",
@@ -361,7 +377,9 @@ fn up_builds_stale_components_and_rebuilds_on_change() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     });
-    let log = server.log();
-    assert!(log.contains("sources changed: component rebuilt"), "{log}");
-    assert!(log.contains("component reloaded"), "{log}");
+    // The log lines may still be on their way.
+    for line in ["sources changed: component rebuilt", "component reloaded"] {
+        let log = server.wait_log(line);
+        assert!(log.contains(line), "{log}");
+    }
 }

@@ -1,0 +1,234 @@
+//! Validation against the host's feature set and conformance to target worlds.
+
+use serde::Serialize;
+use wasmparser::{Validator, WasmFeatures};
+
+use crate::capabilities::InterfaceName;
+use crate::inspect::{InspectError, inspect};
+use crate::report::{ItemKind, WasmKind};
+
+/// The WebAssembly features the wasmops host accepts.
+///
+/// This is wasmparser's default set (which already includes the component
+/// model, component-model async, GC, threads, tail calls, function
+/// references, exceptions, memory64, multi-memory, SIMD and relaxed SIMD)
+/// with the component model, component-model async, GC, threads, function
+/// references and tail calls forced on, matching the wasmtime 48 engine
+/// configured by `wasmops-runtime`. Proposals wasmtime does not enable by
+/// default (shared-everything threads, stack switching, custom page sizes,
+/// wide arithmetic, legacy exceptions, the newer component-model extensions)
+/// stay off.
+pub fn features() -> WasmFeatures {
+    WasmFeatures::default()
+        | WasmFeatures::COMPONENT_MODEL
+        | WasmFeatures::CM_ASYNC
+        | WasmFeatures::GC
+        | WasmFeatures::THREADS
+        | WasmFeatures::FUNCTION_REFERENCES
+        | WasmFeatures::TAIL_CALL
+}
+
+/// A validation failure: one line, with the byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid WebAssembly at offset {offset:#x}: {message}")]
+pub struct ValidateError {
+    /// Byte offset of the first problem.
+    pub offset: usize,
+    /// The validator's message, on one line.
+    pub message: String,
+}
+
+/// Validates a component or core module with the given features.
+pub fn validate(bytes: &[u8], features: WasmFeatures) -> Result<(), ValidateError> {
+    let mut validator = Validator::new_with_features(features);
+    validator
+        .validate_all(bytes)
+        .map(|_| ())
+        .map_err(|e| ValidateError {
+            offset: e.offset(),
+            message: e.message().replace('\n', " "),
+        })
+}
+
+/// The target worlds [`conforms`] knows.
+pub const KNOWN_WORLDS: &[&str] = &["wasi:http/proxy", "wasi:cli/command", "wasi:http/service"];
+
+/// Why a conformance check could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConformError {
+    /// The world is not one of [`KNOWN_WORLDS`].
+    #[error("unknown world `{world}`; known worlds: {}", KNOWN_WORLDS.join(", "))]
+    UnknownWorld {
+        /// The name that was asked for.
+        world: String,
+    },
+    /// The file is a core module; only components target worlds.
+    #[error("a core module cannot target a world; componentize it first")]
+    NotAComponent,
+    /// The file could not be inspected.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+}
+
+/// How a component measures against a target world.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Conformance {
+    /// The world checked.
+    pub world: String,
+    /// Exports the world requires that the component lacks (with the
+    /// version range expected, e.g. `wasi:http/incoming-handler@0.2.x`).
+    pub missing_exports: Vec<String>,
+    /// Imports of the component that the world does not provide.
+    pub unsupported_imports: Vec<String>,
+}
+
+impl Conformance {
+    /// Whether the component fits the world.
+    pub fn is_ok(&self) -> bool {
+        self.missing_exports.is_empty() && self.unsupported_imports.is_empty()
+    }
+}
+
+/// A world: the interfaces it requires the component to export, and the
+/// interfaces it provides for import, all within one WASI minor version.
+struct World {
+    name: &'static str,
+    minor: u64,
+    exports: &'static [&'static str],
+    /// `pkg/iface` or `pkg/*` patterns (namespace `wasi` implied).
+    imports: &'static [&'static str],
+}
+
+const WORLDS: &[World] = &[
+    World {
+        name: "wasi:http/proxy",
+        minor: 2,
+        exports: &["http/incoming-handler"],
+        imports: &[
+            "io/*",
+            "clocks/*",
+            "random/*",
+            "cli/stdout",
+            "cli/stderr",
+            "cli/stdin",
+            "http/types",
+            "http/outgoing-handler",
+        ],
+    },
+    World {
+        name: "wasi:cli/command",
+        minor: 2,
+        exports: &["cli/run"],
+        imports: &[
+            "io/*",
+            "clocks/*",
+            "random/*",
+            "cli/*",
+            "filesystem/*",
+            "sockets/*",
+        ],
+    },
+    World {
+        name: "wasi:http/service",
+        minor: 3,
+        exports: &["http/handler"],
+        imports: &[
+            "clocks/*",
+            "random/*",
+            "cli/stdout",
+            "cli/stderr",
+            "cli/stdin",
+            "http/types",
+            "http/client",
+            "http/handler",
+        ],
+    },
+];
+
+/// Whether `name` is `wasi:<pattern>@0.<minor>.x` (pre-releases included).
+fn matches_world_item(name: &str, pattern: &str, minor: u64) -> bool {
+    let Some(n) = InterfaceName::parse(name) else {
+        return false;
+    };
+    if n.namespace != "wasi" {
+        return false;
+    }
+    let Some((pkg, iface)) = pattern.split_once('/') else {
+        return false;
+    };
+    if n.package != pkg || (iface != "*" && n.interface != iface) {
+        return false;
+    }
+    match n.version.and_then(|v| semver::Version::parse(v).ok()) {
+        Some(v) => v.major == 0 && v.minor == minor,
+        None => false,
+    }
+}
+
+/// Checks a component against a target world: `wasi:http/proxy` and
+/// `wasi:cli/command` (any 0.2.x), or `wasi:http/service` (any 0.3.x,
+/// release candidates included).
+pub fn conforms(bytes: &[u8], world: &str) -> Result<Conformance, ConformError> {
+    let w = WORLDS
+        .iter()
+        .find(|w| w.name == world)
+        .ok_or_else(|| ConformError::UnknownWorld {
+            world: world.to_string(),
+        })?;
+    let report = inspect(bytes)?;
+    if report.kind != WasmKind::Component {
+        return Err(ConformError::NotAComponent);
+    }
+    let mut out = Conformance {
+        world: w.name.to_string(),
+        ..Conformance::default()
+    };
+    for required in w.exports {
+        let found = report.exports.iter().any(|e| {
+            matches!(e.kind, ItemKind::Interface | ItemKind::Instance)
+                && matches_world_item(&e.name, required, w.minor)
+        });
+        if !found {
+            out.missing_exports
+                .push(format!("wasi:{required}@0.{}.x", w.minor));
+        }
+    }
+    for import in &report.imports {
+        let name = import.interface_name();
+        let allowed = matches!(import.kind, ItemKind::Interface | ItemKind::Instance)
+            && w.imports
+                .iter()
+                .any(|p| matches_world_item(name, p, w.minor));
+        if !allowed {
+            out.unsupported_imports.push(import.name.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_items() {
+        assert!(matches_world_item(
+            "wasi:http/incoming-handler@0.2.3",
+            "http/incoming-handler",
+            2
+        ));
+        assert!(!matches_world_item(
+            "wasi:http/incoming-handler@0.3.0",
+            "http/incoming-handler",
+            2
+        ));
+        assert!(matches_world_item("wasi:io/poll@0.2.0", "io/*", 2));
+        assert!(matches_world_item(
+            "wasi:http/handler@0.3.0-rc-2025-09-16",
+            "http/handler",
+            3
+        ));
+        assert!(!matches_world_item("wasi:io/poll", "io/*", 2));
+        assert!(!matches_world_item("acme:io/poll@0.2.0", "io/*", 2));
+    }
+}
