@@ -3,7 +3,8 @@
 # (admin listener on), JSON access logs written to a file and OTLP traces sent
 # to a local sink (bench/otlp_sink.py), against the same server with all three
 # off (`--admin-listen off --log-level warn`, no OTEL endpoint), alternated.
-# OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG pass through (default: every trace).
+# OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG pass through (default: every trace);
+# TRACES=0 leaves tracing off in the "on" runs (metrics and access logs only).
 # Run after bench/run.sh has built everything: `bash bench/observability_overhead.sh`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,9 @@ trap 'kill $SINK 2>/dev/null' EXIT
 declare -A total=( [on]=0 [off]=0 )
 run() {
   local mode=$1 log; log=$(mktemp)
-  if [ "$mode" = on ]; then
+  if [ "$mode" = on ] && [ "${TRACES:-1}" = 0 ]; then
+    $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --log-format json 2>"$log" &
+  elif [ "$mode" = on ]; then
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
       OTEL_TRACES_SAMPLER=${OTEL_TRACES_SAMPLER:-parentbased_always_on} OTEL_TRACES_SAMPLER_ARG=${OTEL_TRACES_SAMPLER_ARG:-1} \
       $BIN serve "$WASM" --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:0 --log-format json 2>"$log" &
