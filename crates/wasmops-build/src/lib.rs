@@ -212,7 +212,7 @@ fn cache_key(c: &ComponentSpec, b: &BuildSpec, tools: &[Tool]) -> String {
     }
     h.update(c.source.to_string_lossy().as_bytes());
     let mut files = Vec::new();
-    collect_inputs(&b.dir, &b.dir, &c.source, &mut files);
+    collect_inputs(&b.dir, &c.source, &mut files);
     files.sort();
     for f in files {
         let rel = f.strip_prefix(&b.dir).unwrap_or(&f);
@@ -234,7 +234,7 @@ fn cache_key(c: &ComponentSpec, b: &BuildSpec, tools: &[Tool]) -> String {
     h.finalize().to_hex().to_string()
 }
 
-fn collect_inputs(root: &Path, dir: &Path, output: &Path, out: &mut Vec<PathBuf>) {
+fn collect_inputs(dir: &Path, output: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -247,7 +247,7 @@ fn collect_inputs(root: &Path, dir: &Path, output: &Path, out: &mut Vec<PathBuf>
             if SKIP_DIRS.contains(&name.as_ref()) {
                 continue;
             }
-            collect_inputs(root, &path, output, out);
+            collect_inputs(&path, output, out);
         } else if ft.is_file() && path != output {
             out.push(path);
         }
@@ -532,7 +532,7 @@ fn run(c: &ComponentSpec, tool: &str, cmd: &mut Command, log: &Path) -> Result<(
 pub fn inputs_stamp(c: &ComponentSpec) -> Option<(usize, std::time::SystemTime, u64)> {
     let b = c.build.as_ref()?;
     let mut files = Vec::new();
-    collect_inputs(&b.dir, &b.dir, &c.source, &mut files);
+    collect_inputs(&b.dir, &c.source, &mut files);
     let mut newest = std::time::UNIX_EPOCH;
     let mut size = 0;
     for f in &files {

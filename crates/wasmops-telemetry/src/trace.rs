@@ -568,8 +568,7 @@ async fn export_loop(
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush_open = true;
-    loop {
-        let Some(q) = queue.upgrade() else { break };
+    while let Some(q) = queue.upgrade() {
         let mut flushed = None;
         tokio::select! {
             _ = q.full.notified() => {}

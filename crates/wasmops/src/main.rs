@@ -47,6 +47,8 @@ enum Command {
     Validate(commands::inspect::ValidateArgs),
     Scan(commands::inspect::ScanArgs),
     Check(commands::inspect::CheckArgs),
+    Push(commands::oci::PushArgs),
+    Pull(commands::oci::PullArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -153,6 +155,14 @@ fn main() -> ExitCode {
         Command::Check(args) => {
             init_logging(&cli, "warn");
             commands::inspect::check(args)
+        }
+        Command::Push(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::push(args)
+        }
+        Command::Pull(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::pull(args)
         }
     };
     match code {

@@ -3,6 +3,7 @@ pub mod doctor;
 pub mod hosting;
 pub mod inspect;
 pub mod new;
+pub mod oci;
 pub mod run;
 pub mod serve;
 pub mod up;

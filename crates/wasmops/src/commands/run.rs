@@ -48,7 +48,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let mut settings = EngineSettings::for_command();
     args.engine.apply(&mut settings);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
-    let loaded = rt.load(&args.file)?;
+    // A file, or a component in a local OCI layout (`oci-layout:PATH:TAG`).
+    let loaded = match super::oci::read_source(&args.file)? {
+        Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
+        None => rt.load(&args.file)?,
+    };
     tracing::debug!(cache = ?loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
 
     let tokio = tokio::runtime::Builder::new_current_thread()

@@ -83,7 +83,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .max(1);
 
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
-    let loaded = rt.load(&args.file)?;
+    // A file, or a component in a local OCI layout (`oci-layout:PATH:TAG`).
+    let loaded = match super::oci::read_source(&args.file)? {
+        Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
+        None => rt.load(&args.file)?,
+    };
     if loaded.source_kind == wasmops_component::Kind::CoreModule {
         anyhow::bail!(
             "{}: is a core WebAssembly module, not a component; `serve` needs a component that exports `wasi:http/incoming-handler@0.2.x` (for Rust: `--target wasm32-wasip2` with the wasi:http proxy world)",

@@ -1,0 +1,91 @@
+//! `wasmops push`, `pull`, and `serve`/`run` from a local OCI layout store.
+
+mod common;
+
+use common::{Server, get, run};
+
+#[test]
+fn push_pull_serve_and_tamper_with_a_layout_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let reference = format!("oci-layout:{}:v1", store.display());
+    let out = run(&["push", test_programs::HELLO, &reference, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pushed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let digest = pushed["digest"].as_str().unwrap().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // The CNCF layout, field by field.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("blobs/sha256").join(&digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("blobs/sha256").join(&config_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(config["os"], "wasip2");
+    assert_eq!(config["layerDigests"][0], manifest["layers"][0]["digest"]);
+    assert!(
+        config["component"]["exports"]
+            .to_string()
+            .contains("wasi:http/incoming-handler")
+    );
+    assert!(manifest["annotations"]["org.opencontainers.image.created"].is_string());
+
+    // Pull: byte-identical.
+    let out_file = tmp.path().join("pulled.wasm");
+    let out = run(&["pull", &reference, "-o", out_file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(&out_file).unwrap(),
+        std::fs::read(test_programs::HELLO).unwrap()
+    );
+    let by_digest = format!("oci-layout:{}@{digest}", store.display());
+    assert_eq!(
+        run(&["pull", &by_digest, "-o", out_file.to_str().unwrap()]).code,
+        0
+    );
+
+    // Serve straight from the store.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::start(&reference, &[]);
+    rt.block_on(async { assert_eq!(get(&server.url("/")).await.text(), "Hello, world!\n") });
+    drop(server);
+
+    // Unknown tag, bad reference: clear errors.
+    let missing = format!("oci-layout:{}:v2", store.display());
+    let out = run(&["pull", &missing, "-o", out_file.to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("v1"),
+        "names the tags it has: {}",
+        out.stderr
+    );
+    common::assert_one_line_error(&run(&["pull", "oci-layout:", "-o", "x.wasm"]));
+    common::assert_one_line_error(&run(&["push", test_programs::HELLO, "ghcr.io/x/y:1"]));
+
+    // Tampering with the layer is detected and nothing is written.
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    std::fs::write(store.join("blobs/sha256").join(&layer[7..]), b"\0asm evil").unwrap();
+    let fresh = tmp.path().join("fresh.wasm");
+    let out = run(&["pull", &reference, "-o", fresh.to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("digest mismatch"), "{}", out.stderr);
+    assert!(!fresh.exists());
+}
