@@ -1,7 +1,7 @@
 //! Malformed inputs: every one gives an error or a report, never a panic.
 //!
-//! `tests/corpus/` holds small malformed files (regenerate them with
-//! `cargo test -p wasmops-inspect --test robustness -- --ignored regenerate_corpus`);
+//! `tests/corpus/` holds small malformed files (a test checks they are
+//! current; `UPDATE_SNAPSHOTS=1` rewrites them);
 //! larger cases (a decompression bomb) are built in memory.
 
 mod common;
@@ -245,12 +245,22 @@ fn exercise(name: &str, bytes: &[u8], heavy: bool) -> Result<(), InspectError> {
 }
 
 #[test]
-#[ignore = "writes tests/corpus/; run by hand to regenerate it"]
-fn regenerate_corpus() {
+fn committed_corpus_is_current() {
     let dir = corpus_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
     for (name, bytes) in small_cases() {
-        std::fs::write(dir.join(name), bytes).unwrap();
+        let path = dir.join(name);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                committed == bytes,
+                "{} is missing or stale: rerun with UPDATE_SNAPSHOTS=1",
+                path.display()
+            );
+        }
     }
 }
 

@@ -73,6 +73,12 @@ fn timestamp(out: &mut String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    write_rfc3339(out, now, true);
+}
+
+/// Writes a time since the Unix epoch as RFC 3339 UTC, with microseconds
+/// when `micros`.
+pub(crate) fn write_rfc3339(out: &mut String, now: std::time::Duration, micros: bool) {
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Hinnant's algorithm).
@@ -87,12 +93,16 @@ fn timestamp(out: &mut String) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let _ = write!(
         out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        now.subsec_micros()
     );
+    let _ = if micros {
+        write!(out, ".{:06}Z", now.subsec_micros())
+    } else {
+        write!(out, "Z")
+    };
 }
 
 impl<S: tracing::Subscriber> Layer<S> for AccessJson {

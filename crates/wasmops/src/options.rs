@@ -170,3 +170,32 @@ pub fn parse_admin(s: &str) -> Result<AdminAddr, String> {
         parse_listen(s).map(|a| AdminAddr(Some(a)))
     }
 }
+
+/// What every server command (`serve`, `up`) takes: where to listen, the
+/// admin listener, request-body and shutdown limits, threads, pool, engine.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Largest request body accepted; 413 beyond.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// Put error details (trap messages) in 500 response bodies.
+    #[arg(long)]
+    pub debug_errors: bool,
+    /// How long in-flight requests may run after a shutdown signal.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
+    /// on loopback: it is not authenticated.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
+    pub admin_listen: AdminAddr,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}

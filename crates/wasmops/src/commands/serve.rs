@@ -1,6 +1,5 @@
 //! `wasmops serve`: serve a `wasi:http` component.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,16 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use wasmops_runtime::http::{HttpHandler, HttpSettings};
-use wasmops_runtime::limits::parse_size;
 use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_telemetry::Metrics;
 
 use super::hosting;
-use crate::options::{
-    AdminAddr, EngineArgs, GrantArgs, LimitArgs, PoolArgs, duration, limits, parse_admin,
-    parse_listen,
-};
+use crate::options::{GrantArgs, LimitArgs, ServerArgs, duration, limits};
 
 /// Serve a `wasi:http` incoming-handler component (the WASI 0.2 proxy world).
 /// Every request runs in a fresh instance. HTTP/1.1 with keep-alive and
@@ -29,9 +24,6 @@ pub struct ServeArgs {
     /// The component to serve (.wasm).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
-    pub listen: SocketAddr,
     #[command(flatten)]
     pub grants: GrantArgs,
     #[command(flatten)]
@@ -45,26 +37,8 @@ pub struct ServeArgs {
     /// Requests that may wait for an instance; beyond, 503 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_queue: usize,
-    /// Largest request body accepted; 413 beyond.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
-    pub max_body: u64,
-    /// Put error details (trap messages) in 500 response bodies.
-    #[arg(long)]
-    pub debug_errors: bool,
-    /// How long in-flight requests may run after a shutdown signal.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
-    pub shutdown_grace: Duration,
-    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
-    /// on loopback: it is not authenticated.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
-    pub admin_listen: AdminAddr,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
     #[command(flatten)]
-    pub pool: PoolArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub server: ServerArgs,
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
@@ -72,11 +46,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     let limits = limits(&args.limits, Some(args.timeout));
 
     let mut settings = EngineSettings::default();
-    args.engine.apply(&mut settings);
-    settings.pooling = args.pool.allocator;
+    args.server.engine.apply(&mut settings);
+    settings.pooling = args.server.pool.allocator;
     settings.max_memory = args.limits.max_memory;
-    settings.memory_keep_resident = args.pool.memory_keep_resident as usize;
-    settings.warm_slots = args.pool.warm_slots;
+    settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
+    settings.warm_slots = args.server.pool.warm_slots;
     // The pool holds every instance that may run at once.
     settings.max_instances = u32::try_from(args.max_concurrency)
         .unwrap_or(u32::MAX)
@@ -108,10 +82,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| "component".into());
     // Metrics are kept only when something can read them.
     let component_metrics = args
+        .server
         .admin_listen
         .0
         .map(|_| metrics.component(&name, &name, "/"));
-    let tokio = hosting::tokio_runtime(args.threads)?;
+    let tokio = hosting::tokio_runtime(args.server.threads)?;
     let _enter = tokio.enter();
     let tracer = hosting::tracer(&name)?;
     let handler = HttpHandler::new(
@@ -122,8 +97,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             limits,
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,
-            max_body: args.max_body,
-            debug_errors: args.debug_errors,
+            max_body: args.server.max_body,
+            debug_errors: args.server.debug_errors,
             name: Arc::from(name.as_str()),
             app: Arc::from(name.as_str()),
         },
@@ -136,9 +111,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         let h = handler.clone();
         let summary = hosting::serve_until_signal(
             hosting::Listeners {
-                listen: args.listen,
-                admin: args.admin_listen.0,
-                shutdown_grace: args.shutdown_grace,
+                listen: args.server.listen,
+                admin: args.server.admin_listen.0,
+                shutdown_grace: args.server.shutdown_grace,
             },
             metrics,
             tracer,

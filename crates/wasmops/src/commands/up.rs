@@ -1,7 +1,6 @@
 //! `wasmops up`: serve every route of an app described by `wasmops.toml`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -12,7 +11,6 @@ use clap::Args;
 use wasmops_manifest::{App, ComponentSpec, KvBackend, ResolvedVariable};
 use wasmops_runtime::http::{HttpHandler, HttpSettings, simple};
 use wasmops_runtime::kv::{Durability, KvAccess, KvStore};
-use wasmops_runtime::limits::parse_size;
 use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{DirGrant, EngineSettings, Grants, Limits, OutboundRule, Runtime};
 use wasmops_server::router::Router;
@@ -20,7 +18,7 @@ use wasmops_telemetry::trace::Tracer;
 use wasmops_telemetry::{ComponentMetrics, Metrics};
 
 use super::hosting;
-use crate::options::{AdminAddr, EngineArgs, PoolArgs, duration, parse_admin, parse_listen};
+use crate::options::ServerArgs;
 
 /// Serve an app: every component of its `wasmops.toml` behind its routes,
 /// with the key-value stores, variables, files and outbound hosts the
@@ -30,9 +28,6 @@ pub struct UpArgs {
     /// The app: a directory holding `wasmops.toml`, or the manifest itself.
     #[arg(value_name = "DIR|FILE", default_value = ".")]
     pub app: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
-    pub listen: SocketAddr,
     /// Reload a component when its `.wasm` changes; requests in flight finish
     /// on the version they started on.
     #[arg(long)]
@@ -51,26 +46,8 @@ pub struct UpArgs {
     /// Requests that may wait for an instance, per component; beyond, 503 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_queue: usize,
-    /// Largest request body accepted; 413 beyond.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
-    pub max_body: u64,
-    /// Put error details (trap messages) in 500 response bodies.
-    #[arg(long)]
-    pub debug_errors: bool,
-    /// How long in-flight requests may run after a shutdown signal.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
-    pub shutdown_grace: Duration,
-    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
-    /// on loopback: it is not authenticated.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
-    pub admin_listen: AdminAddr,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
     #[command(flatten)]
-    pub pool: PoolArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub server: ServerArgs,
 }
 
 /// One component's current version. Requests take a clone of the handler
@@ -170,16 +147,16 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
     }
 
     let mut settings = EngineSettings::default();
-    args.engine.apply(&mut settings);
-    settings.pooling = args.pool.allocator;
+    args.server.engine.apply(&mut settings);
+    settings.pooling = args.server.pool.allocator;
     settings.max_memory = app
         .components
         .iter()
         .map(|c| c.limits.memory_or_default())
         .max()
         .unwrap_or(wasmops_manifest::DEFAULT_MEMORY);
-    settings.memory_keep_resident = args.pool.memory_keep_resident as usize;
-    settings.warm_slots = args.pool.warm_slots;
+    settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
+    settings.warm_slots = args.server.pool.warm_slots;
     // Room for every component at full concurrency, and as much again for
     // old versions finishing their requests during a reload.
     let total: usize = app
@@ -194,9 +171,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
 
     let app_name: Arc<str> = Arc::from(app.name.as_str());
     let metrics = Arc::new(Metrics::new());
-    let metrics_on = args.admin_listen.0.is_some();
+    let metrics_on = args.server.admin_listen.0.is_some();
 
-    let tokio = hosting::tokio_runtime(args.threads)?;
+    let tokio = hosting::tokio_runtime(args.server.threads)?;
     let _enter = tokio.enter();
     let tracer = if args.check {
         None
@@ -238,8 +215,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
                 },
                 max_concurrency: c.limits.concurrency_or_default(),
                 max_queue: args.max_queue,
-                max_body: args.max_body,
-                debug_errors: args.debug_errors,
+                max_body: args.server.max_body,
+                debug_errors: args.server.debug_errors,
                 name: Arc::from(c.id.as_str()),
                 app: builder.app.clone(),
             },
@@ -345,9 +322,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         };
         let summary = hosting::serve_until_signal(
             hosting::Listeners {
-                listen: args.listen,
-                admin: args.admin_listen.0,
-                shutdown_grace: args.shutdown_grace,
+                listen: args.server.listen,
+                admin: args.server.admin_listen.0,
+                shutdown_grace: args.server.shutdown_grace,
             },
             metrics.clone(),
             tracer,
