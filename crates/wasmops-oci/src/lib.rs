@@ -6,6 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod app;
+pub mod auth;
+pub mod distribution;
+mod reference;
+pub mod registry;
+pub mod sign;
+
+pub use reference::Reference;
+
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -13,6 +22,9 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+/// Spin's app config and its component layers.
+pub const SPIN_CONFIG_MEDIA_TYPE: &str = "application/vnd.fermyon.spin.application.v1+config";
+pub const SPIN_WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, thiserror::Error)]
@@ -37,20 +49,51 @@ pub enum OciError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Auth(String),
+    /// A registry answered 404.
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("credential helper {0} failed: {1}")]
+    Helper(String, String),
+    #[error("{0}")]
+    Signature(String),
 }
 
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    let h = Sha256::digest(bytes);
+    hex_digest(&Sha256::digest(bytes))
+}
+
+/// `sha256:<hex>` of a finished sha256.
+pub(crate) fn hex_digest(h: &[u8]) -> String {
+    use std::fmt::Write as _;
     let mut s = String::with_capacity(71);
     s.push_str("sha256:");
     for b in h {
-        s.push_str(&format!("{b:02x}"));
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
 
-fn valid_digest(d: &str) -> bool {
+/// The default content store: `$WASMOPS_OCI_STORE`, else
+/// `$XDG_CACHE_HOME/wasmops/oci`, else `~/.cache/wasmops/oci`.
+pub fn default_store_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WASMOPS_OCI_STORE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("wasmops/oci");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/wasmops/oci")
+}
+
+pub(crate) fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
         h.len() == 64
             && h.bytes()
@@ -103,7 +146,7 @@ impl LayoutRef {
     }
 }
 
-fn valid_tag(t: &str) -> bool {
+pub(crate) fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && !t.starts_with(['.', '-'])
@@ -198,6 +241,71 @@ impl Layout {
         Ok(Self {
             root: root.to_path_buf(),
         })
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether a blob file is present (not verified).
+    pub fn has_blob(&self, d: &str) -> bool {
+        valid_digest(d) && self.blob_path(d).is_file()
+    }
+
+    /// Whether a blob is present with the given size and digest; a corrupt
+    /// one is removed so it is fetched again.
+    pub fn has_valid_blob(&self, d: &str, size: u64) -> bool {
+        if !self.has_blob(d) {
+            return false;
+        }
+        match self.verify_blob(d, size) {
+            Ok(()) => true,
+            Err(_) => {
+                let _ = std::fs::remove_file(self.blob_path(d));
+                false
+            }
+        }
+    }
+
+    /// Checks a blob's size and digest without reading it into memory.
+    pub fn verify_blob(&self, d: &str, size: u64) -> Result<(), OciError> {
+        if !valid_digest(d) {
+            return Err(OciError::Invalid(format!("invalid digest `{d}`")));
+        }
+        let path = self.blob_path(d);
+        let io = |e: std::io::Error| OciError::Io(format!("blob {d}: {}: {e}", path.display()));
+        let mut f = std::fs::File::open(&path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        if len != size {
+            return Err(OciError::Invalid(format!(
+                "blob {d} has {len} bytes, its manifest declares {size}; the content store is corrupt or was tampered with"
+            )));
+        }
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(io)?;
+        let actual = hex_digest(&h.finalize());
+        if actual != d {
+            return Err(OciError::DigestMismatch {
+                what: "blob".into(),
+                expected: d.into(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// A temporary file in the store for a blob being fetched; it becomes
+    /// the blob only on [`BlobWriter::commit`].
+    pub fn blob_writer(&self) -> Result<BlobWriter, OciError> {
+        let dir = self.root.join("blobs/sha256");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| tempfile::NamedTempFile::new_in(&dir))
+            .map(|tmp| BlobWriter {
+                tmp,
+                dir: self.root.clone(),
+            })
+            .map_err(|e| OciError::Io(format!("{}: {e}", dir.display())))
     }
 
     fn blob_path(&self, d: &str) -> PathBuf {
@@ -341,6 +449,34 @@ impl Layout {
             config: serde_json::from_slice(&config).unwrap_or(Value::Null),
             wasm,
         })
+    }
+}
+
+/// A blob being written into a [`Layout`].
+pub struct BlobWriter {
+    tmp: tempfile::NamedTempFile,
+    dir: PathBuf,
+}
+
+impl BlobWriter {
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Makes the written bytes the blob `d` (the caller has verified them).
+    pub fn commit(self, d: &str) -> Result<(), OciError> {
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| OciError::Io(format!("{}: {e}", path.display())))?;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| OciError::Io(format!("{}: {}", path.display(), e.error)))?;
+        Ok(())
     }
 }
 

@@ -49,6 +49,10 @@ enum Command {
     Check(commands::inspect::CheckArgs),
     Push(commands::oci::PushArgs),
     Pull(commands::oci::PullArgs),
+    Sign(commands::oci::SignArgs),
+    Verify(commands::oci::VerifyArgs),
+    Keygen(commands::oci::KeygenArgs),
+    Registry(commands::oci::RegistryCommand),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -163,6 +167,22 @@ fn main() -> ExitCode {
         Command::Pull(args) => {
             init_logging(&cli, "warn");
             commands::oci::pull(args)
+        }
+        Command::Sign(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::sign_cmd(args)
+        }
+        Command::Verify(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::verify_cmd(args)
+        }
+        Command::Keygen(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::keygen(args)
+        }
+        Command::Registry(args) => {
+            init_logging(&cli, "warn");
+            commands::oci::registry_cmd(args)
         }
     };
     match code {

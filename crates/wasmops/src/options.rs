@@ -173,7 +173,7 @@ pub fn parse_admin(s: &str) -> Result<AdminAddr, String> {
 
 /// What every server command (`serve`, `up`) takes: where to listen, the
 /// admin listener, request-body and shutdown limits, threads, pool, engine.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]

@@ -1,64 +1,270 @@
-//! `wasmops push` and `wasmops pull` with the local OCI layout store
-//! (`oci-layout:PATH[:TAG]`).
+//! `wasmops push`, `pull`, `sign`, `verify`, `keygen` and `registry
+//! login/logout`; and the reading of references for `run`, `serve` and
+//! `up`. A reference is `oci-layout:PATH[:TAG|@DIGEST]` (a local OCI layout)
+//! or `[HOST[:PORT]/]REPO[:TAG][@DIGEST]` (a registry).
 
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use clap::Args;
-use wasmops_oci::{ComponentInfo, Layout, LayoutRef};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use wasmops_oci::app::AppInput;
+use wasmops_oci::auth::{Credential, Credentials};
+use wasmops_oci::distribution::{self, ArtifactKind, Blob, Target};
+use wasmops_oci::registry::{Progress, ProgressFn, Registry, RegistryOptions};
+use wasmops_oci::{ComponentInfo, Layout, LayoutRef, Reference, sign};
 
-/// Store a component as a CNCF Wasm OCI artifact (config
-/// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer) and
-/// print its manifest digest.
+/// How registries are reached (shared by every command that takes a
+/// reference).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// A registry (`host[:port]`) to reach over plain HTTP; loopback ones
+    /// (`localhost`, `127.0.0.1`) always are. Repeatable.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "WASMOPS_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure: Vec<String>,
+}
+
+/// Where `run`/`serve`/`up` may take a reference from, and the signature
+/// policy applied to it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// Refuse a reference unless it carries a signature that verifies with
+    /// this public key (cosign format); local files are not affected.
+    #[arg(long, value_name = "FILE", env = "WASMOPS_VERIFY_KEY")]
+    pub verify_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Store a component (a `.wasm` file) as a CNCF Wasm OCI artifact, or an
+/// app (a directory with `wasmops.toml`, or the manifest) as a wasmops app
+/// artifact, and print the manifest digest. Blobs the registry has are not
+/// sent again.
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// The component (.wasm).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// Where: `oci-layout:PATH[:TAG]` (tag `latest` by default).
+    /// The component (.wasm), or the app (directory or wasmops.toml).
+    #[arg(value_name = "FILE|APP")]
+    pub source: PathBuf,
+    /// Where: `HOST[:PORT]/REPO[:TAG]`, or `oci-layout:PATH[:TAG]` (tag `latest` by default).
     #[arg(value_name = "REF")]
     pub reference: String,
     /// Print JSON (`{"digest": ..., "reference": ...}`).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
-/// Fetch a component by reference, verifying every digest, and write it.
+/// Fetch an artifact into the local content store, verifying every digest
+/// (blobs the store holds are not fetched again), and write its components:
+/// a CNCF component to `-o FILE`; a wasmops app, or a Spin app's
+/// components, into the directory `-o DIR`.
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// What: `oci-layout:PATH[:TAG|@sha256:DIGEST]`.
+    /// What: `HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]` or `oci-layout:PATH[:TAG|@sha256:DIGEST]`.
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Where to write the component.
+    /// Where to write the component (a file) or the app (a new directory);
+    /// without it, the artifact is only stored.
     #[arg(long, short = 'o', value_name = "PATH")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
-/// RFC 3339 UTC time of now, to the second.
+/// Sign an artifact with a cosign key; the signature is stored beside it
+/// (tag `sha256-<digest>.sig`), where cosign looks.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The private key (`wasmops keygen` or `cosign generate-key-pair`);
+    /// its password comes from COSIGN_PASSWORD, else a prompt.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// An annotation to sign along (`KEY=VALUE`). Repeatable.
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Check that an artifact carries a signature by a key; exit 1 if not.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The public key (cosign format, `.pub`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Generate a cosign-compatible ECDSA P-256 key pair: PREFIX.key (encrypted
+/// with COSIGN_PASSWORD, else a prompted password) and PREFIX.pub.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Path prefix of the two files.
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub output_prefix: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Registry credentials, kept where Docker keeps them.
+#[derive(Args, Debug)]
+pub struct RegistryCommand {
+    #[command(subcommand)]
+    pub command: RegistrySub,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistrySub {
+    /// Check credentials against a registry and store them (in Docker's
+    /// config.json, or the credential helper it names).
+    Login(LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout(LogoutArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry: `host[:port]`.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// The user name.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: String,
+    /// Read the password from stdin (else WASMOPS_REGISTRY_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    #[arg(value_name = "HOST")]
+    pub host: String,
+}
+
+/// RFC 3339 UTC time of now (or of `SOURCE_DATE_EPOCH`, for reproducible
+/// artifacts), to the second.
 fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        Some(secs) => std::time::Duration::from_secs(secs),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    };
     let mut s = String::with_capacity(20);
     crate::accesslog::write_rfc3339(&mut s, now, false);
     s
 }
 
-fn parse_ref(s: &str) -> anyhow::Result<LayoutRef> {
-    LayoutRef::parse(s).map_err(|e| {
-        anyhow::anyhow!("{e}; references name a local OCI layout: oci-layout:PATH[:TAG]")
+fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn registry(args: &RegistryArgs) -> anyhow::Result<Arc<Registry>> {
+    Ok(Arc::new(Registry::new(RegistryOptions {
+        insecure: args.insecure.clone(),
+        ..RegistryOptions::default()
+    })?))
+}
+
+/// A reference as a target; a layout is created when `create`.
+fn target(s: &str, args: &RegistryArgs, create: bool) -> anyhow::Result<Target> {
+    if s.starts_with("oci-layout:") {
+        let r = LayoutRef::parse(s)?;
+        return Ok(Target::Layout {
+            store: Layout::open(&r.path, create)?,
+            reference: r.reference,
+        });
+    }
+    let reference = Reference::parse(s).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; a reference is HOST[:PORT]/REPO[:TAG][@sha256:DIGEST] or oci-layout:PATH[:TAG]"
+        )
+    })?;
+    Ok(Target::Registry {
+        client: registry(args)?,
+        reference,
     })
 }
 
-pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
-    let r = parse_ref(&args.reference)?;
-    let wasm = std::fs::read(&args.file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    let report = wasmops_inspect::inspect(&wasm)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+fn store() -> anyhow::Result<Layout> {
+    let dir = wasmops_oci::default_store_dir();
+    Ok(Layout::open(&dir, true)?)
+}
+
+/// Progress bars on a terminal, nothing otherwise.
+fn progress() -> (ProgressFn, Option<indicatif::MultiProgress>) {
+    if !std::io::stderr().is_terminal() {
+        return (sign::quiet(), None);
+    }
+    let multi = indicatif::MultiProgress::new();
+    let bars: Mutex<std::collections::HashMap<String, indicatif::ProgressBar>> =
+        Mutex::new(std::collections::HashMap::new());
+    let m = multi.clone();
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let f: ProgressFn = Arc::new(move |p| {
+        let Ok(mut bars) = bars.lock() else { return };
+        match p {
+            Progress::Start { digest, total } => {
+                let bar = m.add(indicatif::ProgressBar::new(total));
+                bar.set_style(style.clone());
+                bar.set_message(digest[7..19].to_string());
+                bars.insert(digest, bar);
+            }
+            Progress::Advance { digest, bytes } => {
+                if let Some(b) = bars.get(&digest) {
+                    b.inc(bytes);
+                }
+            }
+            Progress::Done { digest, skipped } => {
+                if let Some(b) = bars.remove(&digest) {
+                    b.finish();
+                } else if skipped {
+                    let _ = m.println(format!("{} already there", &digest[7..19]));
+                }
+            }
+        }
+    });
+    (f, Some(multi))
+}
+
+fn component_info(path: &Path, wasm: &[u8]) -> anyhow::Result<ComponentInfo> {
+    let report =
+        wasmops_inspect::inspect(wasm).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if !report.valid {
         anyhow::bail!(
             "{}: not a valid WebAssembly file: {}",
-            args.file.display(),
+            path.display(),
             report.validation_error.as_deref().unwrap_or("invalid")
         );
     }
@@ -76,54 +282,458 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
             annotations.push((key.to_string(), v.to_string()));
         }
     }
-    if let Some(name) = args.file.file_name() {
+    if let Some(name) = path.file_name() {
         annotations.push(("title".into(), name.to_string_lossy().into_owned()));
     }
-    let info = ComponentInfo {
+    Ok(ComponentInfo {
         os: if component { "wasip2" } else { "wasip1" }.into(),
         imports: report.imports.iter().map(|i| i.display_name()).collect(),
         exports: report.exports.iter().map(|e| e.name.clone()).collect(),
         author: report.metadata_value("authors").map(str::to_string),
         annotations,
         created: now_rfc3339(),
-    };
-    let store = Layout::open(&r.path, true)?;
-    if r.reference.starts_with("sha256:") {
-        anyhow::bail!("push needs a tag, not a digest: oci-layout:PATH:TAG");
+    })
+}
+
+/// An app's artifact: the manifest rewritten so sources point into the
+/// artifact, each component validated.
+fn app_input(path: &Path) -> anyhow::Result<AppInput> {
+    let app = wasmops_manifest::load(path)?;
+    let text = std::fs::read_to_string(&app.manifest_path)
+        .with_context(|| format!("cannot read {}", app.manifest_path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{}: not TOML", app.manifest_path.display()))?;
+    let mut components = Vec::new();
+    let mut files = Vec::new();
+    for c in &app.components {
+        let wasm = std::fs::read(&c.source).map_err(|e| {
+            anyhow::anyhow!(
+                "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
+                c.id,
+                c.source.display()
+            )
+        })?;
+        let kind = wasmops_component::validate(&wasm);
+        if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
+            anyhow::bail!(
+                "component `{}`: {} is not a WebAssembly component; build it first (`wasmops build`)",
+                c.id,
+                c.source.display()
+            );
+        }
+        let Some(table) = doc
+            .get_mut("component")
+            .and_then(|t| t.get_mut(&c.id))
+            .and_then(|t| t.as_table_mut())
+        else {
+            anyhow::bail!("component `{}` is not a table in the manifest", c.id);
+        };
+        table.insert(
+            "source".into(),
+            toml::Value::String(format!("components/{}.wasm", c.id)),
+        );
+        table.remove("build");
+        if !c.files.is_empty() {
+            let mut mounts = toml::value::Array::new();
+            for (n, f) in c.files.iter().enumerate() {
+                let title = format!("files/{}/{n}", c.id);
+                let mut t = toml::Table::new();
+                t.insert("source".into(), toml::Value::String(title.clone()));
+                t.insert(
+                    "destination".into(),
+                    toml::Value::String(f.destination.clone()),
+                );
+                mounts.push(toml::Value::Table(t));
+                files.push((title, f.source.clone()));
+            }
+            table.insert("files".into(), toml::Value::Array(mounts));
+        }
+        components.push((c.id.clone(), wasm));
     }
-    let d = store.push_component(&wasm, &info, &r.reference)?;
+    Ok(AppInput {
+        name: app.name.clone(),
+        version: app.version.clone(),
+        description: app.description.clone(),
+        created: now_rfc3339(),
+        manifest: toml::to_string(&doc).context("cannot write the manifest")?,
+        components,
+        files,
+    })
+}
+
+pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
+    let t = target(&args.reference, &args.registry, true)?;
+    match &t {
+        Target::Layout { reference, .. } if reference.starts_with("sha256:") => {
+            anyhow::bail!("push needs a tag, not a digest: oci-layout:PATH:TAG")
+        }
+        Target::Registry { reference, .. } if reference.digest.is_some() => {
+            anyhow::bail!("push needs a tag, not a digest: HOST/REPO:TAG")
+        }
+        _ => {}
+    }
+    let is_app = args.source.is_dir() || args.source.extension().is_some_and(|e| e == "toml");
+    let (blobs, manifest, kind) = if is_app {
+        let input = app_input(&args.source)?;
+        let (blobs, manifest) = wasmops_oci::app::app_artifact(&input)?;
+        (blobs, manifest, "app")
+    } else {
+        let wasm = std::fs::read(&args.source)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.source.display()))?;
+        let info = component_info(&args.source, &wasm)?;
+        let (config, manifest) = wasmops_oci::component_artifact(&wasm, &info);
+        (
+            vec![Blob::new(config), Blob::new(wasm)],
+            manifest,
+            "component",
+        )
+    };
+    let (progress, _bars) = progress();
+    let pushed = tokio()?.block_on(distribution::push(&t, &blobs, &manifest, &progress))?;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"digest": d, "reference": args.reference})
+            serde_json::json!({
+                "digest": pushed.digest,
+                "reference": t.to_string(),
+                "kind": kind,
+                "uploaded": pushed.uploaded,
+                "skipped": pushed.skipped,
+            })
         );
     } else {
-        println!("{d}");
+        println!("{}", pushed.digest);
     }
     Ok(0)
-}
-
-/// The bytes of a component given as a file path or an `oci-layout:` reference.
-pub fn read_source(source: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    let s = source.to_string_lossy();
-    if !s.starts_with("oci-layout:") {
-        return Ok(None);
-    }
-    let r = parse_ref(&s)?;
-    let store = Layout::open(&r.path, false)?;
-    Ok(Some(store.pull_component(&r.reference)?.wasm))
 }
 
 pub fn pull(args: &PullArgs) -> anyhow::Result<i32> {
-    let r = parse_ref(&args.reference)?;
-    let store = Layout::open(&r.path, false)?;
-    let pulled = store.pull_component(&r.reference)?;
-    let tmp = args.output.with_extension("wasm.partial");
-    std::fs::write(&tmp, &pulled.wasm)
-        .and_then(|()| std::fs::rename(&tmp, &args.output))
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
-    println!("{} {}", pulled.manifest_digest, args.output.display());
+    let t = target(&args.reference, &args.registry, false)?;
+    let cache = store()?;
+    let (progress, _bars) = progress();
+    let pulled = tokio()?.block_on(distribution::pull(&t, &cache, &progress))?;
+    let blobs_in = match &t {
+        Target::Layout { store, .. } => store,
+        Target::Registry { .. } => &cache,
+    };
+    let mut written = Vec::new();
+    if let Some(out) = &args.output {
+        match pulled.kind {
+            ArtifactKind::Component => {
+                let (_, wasm) = wasmops_oci::app::components(blobs_in, &pulled)?
+                    .into_iter()
+                    .next()
+                    .context("no component")?;
+                write_file(out, &wasm)?;
+                written.push(out.clone());
+            }
+            ArtifactKind::App => {
+                wasmops_oci::app::unpack_app(blobs_in, &pulled, out)?;
+                written.push(out.clone());
+            }
+            ArtifactKind::Spin => {
+                std::fs::create_dir_all(out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                for (id, wasm) in wasmops_oci::app::components(blobs_in, &pulled)? {
+                    let p = out.join(format!("{id}.wasm"));
+                    write_file(&p, &wasm)?;
+                    written.push(p);
+                }
+            }
+        }
+    }
+    let kind = match pulled.kind {
+        ArtifactKind::Component => "component",
+        ArtifactKind::App => "app",
+        ArtifactKind::Spin => "spin-app",
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "digest": pulled.digest,
+                "reference": t.to_string(),
+                "kind": kind,
+                "fetched": pulled.fetched,
+                "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "store": blobs_in.root().display().to_string(),
+            })
+        );
+    } else {
+        let to = if written.is_empty() {
+            blobs_in.root().display().to_string()
+        } else {
+            written
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!("{} {to}", pulled.digest);
+    }
     Ok(0)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("wasm.partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::anyhow!("cannot write {}: {e}", path.display())
+        })
+}
+
+/// COSIGN_PASSWORD, else a prompt on the terminal.
+fn key_password(confirm: bool) -> anyhow::Result<Vec<u8>> {
+    if let Ok(p) = std::env::var("COSIGN_PASSWORD") {
+        return Ok(p.into_bytes());
+    }
+    let p = read_secret("Password for the private key: ")?;
+    if confirm && read_secret("Again: ")? != p {
+        anyhow::bail!("the passwords differ");
+    }
+    Ok(p.into_bytes())
+}
+
+/// Reads a line from the terminal without echo.
+fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no terminal to ask for the password; set COSIGN_PASSWORD (it may be empty)"
+            )
+        })?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open for the duration of the calls.
+    let saved = unsafe { libc::tcgetattr(fd, &mut term) } == 0;
+    let old = term;
+    if saved {
+        term.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
+    }
+    let mut w = &tty;
+    let _ = write!(w, "{prompt}");
+    let _ = w.flush();
+    let mut line = String::new();
+    let r = std::io::BufReader::new(&tty).read_line(&mut line);
+    if saved {
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    }
+    let _ = writeln!(w);
+    r.context("cannot read the password")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub fn keygen(args: &KeygenArgs) -> anyhow::Result<i32> {
+    let key = args.output_prefix.with_extension("key");
+    let public = args.output_prefix.with_extension("pub");
+    for p in [&key, &public] {
+        if p.exists() && !args.force {
+            anyhow::bail!("{} exists; pass --force to overwrite it", p.display());
+        }
+    }
+    let password = key_password(true)?;
+    let (private_pem, public_pem) = sign::generate(&password)?;
+    write_private(&key, private_pem.as_bytes())?;
+    std::fs::write(&public, public_pem)
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    println!("Private key written to {}", key.display());
+    println!("Public key written to {}", public.display());
+    Ok(0)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn parse_annotations(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|a| {
+            a.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("annotation `{a}`: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+pub fn sign_cmd(args: &SignArgs) -> anyhow::Result<i32> {
+    let annotations = parse_annotations(&args.annotations)?;
+    let pem = std::fs::read(&args.key)
+        .with_context(|| format!("cannot read the key {}", args.key.display()))?;
+    if !String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
+        anyhow::bail!(
+            "{} is not a private key; sign with the `.key` file (`.pub` is for verify)",
+            args.key.display()
+        );
+    }
+    let signer = sign::signer(&pem, &key_password(false)?)?;
+    let t = target(&args.reference, &args.registry, false)?;
+    let (progress, _bars) = progress();
+    let (digest, tag) = tokio()?.block_on(sign::sign(&t, &signer, &annotations, &progress))?;
+    println!("signed {digest} (signature at tag {tag})");
+    Ok(0)
+}
+
+pub fn verify_cmd(args: &VerifyArgs) -> anyhow::Result<i32> {
+    let key = load_public_key(&args.key)?;
+    let t = target(&args.reference, &args.registry, false)?;
+    let v = tokio()?.block_on(sign::verify(&t, &key))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"digest": v.digest, "verified": true, "identity": v.identity, "annotations": v.annotations})
+        );
+    } else {
+        println!("verified {} ({})", v.digest, t);
+    }
+    Ok(0)
+}
+
+fn load_public_key(path: &Path) -> anyhow::Result<sign::PublicKey> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?;
+    if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
+        anyhow::bail!(
+            "{} is a private key; verify with the public key (`.pub`)",
+            path.display()
+        );
+    }
+    Ok(sign::verifier(&pem)?)
+}
+
+pub fn registry_cmd(args: &RegistryCommand) -> anyhow::Result<i32> {
+    let creds = Credentials::from_env();
+    match &args.command {
+        RegistrySub::Login(a) => {
+            let password = if a.password_stdin {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the password from stdin")?;
+                s.trim_end_matches(['\n', '\r']).to_string()
+            } else if let Ok(p) = std::env::var("WASMOPS_REGISTRY_PASSWORD") {
+                p
+            } else {
+                read_secret("Password: ").map_err(|_| {
+                    anyhow::anyhow!("no terminal to ask for the password; pass --password-stdin")
+                })?
+            };
+            let host = a.host.trim_end_matches('/');
+            let cred = Credential {
+                username: a.username.clone(),
+                password,
+            };
+            tokio()?.block_on(registry(&a.registry)?.check_login(host, &cred))?;
+            let wherein = creds.store(host, &cred)?;
+            println!("Login succeeded; credentials stored in {wherein}");
+            Ok(0)
+        }
+        RegistrySub::Logout(a) => {
+            if creds.erase(&a.host)? {
+                println!("Removed the credentials of {}", a.host);
+            } else {
+                println!("No credentials for {}", a.host);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Whether `run`/`serve`/`up` should read `source` as a reference.
+pub fn is_reference(source: &Path) -> bool {
+    let s = source.to_string_lossy();
+    s.starts_with("oci-layout:") || Reference::looks_like_registry(&s)
+}
+
+/// Pulls a reference (checking the signature policy) for run/serve/up.
+fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution::Pulled, Layout)> {
+    let t = target(source, &args.registry, false)?;
+    let rt = tokio()?;
+    if let Some(key) = &args.verify_key {
+        let key = load_public_key(key)?;
+        rt.block_on(sign::verify(&t, &key)).map_err(|e| {
+            anyhow::anyhow!("refusing {source}: {e} (the signature policy --verify-key / WASMOPS_VERIFY_KEY requires a valid signature)")
+        })?;
+    }
+    let cache = store()?;
+    let pulled = rt.block_on(distribution::pull(&t, &cache, &sign::quiet()))?;
+    let blobs_in = match t {
+        Target::Layout { store, .. } => store,
+        Target::Registry { .. } => cache,
+    };
+    Ok((pulled, blobs_in))
+}
+
+/// The bytes of a component given as a reference, or `None` for a file.
+pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    if !is_reference(source) {
+        return Ok(None);
+    }
+    let s = source.to_string_lossy();
+    let (pulled, store) = pull_checked(&s, args)?;
+    if pulled.kind == ArtifactKind::App {
+        anyhow::bail!("{s} is a wasmops app; serve it with `wasmops up {s}`");
+    }
+    let mut components = wasmops_oci::app::components(&store, &pulled)?;
+    if components.len() != 1 {
+        anyhow::bail!(
+            "{s} holds {} components ({}); pull it with `wasmops pull {s} -o DIR` and pick one",
+            components.len(),
+            components
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(components.pop().map(|(_, w)| w))
+}
+
+/// For `up`: a reference to an app is pulled and unpacked (once per
+/// digest) into the content store; returns the app directory and the
+/// app's digest, or `None` for a local path.
+pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(PathBuf, String)>> {
+    if !is_reference(source) {
+        return Ok(None);
+    }
+    let s = source.to_string_lossy();
+    let (pulled, store) = pull_checked(&s, args)?;
+    if pulled.kind != ArtifactKind::App {
+        anyhow::bail!(
+            "{s} is a single component, not a wasmops app; serve it with `wasmops serve {s}`"
+        );
+    }
+    let dir = wasmops_oci::default_store_dir()
+        .join("apps")
+        .join(&pulled.digest[7..]);
+    if !dir.join("wasmops.toml").is_file() {
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        wasmops_oci::app::unpack_app(&store, &pulled, &dir)?;
+    }
+    Ok(Some((dir, pulled.digest)))
 }
 
 #[cfg(test)]
@@ -133,5 +743,15 @@ mod tests {
         let t = super::now_rfc3339();
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T");
+    }
+
+    #[test]
+    fn annotations() {
+        assert_eq!(
+            super::parse_annotations(&["a=b=c".into()]).unwrap(),
+            vec![("a".to_string(), "b=c".to_string())]
+        );
+        assert!(super::parse_annotations(&["=x".into()]).is_err());
+        assert!(super::parse_annotations(&["x".into()]).is_err());
     }
 }

@@ -16,8 +16,9 @@ use crate::options::{EngineArgs, GrantArgs, LimitArgs, duration, limits};
 /// or outbound HTTP.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The component or module to run (.wasm, or .wat text).
-    #[arg(value_name = "FILE")]
+    /// The component or module to run (.wasm, or .wat text), or a
+    /// reference: `HOST[:PORT]/REPO[:TAG]` or `oci-layout:PATH[:TAG]`.
+    #[arg(value_name = "FILE|REF")]
     pub file: PathBuf,
     /// Arguments passed to the guest (after `--`).
     #[arg(value_name = "ARGS", last = true)]
@@ -31,6 +32,8 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
@@ -48,8 +51,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     let mut settings = EngineSettings::for_command();
     args.engine.apply(&mut settings);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
-    // A file, or a component in a local OCI layout (`oci-layout:PATH:TAG`).
-    let loaded = match super::oci::read_source(&args.file)? {
+    // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
+    let loaded = match super::oci::read_source(&args.file, &args.source)? {
         Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
         None => rt.load(&args.file)?,
     };

@@ -21,9 +21,12 @@ use crate::options::{GrantArgs, LimitArgs, ServerArgs, duration, limits};
 /// in-flight requests finish for up to --shutdown-grace.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The component to serve (.wasm).
-    #[arg(value_name = "FILE")]
+    /// The component to serve (.wasm), or a reference:
+    /// `HOST[:PORT]/REPO[:TAG]` or `oci-layout:PATH[:TAG]`.
+    #[arg(value_name = "FILE|REF")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
     #[command(flatten)]
     pub grants: GrantArgs,
     #[command(flatten)]
@@ -57,8 +60,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .max(1);
 
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
-    // A file, or a component in a local OCI layout (`oci-layout:PATH:TAG`).
-    let loaded = match super::oci::read_source(&args.file)? {
+    // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
+    let loaded = match super::oci::read_source(&args.file, &args.source)? {
         Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
         None => rt.load(&args.file)?,
     };

@@ -23,11 +23,15 @@ use crate::options::ServerArgs;
 /// Serve an app: every component of its `wasmops.toml` behind its routes,
 /// with the key-value stores, variables, files and outbound hosts the
 /// manifest grants. Every request runs in a fresh instance.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct UpArgs {
-    /// The app: a directory holding `wasmops.toml`, or the manifest itself.
-    #[arg(value_name = "DIR|FILE", default_value = ".")]
+    /// The app: a directory holding `wasmops.toml`, the manifest itself, or
+    /// a reference to an app artifact (`HOST[:PORT]/REPO[:TAG]`,
+    /// `oci-layout:PATH[:TAG]`).
+    #[arg(value_name = "DIR|FILE|REF", default_value = ".")]
     pub app: PathBuf,
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
     /// Reload a component when its `.wasm` changes; requests in flight finish
     /// on the version they started on.
     #[arg(long)]
@@ -40,7 +44,8 @@ pub struct UpArgs {
     /// --watch when their sources change).
     #[arg(long)]
     pub no_build: bool,
-    /// Where the app keeps its state (embedded key-value stores) [default: DIR/.wasmops].
+    /// Where the app keeps its state (embedded key-value stores) [default:
+    /// DIR/.wasmops; for a reference, $XDG_STATE_HOME/wasmops/apps/NAME].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Requests that may wait for an instance, per component; beyond, 503 at once.
@@ -48,6 +53,19 @@ pub struct UpArgs {
     pub max_queue: usize,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// `$XDG_STATE_HOME`, else `~/.local/state`.
+fn default_state_home() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(".local/state")
+        })
 }
 
 /// One component's current version. Requests take a clone of the handler
@@ -114,6 +132,25 @@ impl Builder {
 }
 
 pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
+    // A reference is pulled (signature policy included) and unpacked; its
+    // components are built already, and its state lives outside the store.
+    if let Some((dir, digest)) = super::oci::app_source(&args.app, &args.source)? {
+        let app = load_app(&dir)?;
+        tracing::info!(reference = %args.app.display(), %digest, "app pulled");
+        let state_dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| default_state_home().join("wasmops/apps").join(&app.name));
+        let args = UpArgs {
+            app: dir,
+            watch: false,
+            no_build: true,
+            state_dir: Some(state_dir),
+            source: super::oci::SourceArgs::default(),
+            ..args.clone()
+        };
+        return run(&args);
+    }
     let app = load_app(&args.app)?;
     if !args.no_build && !args.check {
         let stale: Vec<String> = app
