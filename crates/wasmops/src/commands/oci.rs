@@ -668,13 +668,24 @@ pub fn is_reference(source: &Path) -> bool {
 
 /// Pulls a reference (checking the signature policy) for run/serve/up.
 fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution::Pulled, Layout)> {
-    let t = target(source, &args.registry, false)?;
+    let mut t = target(source, &args.registry, false)?;
     let rt = tokio()?;
     if let Some(key) = &args.verify_key {
         let key = load_public_key(key)?;
-        rt.block_on(sign::verify(&t, &key)).map_err(|e| {
+        let v = rt.block_on(sign::verify(&t, &key)).map_err(|e| {
             anyhow::anyhow!("refusing {source}: {e} (the signature policy --verify-key / WASMOPS_VERIFY_KEY requires a valid signature)")
         })?;
+        // Pull exactly what was verified, even if the tag moves meanwhile.
+        t = match t {
+            Target::Registry { client, reference } => Target::Registry {
+                client,
+                reference: reference.with_digest(&v.digest),
+            },
+            Target::Layout { store, .. } => Target::Layout {
+                store,
+                reference: v.digest,
+            },
+        };
     }
     let cache = store()?;
     let pulled = rt.block_on(distribution::pull(&t, &cache, &sign::quiet()))?;
