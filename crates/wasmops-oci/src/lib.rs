@@ -161,6 +161,8 @@ pub struct ComponentInfo {
     pub os: String,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// The world the component targets, e.g. `wasi:http/proxy@0.2.6`.
+    pub target: Option<String>,
     pub author: Option<String>,
     /// `org.opencontainers.image.*` annotations (without the prefix):
     /// version, description, licenses, source, revision, url, title.
@@ -184,6 +186,9 @@ pub fn component_artifact(wasm: &[u8], info: &ComponentInfo) -> (Vec<u8>, Vec<u8
     });
     if let Some(a) = &info.author {
         config["author"] = json!(a);
+    }
+    if let Some(t) = &info.target {
+        config["component"]["target"] = json!(t);
     }
     let config = serde_json::to_vec(&config).unwrap_or_default();
     let mut annotations = serde_json::Map::new();

@@ -231,12 +231,12 @@ impl HttpHandler {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let request_id = req
+        let request_id: Arc<str> = req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(next_request_id);
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(next_request_id()));
         let incoming = req
             .headers()
             .get("traceparent")
@@ -249,13 +249,13 @@ impl HttpHandler {
             )
         });
         let trace_id = match (&trace, &incoming) {
-            (Some((ctx, _)), _) => ctx.trace_id_hex(),
-            (None, Some(parent)) => parent.trace_id_hex(),
-            (None, None) => String::new(),
+            (Some((ctx, _)), _) => ctx.trace_id_display(),
+            (None, Some(parent)) => parent.trace_id_display(),
+            (None, None) => wasmops_telemetry::trace::HexId(None),
         };
         let span_start = wasmops_telemetry::trace::now_unix_nanos();
         let mut resp = self
-            .handle_inner(req, Arc::from(request_id.as_str()), trace.map(|t| t.0))
+            .handle_inner(req, request_id.clone(), trace.map(|t| t.0))
             .await;
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
@@ -264,21 +264,6 @@ impl HttpHandler {
         }
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
-        }
-        if let (Some(tracer), Some((ctx, parent))) =
-            (&self.inner.tracer, trace.filter(|(c, _)| c.sampled))
-        {
-            let mut span = SpanRecord::start("request", Kind::Server, ctx, parent);
-            span.start_unix_nanos = span_start;
-            span.attr("http.request.method", method.as_str())
-                .attr("url.path", path.as_str())
-                .attr("http.response.status_code", i64::from(status))
-                .attr("wasmops.component", &*self.inner.settings.name)
-                .attr("wasmops.request_id", request_id.as_str());
-            if status >= 500 {
-                span.error = Some(format!("status {status}"));
-            }
-            tracer.end(span);
         }
         let (app, component) = (&*self.inner.settings.app, &*self.inner.settings.name);
         tracing::info!(
@@ -293,6 +278,23 @@ impl HttpHandler {
             trace_id = %trace_id,
             "request"
         );
+        if let (Some(tracer), Some((ctx, parent))) =
+            (&self.inner.tracer, trace.filter(|(c, _)| c.sampled))
+        {
+            // Strings the request already owns are moved or shared, not copied.
+            let mut span = SpanRecord::start("request", Kind::Server, ctx, parent);
+            span.start_unix_nanos = span_start;
+            span.attributes.reserve_exact(5);
+            span.attr("http.request.method", method_attr(&method))
+                .attr("url.path", path)
+                .attr("http.response.status_code", i64::from(status))
+                .attr("wasmops.component", self.inner.settings.name.clone())
+                .attr("wasmops.request_id", request_id);
+            if status >= 500 {
+                span.error = Some(format!("status {status}"));
+            }
+            tracer.end(span);
+        }
         resp
     }
 
@@ -720,6 +722,16 @@ impl Drop for InUse {
 }
 
 /// A process-unique request id: a random prefix per process and a counter.
+/// A request method as a span attribute, without a copy for the standard ones.
+fn method_attr(m: &http::Method) -> wasmops_telemetry::trace::AttrValue {
+    use wasmops_telemetry::trace::AttrValue;
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+    match KNOWN.iter().find(|k| **k == m.as_str()) {
+        Some(k) => AttrValue::Static(k),
+        None => AttrValue::Str(m.as_str().to_string()),
+    }
+}
+
 fn next_request_id() -> String {
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u32> = OnceLock::new();

@@ -12,13 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span, status,
-};
-use prost::Message;
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,8 +290,30 @@ impl SpanContext {
         )
     }
 
+    /// The trace id in lowercase hex, formatted without an allocation.
+    pub fn trace_id_display(&self) -> HexId {
+        HexId(Some(self.trace_id))
+    }
+
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
+    }
+}
+
+/// A trace id shown as 32 hex digits (nothing for `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct HexId(pub Option<[u8; 16]>);
+
+impl std::fmt::Display for HexId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let Some(id) = &self.0 else { return Ok(()) };
+        let mut out = [0u8; 32];
+        for (i, b) in id.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 
@@ -322,10 +337,25 @@ pub struct SpanRecord {
     pub error: Option<String>,
 }
 
+/// An attribute value; the string forms avoid copies where the caller
+/// already holds a shared or static string.
 #[derive(Debug, Clone)]
 pub enum AttrValue {
     Str(String),
+    Shared(Arc<str>),
+    Static(&'static str),
     Int(i64),
+}
+
+impl AttrValue {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            AttrValue::Shared(s) => Some(s),
+            AttrValue::Static(s) => Some(s),
+            AttrValue::Int(_) => None,
+        }
+    }
 }
 
 pub fn now_unix_nanos() -> u64 {
@@ -348,7 +378,8 @@ impl SpanRecord {
             name,
             kind,
             start_unix_nanos: now_unix_nanos(),
-            attributes: Vec::with_capacity(6),
+            // Allocated by the first attribute only: most spans carry none.
+            attributes: Vec::new(),
             error: None,
         }
     }
@@ -367,6 +398,11 @@ impl From<&str> for AttrValue {
 impl From<String> for AttrValue {
     fn from(s: String) -> Self {
         AttrValue::Str(s)
+    }
+}
+impl From<Arc<str>> for AttrValue {
+    fn from(s: Arc<str>) -> Self {
+        AttrValue::Shared(s)
     }
 }
 impl From<i64> for AttrValue {
@@ -473,84 +509,143 @@ impl Tracer {
     }
 }
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
+// OTLP protobuf, written straight from the span records: no intermediate
+// message structs, one buffer per batch. Field numbers are those of
+// opentelemetry/proto (collector/trace/v1, trace/v1, common/v1,
+// resource/v1); the tests decode the result with the generated types.
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
     }
+    buf.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+const LEN: u32 = 2;
+
+fn put_tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
+    put_varint(buf, u64::from(field << 3 | wire));
+}
+
+fn put_bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
+    put_tag(buf, field, LEN);
+    put_varint(buf, data.len() as u64);
+    buf.extend_from_slice(data);
+}
+
+/// A `KeyValue` (key 1, value 2: `AnyValue` string 1 / int 3).
+fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: &AttrValue) {
+    let any_len = match (value, value.as_str()) {
+        (_, Some(s)) => 1 + varint_len(s.len() as u64) + s.len(),
+        (AttrValue::Int(i), None) => 1 + varint_len(*i as u64),
+        _ => 0,
+    };
+    let kv_len =
+        1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any_len as u64) + any_len;
+    put_tag(buf, field, LEN);
+    put_varint(buf, kv_len as u64);
+    put_bytes(buf, 1, key.as_bytes());
+    put_tag(buf, 2, LEN);
+    put_varint(buf, any_len as u64);
+    match (value, value.as_str()) {
+        (_, Some(s)) => put_bytes(buf, 1, s.as_bytes()),
+        (AttrValue::Int(i), None) => {
+            put_tag(buf, 3, 0);
+            put_varint(buf, *i as u64);
+        }
+        _ => {}
+    }
+}
+
+/// One `Span` message body.
+fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64) {
+    put_bytes(buf, 1, &s.context.trace_id);
+    put_bytes(buf, 2, &s.context.span_id);
+    if let Some(p) = &s.parent {
+        put_bytes(buf, 4, p);
+    }
+    put_bytes(buf, 5, s.name.as_bytes());
+    let kind = match s.kind {
+        Kind::Internal => 1,
+        Kind::Server => 2,
+        Kind::Client => 3,
+    };
+    put_tag(buf, 6, 0);
+    put_varint(buf, kind);
+    put_tag(buf, 7, 1);
+    buf.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
+    put_tag(buf, 8, 1);
+    buf.extend_from_slice(&end.max(s.start_unix_nanos).to_le_bytes());
+    for (k, v) in &s.attributes {
+        put_attr(buf, 9, k, v);
+    }
+    if let Some(message) = &s.error {
+        // Status: message 2, code 3 (2 = error).
+        let len = 1 + varint_len(message.len() as u64) + message.len() + 2;
+        put_tag(buf, 15, LEN);
+        put_varint(buf, len as u64);
+        put_bytes(buf, 2, message.as_bytes());
+        put_tag(buf, 3, 0);
+        put_varint(buf, 2);
+    }
+    // flags (fixed32): "has is-remote" bit, and the sampled bit.
+    put_tag(buf, 16, 5);
+    buf.extend_from_slice(&(0x100u32 | u32::from(s.context.sampled)).to_le_bytes());
 }
 
 /// Encodes spans as an OTLP `ExportTraceServiceRequest`.
 pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
-    let spans = spans
-        .into_iter()
-        .map(|(s, end)| Span {
-            trace_id: s.context.trace_id.to_vec(),
-            span_id: s.context.span_id.to_vec(),
-            parent_span_id: s.parent.map(|p| p.to_vec()).unwrap_or_default(),
-            flags: 0x100 | u32::from(s.context.sampled),
-            name: s.name.to_string(),
-            kind: match s.kind {
-                Kind::Internal => span::SpanKind::Internal as i32,
-                Kind::Server => span::SpanKind::Server as i32,
-                Kind::Client => span::SpanKind::Client as i32,
-            },
-            start_time_unix_nano: s.start_unix_nanos,
-            end_time_unix_nano: end.max(s.start_unix_nanos),
-            attributes: s
-                .attributes
-                .into_iter()
-                .map(|(k, v)| match v {
-                    AttrValue::Str(s) => kv(k, any_value::Value::StringValue(s)),
-                    AttrValue::Int(i) => kv(k, any_value::Value::IntValue(i)),
-                })
-                .collect(),
-            status: Some(match s.error {
-                Some(message) => Status {
-                    message,
-                    code: status::StatusCode::Error as i32,
-                },
-                None => Status {
-                    message: String::new(),
-                    code: status::StatusCode::Unset as i32,
-                },
-            }),
-            ..Default::default()
-        })
-        .collect();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv(
-                        "service.name",
-                        any_value::Value::StringValue(service_name.to_string()),
-                    ),
-                    kv(
-                        "telemetry.sdk.name",
-                        any_value::Value::StringValue("wasmops".into()),
-                    ),
-                    kv(
-                        "telemetry.sdk.language",
-                        any_value::Value::StringValue("rust".into()),
-                    ),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "wasmops".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    request.encode_to_vec()
+    let mut spans_buf = Vec::with_capacity(spans.len() * 320);
+    let mut scratch = Vec::with_capacity(512);
+    for (s, end) in &spans {
+        scratch.clear();
+        put_span(&mut scratch, s, *end);
+        put_bytes(&mut spans_buf, 2, &scratch);
+    }
+    // Resource { attributes 1 }.
+    let mut resource = Vec::with_capacity(128);
+    put_attr(
+        &mut resource,
+        1,
+        "service.name",
+        &AttrValue::Str(service_name.to_string()),
+    );
+    put_attr(
+        &mut resource,
+        1,
+        "telemetry.sdk.name",
+        &AttrValue::Static("wasmops"),
+    );
+    put_attr(
+        &mut resource,
+        1,
+        "telemetry.sdk.language",
+        &AttrValue::Static("rust"),
+    );
+    // InstrumentationScope { name 1, version 2 }.
+    let mut scope = Vec::with_capacity(32);
+    put_bytes(&mut scope, 1, b"wasmops");
+    put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    let field_len = |n: usize| 1 + varint_len(n as u64) + n;
+    let scope_spans_len = field_len(scope.len()) + spans_buf.len();
+    let resource_spans_len = field_len(resource.len()) + field_len(scope_spans_len);
+    let mut out = Vec::with_capacity(field_len(resource_spans_len));
+    // ExportTraceServiceRequest { resource_spans 1 }
+    //   ResourceSpans { resource 1, scope_spans 2 }
+    //     ScopeSpans { scope 1, spans 2 }
+    put_tag(&mut out, 1, LEN);
+    put_varint(&mut out, resource_spans_len as u64);
+    put_bytes(&mut out, 1, &resource);
+    put_tag(&mut out, 2, LEN);
+    put_varint(&mut out, scope_spans_len as u64);
+    put_bytes(&mut out, 1, &scope);
+    out.extend_from_slice(&spans_buf);
+    out
 }
 
 async fn export_loop(
@@ -775,25 +870,89 @@ mod tests {
 
     #[test]
     fn encodes_a_decodable_request() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message;
         let root = SpanContext::root();
         let mut s = SpanRecord::start("request", Kind::Server, root, None);
         s.attr("http.request.method", "GET")
-            .attr("http.response.status_code", 200i64);
-        let child = SpanRecord::start(
+            .attr("url.path", "/a/\u{e9}t\u{e9}")
+            .attr("http.response.status_code", 200i64)
+            .attr("negative", -5i64)
+            .attr("long", "x".repeat(300));
+        let mut child = SpanRecord::start(
             "instantiate",
             Kind::Internal,
             root.child(),
             Some(root.span_id),
         );
-        let bytes = encode(
-            "svc",
-            vec![(s, now_unix_nanos()), (child, now_unix_nanos())],
-        );
+        child.error = Some("wasm trap: unreachable".into());
+        let end = now_unix_nanos() + 1000;
+        let start = s.start_unix_nanos;
+        let many: Vec<_> = (0..600)
+            .map(|_| {
+                (
+                    SpanRecord::start("outbound", Kind::Client, root.child(), Some(root.span_id)),
+                    end,
+                )
+            })
+            .collect();
+        let mut batch = vec![(s, end), (child, end)];
+        batch.extend(many);
+        let bytes = encode("svc", batch);
         let req = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-        let spans = &req.resource_spans[0].scope_spans[0].spans;
-        assert_eq!(spans.len(), 2);
-        assert_eq!(spans[0].name, "request");
-        assert_eq!(spans[1].parent_span_id, root.span_id.to_vec());
-        assert_eq!(spans[1].trace_id, root.trace_id.to_vec());
+        let rs = &req.resource_spans[0];
+        let resource = rs.resource.as_ref().unwrap();
+        assert_eq!(resource.attributes[0].key, "service.name");
+        assert_eq!(
+            resource.attributes[0].value.as_ref().unwrap().value,
+            Some(Value::StringValue("svc".into()))
+        );
+        let scope = rs.scope_spans[0].scope.as_ref().unwrap();
+        assert_eq!(scope.name, "wasmops");
+        let spans = &rs.scope_spans[0].spans;
+        assert_eq!(spans.len(), 602);
+        let r = &spans[0];
+        assert_eq!(r.name, "request");
+        assert_eq!(r.kind, 2);
+        assert_eq!(r.trace_id, root.trace_id.to_vec());
+        assert_eq!(r.span_id, root.span_id.to_vec());
+        assert!(r.parent_span_id.is_empty());
+        assert_eq!((r.start_time_unix_nano, r.end_time_unix_nano), (start, end));
+        assert_eq!(r.flags, 0x101);
+        let attr = |i: usize| r.attributes[i].value.as_ref().unwrap().value.clone();
+        assert_eq!(r.attributes[0].key, "http.request.method");
+        assert_eq!(attr(0), Some(Value::StringValue("GET".into())));
+        assert_eq!(attr(1), Some(Value::StringValue("/a/\u{e9}t\u{e9}".into())));
+        assert_eq!(attr(2), Some(Value::IntValue(200)));
+        assert_eq!(attr(3), Some(Value::IntValue(-5)));
+        assert_eq!(attr(4), Some(Value::StringValue("x".repeat(300))));
+        assert!(r.status.as_ref().is_none_or(|s| s.code == 0));
+        let c = &spans[1];
+        assert_eq!(c.kind, 1);
+        assert_eq!(c.parent_span_id, root.span_id.to_vec());
+        assert_eq!(c.trace_id, root.trace_id.to_vec());
+        let st = c.status.as_ref().unwrap();
+        assert_eq!(
+            (st.code, st.message.as_str()),
+            (2, "wasm trap: unreachable")
+        );
+        assert_eq!(spans[601].kind, 3);
+    }
+
+    #[test]
+    fn hex_id_display() {
+        let c = SpanContext::root();
+        assert_eq!(c.trace_id_display().to_string(), c.trace_id_hex());
+        assert_eq!(HexId(None).to_string(), "");
+    }
+
+    #[test]
+    fn varint_lengths() {
+        for v in [0u64, 1, 127, 128, 16383, 16384, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v), "{v}");
+        }
     }
 }

@@ -237,6 +237,12 @@ fn push_pull_serve_and_tamper_with_a_registry() {
             .contains("wasi:http/incoming-handler")
     );
     assert!(config["component"]["imports"].is_array());
+    assert!(
+        config["component"]["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("wasi:http/proxy@0.2.")),
+        "{config}"
+    );
     assert_eq!(
         manifest["annotations"]["org.opencontainers.image.title"],
         "hello.wasm"

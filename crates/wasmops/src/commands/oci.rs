@@ -285,13 +285,33 @@ fn component_info(path: &Path, wasm: &[u8]) -> anyhow::Result<ComponentInfo> {
     if let Some(name) = path.file_name() {
         annotations.push(("title".into(), name.to_string_lossy().into_owned()));
     }
+    let exports: Vec<String> = report.exports.iter().map(|e| e.name.clone()).collect();
     Ok(ComponentInfo {
         os: if component { "wasip2" } else { "wasip1" }.into(),
         imports: report.imports.iter().map(|i| i.display_name()).collect(),
-        exports: report.exports.iter().map(|e| e.name.clone()).collect(),
+        target: target_world(&exports),
+        exports,
         author: report.metadata_value("authors").map(str::to_string),
         annotations,
         created: now_rfc3339(),
+    })
+}
+
+/// The standard world a component's exports make it, with their version:
+/// `wasi:http/proxy` for an incoming handler, `wasi:cli/command` for `run`.
+fn target_world(exports: &[String]) -> Option<String> {
+    exports.iter().find_map(|e| {
+        let (name, version) = e.split_once('@').unwrap_or((e, ""));
+        let world = match name {
+            "wasi:http/incoming-handler" | "wasi:http/handler" => "wasi:http/proxy",
+            "wasi:cli/run" => "wasi:cli/command",
+            _ => return None,
+        };
+        Some(if version.is_empty() {
+            world.to_string()
+        } else {
+            format!("{world}@{version}")
+        })
     })
 }
 
@@ -754,6 +774,21 @@ mod tests {
         let t = super::now_rfc3339();
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T");
+    }
+
+    #[test]
+    fn target_worlds() {
+        let w =
+            |e: &[&str]| super::target_world(&e.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            w(&["wasi:http/incoming-handler@0.2.6"]).as_deref(),
+            Some("wasi:http/proxy@0.2.6")
+        );
+        assert_eq!(
+            w(&["x:y/z", "wasi:cli/run@0.2.0"]).as_deref(),
+            Some("wasi:cli/command@0.2.0")
+        );
+        assert_eq!(w(&["x:y/z"]), None);
     }
 
     #[test]
