@@ -23,57 +23,160 @@ impl AccessJson {
 
 struct Json<'a>(&'a mut String);
 
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// Appends `s` JSON-escaped (without quotes): clean runs are copied whole.
+fn escape_into(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
 fn escape(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    escape_into(out, s);
+    out.push('"');
+}
+
+/// A `fmt::Write` that escapes as it goes, so `Display` values need no
+/// temporary string.
+struct Escaping<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+fn key(out: &mut String, field: &Field) {
+    out.push_str(",\"");
+    out.push_str(field.name());
+    out.push_str("\":");
+}
+
+/// Appends an unsigned integer in decimal.
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
     }
-    out.push('"');
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+/// Appends a finite number with three decimals (durations in ms to the µs),
+/// by integer arithmetic.
+fn push_f64_3(out: &mut String, value: f64) {
+    let thousandths = (value.abs() * 1000.0).round();
+    if thousandths >= 1e18 {
+        let _ = write!(out, "{value}");
+        return;
+    }
+    let t = thousandths as u64;
+    if value < 0.0 && t != 0 {
+        out.push('-');
+    }
+    push_u64(out, t / 1000);
+    let frac = t % 1000;
+    out.push('.');
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
 }
 
 impl Visit for Json<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let _ = write!(self.0, ",\"{}\":", field.name());
+        key(self.0, field);
         escape(self.0, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        let _ = write!(self.0, ",\"{}\":{value}", field.name());
+        key(self.0, field);
+        push_u64(self.0, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        let _ = write!(self.0, ",\"{}\":{value}", field.name());
+        key(self.0, field);
+        if value < 0 {
+            self.0.push('-');
+        }
+        push_u64(self.0, value.unsigned_abs());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if value.is_finite() {
-            let _ = write!(self.0, ",\"{}\":{value}", field.name());
+        if !value.is_finite() {
+            return;
         }
+        key(self.0, field);
+        push_f64_3(self.0, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        let _ = write!(self.0, ",\"{}\":{value}", field.name());
+        key(self.0, field);
+        self.0.push_str(if value { "true" } else { "false" });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let mut s = String::new();
-        let _ = write!(s, "{value:?}");
-        let _ = write!(self.0, ",\"{}\":", field.name());
-        escape(self.0, &s);
+        key(self.0, field);
+        self.0.push('"');
+        let _ = write!(Escaping(self.0), "{value:?}");
+        self.0.push('"');
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for now.
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for now; the part up to the seconds is
+/// formatted once per second and thread.
 fn timestamp(out: &mut String) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    write_rfc3339(out, now, true);
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now.as_secs() {
+            c.1.clear();
+            write_rfc3339(
+                &mut c.1,
+                std::time::Duration::from_secs(now.as_secs()),
+                false,
+            );
+            c.1.pop(); // the `Z`
+            c.0 = now.as_secs();
+        }
+        out.push_str(&c.1);
+    });
+    let micros = now.subsec_micros();
+    out.push('.');
+    let mut digits = [b'0'; 6];
+    let mut v = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
 }
 
 /// Writes a time since the Unix epoch as RFC 3339 UTC, with microseconds
@@ -143,6 +246,35 @@ mod tests {
         assert!(s.ends_with('Z') && s.as_bytes()[10] == b'T', "{s}");
         let year: i32 = s[..4].parse().unwrap();
         assert!(year >= 2024);
+    }
+
+    #[test]
+    fn numbers_and_display_values() {
+        let mut s = String::new();
+        push_u64(&mut s, 0);
+        s.push(' ');
+        push_u64(&mut s, u64::MAX);
+        assert_eq!(s, "0 18446744073709551615");
+        for (v, text) in [
+            (0.0, "0.000"),
+            (1.23456, "1.235"),
+            (-0.0004, "0.000"),
+            (-2.5, "-2.500"),
+            (1e3, "1000.000"),
+        ] {
+            let mut o = String::new();
+            push_f64_3(&mut o, v);
+            assert_eq!(o, text);
+        }
+        let mut out = String::new();
+        let _ = write!(Escaping(&mut out), "{}", "é\"x\u{2}");
+        assert_eq!(out, r#"é\"x\u0002"#);
+        // Timestamps of one second share the cached prefix and stay valid.
+        let (mut a, mut b) = (String::new(), String::new());
+        timestamp(&mut a);
+        timestamp(&mut b);
+        assert_eq!(a.len(), b.len());
+        assert_eq!(&a[..17], &b[..17]);
     }
 
     #[test]
