@@ -1,103 +1,26 @@
-//! Sizes (`"64MiB"`) and durations (`"1.5s"`).
+//! Sizes (`"64MiB"`) and durations (`"1.5s"`) in manifests: the shared
+//! parsers of `wasmops-units`, with zero refused (no limit or timeout of
+//! zero makes sense in an app).
 
 use std::time::Duration;
 
-/// The units accepted in sizes, for messages.
-pub const SIZE_UNITS: &str = "B, KiB, MiB, GiB, KB, MB, GB";
-/// The units accepted in durations, for messages.
-pub const DURATION_UNITS: &str = "ms, s, m, h";
+pub use wasmops_units::{DURATION_UNITS, SIZE_UNITS};
 
-/// Parses a size such as `"64MiB"`, `"1.5GB"`, `"512 KiB"` or `"1024"` (bytes)
-/// into a number of bytes (fractions of a byte are dropped). Units are `B`,
-/// `KiB`, `MiB`, `GiB` (powers of 1024) and `KB`, `MB`, `GB` (powers of 1000),
-/// in any case. The size must be greater than zero.
+/// A size greater than zero (see [`wasmops_units::parse_size`]).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let (number, unit) = split_number(text)?;
-    let multiplier: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return Err(format!("unknown size unit `{}`", unit.escape_debug())),
-    };
-    let bytes = number.scaled(multiplier).ok_or("the size is too large")?;
-    let bytes = u64::try_from(bytes).map_err(|_| "the size is too large")?;
-    if bytes == 0 {
-        return Err("the size must be greater than zero".to_string());
+    match wasmops_units::parse_size(text)? {
+        0 => Err("the size must be greater than zero".to_string()),
+        n => Ok(n),
     }
-    Ok(bytes)
 }
 
-/// Parses a duration such as `"250ms"`, `"1.5s"`, `"2m"` or `"1h"`. A unit is
-/// required. The duration must be greater than zero.
+/// A duration greater than zero (see [`wasmops_units::parse_duration`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = split_number(text)?;
-    let nanos_per_unit: u128 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3_600 * 1_000_000_000,
-        "" => return Err("the duration has no unit".to_string()),
-        _ => return Err(format!("unknown duration unit `{}`", unit.escape_debug())),
-    };
-    let nanos = number
-        .scaled(nanos_per_unit)
-        .ok_or("the duration is too long")?;
-    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| "the duration is too long")?;
-    let duration = Duration::new(secs, (nanos % 1_000_000_000) as u32);
-    if duration.is_zero() {
+    let d = wasmops_units::parse_duration(text)?;
+    if d.is_zero() {
         return Err("the duration must be greater than zero".to_string());
     }
-    Ok(duration)
-}
-
-/// A decimal number: `mantissa / 10^scale`.
-struct Decimal {
-    mantissa: u128,
-    scale: u32,
-}
-
-impl Decimal {
-    /// `self * multiplier`, rounded down, or `None` on overflow.
-    fn scaled(&self, multiplier: u128) -> Option<u128> {
-        let product = self.mantissa.checked_mul(multiplier)?;
-        Some(product / 10u128.checked_pow(self.scale)?)
-    }
-}
-
-/// Splits `"1.5 MiB"` into the number and the unit.
-fn split_number(text: &str) -> Result<(Decimal, &str), String> {
-    let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = (&text[..end], text[end..].trim());
-    if number.is_empty() {
-        return Err(if text.starts_with('-') {
-            "the value must be greater than zero".to_string()
-        } else {
-            "it does not start with a number".to_string()
-        });
-    }
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if frac.contains('.') || (int.is_empty() && frac.is_empty()) {
-        return Err(format!("`{number}` is not a number"));
-    }
-    let mut mantissa: u128 = 0;
-    for d in int.bytes().chain(frac.bytes()) {
-        mantissa = mantissa
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(u128::from(d - b'0')))
-            .ok_or("the number is too large")?;
-    }
-    let scale = u32::try_from(frac.len()).map_err(|_| "the number is too long")?;
-    if scale > 30 {
-        return Err("the number has too many decimals".to_string());
-    }
-    Ok((Decimal { mantissa, scale }, unit))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -126,6 +49,7 @@ mod tests {
         assert!(parse_size("-5MiB").is_err());
         assert!(parse_size("64 megabytes").is_err());
         assert!(parse_size("64TiB").is_err());
+        assert!(parse_size("0B").is_err());
         assert!(parse_size("1.2.3MB").is_err());
         assert!(parse_size(".").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());

@@ -267,7 +267,7 @@ mod tests {
             assert_eq!(o, text);
         }
         let mut out = String::new();
-        let _ = write!(Escaping(&mut out), "{}", "é\"x\u{2}");
+        let _ = Escaping(&mut out).write_str("é\"x\u{2}");
         assert_eq!(out, r#"é\"x\u0002"#);
         // Timestamps of one second share the cached prefix and stay valid.
         let (mut a, mut b) = (String::new(), String::new());

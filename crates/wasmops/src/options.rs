@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 use wasmops_runtime::grants::AddrRule;
-use wasmops_runtime::limits::{parse_duration, parse_size};
 use wasmops_runtime::{
     DirGrant, EngineSettings, Grants, Limits, NetGrant, OutboundRule, PoolingChoice,
 };
+use wasmops_units::parse_size;
 
 /// Capabilities given to the guest. Nothing is granted by default.
 #[derive(Args, Debug, Clone, Default)]
@@ -131,8 +131,13 @@ fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {
     }
 }
 
+/// A duration flag; a bare number is seconds.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return wasmops_units::parse_duration(&format!("{t}s"));
+    }
+    wasmops_units::parse_duration(t)
 }
 
 pub fn limits(l: &LimitArgs, timeout: Option<Duration>) -> Limits {

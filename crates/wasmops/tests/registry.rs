@@ -206,48 +206,19 @@ fn push_pull_serve_and_tamper_with_a_registry() {
 
     // The CNCF layout, field by field, as the registry serves it.
     let manifest = reg.manifest("components/hello", "v1");
-    assert_eq!(manifest["schemaVersion"], 2);
-    assert_eq!(
-        manifest["mediaType"],
-        "application/vnd.oci.image.manifest.v1+json"
-    );
-    assert_eq!(
-        manifest["config"]["mediaType"],
-        "application/vnd.wasm.config.v0+json"
-    );
-    let layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 1);
-    assert_eq!(layers[0]["mediaType"], "application/wasm");
-    let wasm = std::fs::read(test_programs::HELLO).unwrap();
-    assert_eq!(layers[0]["size"], wasm.len());
-    let layer_digest = layers[0]["digest"].as_str().unwrap().to_string();
-    assert_eq!(reg.blob("components/hello", &layer_digest), wasm);
-    let config: Value = serde_json::from_slice(&reg.blob(
+    let config = reg.blob(
         "components/hello",
         manifest["config"]["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
-    assert_eq!(config["architecture"], "wasm");
-    assert_eq!(config["os"], "wasip2");
-    assert_eq!(config["layerDigests"], serde_json::json!([layer_digest]));
+    );
+    common::assert_cncf_hello(&manifest, &config);
+    let config: Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config["created"], "2026-01-01T00:00:00Z");
-    assert!(
-        config["component"]["exports"]
-            .to_string()
-            .contains("wasi:http/incoming-handler")
-    );
-    assert!(config["component"]["imports"].is_array());
-    assert!(
-        config["component"]["target"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("wasi:http/proxy@0.2.")),
-        "{config}"
-    );
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.title"],
-        "hello.wasm"
-    );
-    assert!(manifest["annotations"]["org.opencontainers.image.created"].is_string());
+    let wasm = std::fs::read(test_programs::HELLO).unwrap();
+    let layer_digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(reg.blob("components/hello", &layer_digest), wasm);
 
     // Pushing again sends no blob, and gives the same digest.
     let again = reproducible(&[
@@ -457,7 +428,7 @@ fn credentials_from_login_env_and_helpers() {
         "ci",
         "--password-stdin",
     ]);
-    let out = with_stdin(&mut login, "wrong\n");
+    let out = common::with_stdin(&mut login, b"wrong\n");
     common::assert_one_line_error(&out);
     assert!(!env.path("docker/config.json").exists());
 
@@ -470,7 +441,7 @@ fn credentials_from_login_env_and_helpers() {
         "ci",
         "--password-stdin",
     ]);
-    let out = with_stdin(&mut login, "s3cret\n");
+    let out = common::with_stdin(&mut login, b"s3cret\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
     let config: Value =
         serde_json::from_slice(&std::fs::read(env.path("docker/config.json")).unwrap()).unwrap();
@@ -542,28 +513,6 @@ fn credentials_from_login_env_and_helpers() {
     common::assert_one_line_error(&env.run(&["pull", &reg.reference("private/hello:v1")]));
 }
 
-fn with_stdin(cmd: &mut Command, input: &str) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Checks a signature the way cosign does, independently of wasmops: the
 /// `sha256-<hex>.sig` manifest's simple-signing layers, each payload
 /// verified with the public key (Python's `cryptography`), naming the digest.
@@ -591,6 +540,24 @@ for layer in m["layers"]:
     ok += 1
 print(ok)
 "#;
+
+/// How many signatures of `digest` in `repo` verify with `public`, by
+/// [`COSIGN_CHECK`].
+fn cosign_check(reg: &Registry, repo: &str, digest: &str, public: &str) -> usize {
+    let check = Command::new("python3")
+        .args(["-c", COSIGN_CHECK, &reg.host, repo, digest, public])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    String::from_utf8_lossy(&check.stdout)
+        .trim()
+        .parse()
+        .unwrap()
+}
 
 #[test]
 fn sign_verify_and_the_signature_policy() {
@@ -635,23 +602,7 @@ fn sign_verify_and_the_signature_policy() {
     let v = env.json(&["verify", &reference, "--key", public, "--json"]);
     assert_eq!(v["digest"], digest.as_str());
     assert_eq!(v["annotations"]["stage"], "prod");
-    let check = Command::new("python3")
-        .args([
-            "-c",
-            COSIGN_CHECK,
-            &reg.host,
-            "signed/hello",
-            &digest,
-            public,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "1");
+    assert_eq!(cosign_check(&reg, "signed/hello", &digest, public), 1);
 
     // The wrong key, and a wrong password.
     let out = env.run(&["verify", &reference, "--key", other_public]);
@@ -684,18 +635,7 @@ fn sign_verify_and_the_signature_policy() {
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
         // Both signatures stay.
-        let check = Command::new("python3")
-            .args([
-                "-c",
-                COSIGN_CHECK,
-                &reg.host,
-                "signed/hello",
-                &digest,
-                public,
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "1");
+        assert_eq!(cosign_check(&reg, "signed/hello", &digest, public), 1);
         env.ok(&["verify", &reference, "--key", public]);
     }
 }

@@ -32,22 +32,12 @@ fn preview1_core_module_is_adapted() {
 
 #[test]
 fn stdin_is_inherited() {
-    use std::io::Write;
-    let mut child = wasmops()
-        .args(["run", cli(), "--", "stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from the host\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "from the host\n");
+    let out = common::with_stdin(
+        wasmops().args(["run", cli(), "--", "stdin"]),
+        b"from the host\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "from the host\n");
 }
 
 #[test]

@@ -166,28 +166,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Parses a size such as `10MiB`, `10 MB`, `512k` or `1048576` into bytes.
-/// Binary (`KiB`, `MiB`, `GiB`) and decimal (`kB`, `MB`, `GB`) units are
-/// accepted; single letters (`k`, `m`, `g`) are binary.
+/// Parses a size such as `10MiB`, `10 MB`, `512k` or `1048576` into bytes
+/// (the units of [`wasmops_units::parse_size`]).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected e.g. \"10MiB\""))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => return Err(format!("invalid size unit `{other}` in `{s}`")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size `{s}` is too large"))
+    wasmops_units::parse_size(s).map_err(|e| format!("invalid size `{s}`: {e}"))
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

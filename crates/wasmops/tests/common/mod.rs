@@ -348,3 +348,69 @@ pub async fn post(url: &str, body: &[u8]) -> Resp {
         .unwrap();
     send(&client(false), req).await
 }
+
+/// Runs a command with `input` on its stdin.
+pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the command");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("cannot write stdin");
+    }
+    let out = child
+        .wait_with_output()
+        .expect("cannot wait for the command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Checks a CNCF Wasm artifact of the `hello` component field by field:
+/// the manifest, and the config whose bytes `config` gives.
+pub fn assert_cncf_hello(manifest: &serde_json::Value, config: &[u8]) {
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0]["mediaType"], "application/wasm");
+    let wasm_len = std::fs::metadata(test_programs::HELLO).unwrap().len();
+    assert_eq!(layers[0]["size"], wasm_len);
+    assert!(manifest["annotations"]["org.opencontainers.image.created"].is_string());
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "hello.wasm"
+    );
+    let config: serde_json::Value = serde_json::from_slice(config).expect("config JSON");
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(config["os"], "wasip2");
+    assert_eq!(
+        config["layerDigests"],
+        serde_json::json!([layers[0]["digest"]])
+    );
+    assert!(config["created"].as_str().is_some_and(|c| c.ends_with('Z')));
+    assert!(
+        config["component"]["exports"]
+            .to_string()
+            .contains("wasi:http/incoming-handler")
+    );
+    assert!(config["component"]["imports"].is_array());
+    assert!(
+        config["component"]["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("wasi:http/proxy@0.2.")),
+        "{config}"
+    );
+}
