@@ -79,9 +79,13 @@ impl Blob {
     }
 }
 
+/// Blobs larger than this are refused before any byte is fetched.
+pub const MAX_LAYER: u64 = 2 << 30;
+
 /// Descriptors (`digest`, `size`) a manifest names: config, then layers.
+/// The config may be 4 MiB at most, a layer 2 GiB.
 pub fn descriptors(manifest: &Value) -> Result<Vec<(String, u64)>, OciError> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, u64)> = Vec::new();
     let config = std::iter::once(&manifest["config"]);
     let layers = manifest["layers"].as_array().into_iter().flatten();
     for d in config.chain(layers) {
@@ -94,6 +98,17 @@ pub fn descriptors(manifest: &Value) -> Result<Vec<(String, u64)>, OciError> {
         let size = d["size"]
             .as_u64()
             .ok_or_else(|| OciError::Invalid(format!("the manifest gives no size for {digest}")))?;
+        let limit = if out.is_empty() {
+            crate::registry::MAX_MANIFEST as u64
+        } else {
+            MAX_LAYER
+        };
+        if size > limit {
+            return Err(OciError::Invalid(format!(
+                "the manifest declares {digest} as {size} bytes, more than the {limit} wasmops accepts for a {}",
+                if out.is_empty() { "config" } else { "layer" }
+            )));
+        }
         out.push((digest.to_string(), size));
     }
     Ok(out)
@@ -333,4 +348,27 @@ pub fn sibling(target: &Target, tag: &str) -> Result<Target, OciError> {
             reference: tag.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_blobs_are_refused_up_front() {
+        let d = crate::digest(b"x");
+        let m = |config: u64, layer: u64| {
+            serde_json::json!({
+                "config": {"digest": d, "size": config},
+                "layers": [{"digest": d, "size": layer, "mediaType": "application/wasm"}],
+            })
+        };
+        assert!(descriptors(&m(100, 1 << 20)).is_ok());
+        let e = descriptors(&m(64 << 20, 1)).unwrap_err().to_string();
+        assert!(e.contains("config"), "{e}");
+        let e = descriptors(&m(1, 3 << 30)).unwrap_err().to_string();
+        assert!(e.contains("layer"), "{e}");
+        let bad = serde_json::json!({"config": {"digest": "md5:00", "size": 1}});
+        assert!(descriptors(&bad).is_err());
+    }
 }

@@ -866,17 +866,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A TCP front that answers the first `failures` connections with a 503
-/// and closes them, then forwards to the registry: retries with backoff
-/// carry a push and a pull through.
+/// and closes them (or, with `resets` set, resets them after reading the
+/// request), then forwards to the registry: retries with backoff carry a
+/// push and a pull through.
 #[test]
-fn retries_carry_through_5xx() {
+fn retries_carry_through_5xx_and_resets() {
     let reg = Registry::start(None);
     let env = Env::new();
     let front = TcpListener::bind("127.0.0.1:0").unwrap();
     let front_host = front.local_addr().unwrap().to_string();
     let backend = reg.host.clone();
     let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(2));
-    let f = failures.clone();
+    let resets = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (f, reset) = (failures.clone(), resets.clone());
     std::thread::spawn(move || {
         for conn in front.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -885,6 +887,26 @@ fn retries_carry_through_5xx() {
                 use std::io::{Read, Write};
                 let mut buf = [0u8; 4096];
                 let _ = conn.read(&mut buf);
+                if reset.load(std::sync::atomic::Ordering::SeqCst) {
+                    // SO_LINGER 0: closing sends a RST.
+                    use std::os::fd::AsRawFd;
+                    let linger = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: a valid socket and a properly sized option.
+                    unsafe {
+                        libc::setsockopt(
+                            conn.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&linger as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                    drop(conn);
+                    continue;
+                }
                 let _ = conn.write_all(
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
@@ -917,6 +939,14 @@ fn retries_carry_through_5xx() {
         std::fs::read(&out).unwrap(),
         std::fs::read(test_programs::HELLO).unwrap()
     );
+    // Connection resets are retried too.
+    resets.store(true, std::sync::atomic::Ordering::SeqCst);
+    failures.store(2, std::sync::atomic::Ordering::SeqCst);
+    let fresh = Env::new();
+    let out = fresh.path("reset.wasm");
+    fresh.ok(&["pull", &reference, "-o", out.to_str().unwrap()]);
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    resets.store(false, std::sync::atomic::Ordering::SeqCst);
     // More failures than attempts: a clear error, not a hang.
     failures.store(100, std::sync::atomic::Ordering::SeqCst);
     let fresh = Env::new();
