@@ -46,23 +46,52 @@ fn is_executable(p: &Path) -> bool {
 
 /// The first line a program prints for `args`, or None when it fails.
 pub fn version_line(program: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
+    let (stdout, stderr) = probe(program, args)?;
+    let text = if stdout.is_empty() { stderr } else { stdout };
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
+/// How long a probe's answer is reused: long enough that checking and then
+/// building a component asks each tool once, short enough that a toolchain
+/// upgraded under a long `up --watch` is seen.
+const PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `program args` (stdin closed) and returns its stdout and stderr when
+/// it succeeds. Answers are cached per process for [`PROBE_TTL`]: version
+/// probes are child processes, and a build asks the same ones repeatedly.
+fn probe(program: &Path, args: &[&str]) -> Option<(String, String)> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Answers = HashMap<(PathBuf, Vec<String>), (std::time::Instant, Option<(String, String)>)>;
+    static CACHE: OnceLock<Mutex<Answers>> = OnceLock::new();
+    let key = (
+        program.to_path_buf(),
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some((at, answer)) = cache.lock().ok()?.get(&key)
+        && at.elapsed() < PROBE_TTL
+    {
+        return answer.clone();
+    }
+    let answer = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            (
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        });
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, (std::time::Instant::now(), answer.clone()));
     }
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+    answer
 }
 
 fn program(name: &'static str, version_args: &[&str], install: impl Into<String>) -> Tool {
@@ -88,8 +117,8 @@ pub fn npm_file(dir: &Path, package_file: &str) -> Option<PathBuf> {
         d = cur.parent();
     }
     let npm = which("npm")?;
-    let out = Command::new(npm).args(["root", "-g"]).output().ok()?;
-    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let (out, _) = probe(&npm, &["root", "-g"])?;
+    let root = PathBuf::from(out.trim());
     let p = root.join(package_file);
     p.is_file().then_some(p)
 }
@@ -212,13 +241,8 @@ fn rust_target(target: &'static str) -> Tool {
     let install = format!("rustup target add {target}");
     let rustc = which("rustc");
     let libdir = rustc.as_ref().and_then(|r| {
-        let out = Command::new(r)
-            .args(["--print", "target-libdir", "--target", target])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        probe(r, &["--print", "target-libdir", "--target", target])
+            .map(|(out, _)| PathBuf::from(out.trim()))
     });
     let present = libdir.filter(|d| {
         std::fs::read_dir(d).is_ok_and(|mut it| {
@@ -286,5 +310,34 @@ mod tests {
         assert!(go_at_least("go version go1.27.3 linux/amd64", 1, 24));
         assert!(go_at_least("go version go1.24 linux/amd64", 1, 24));
         assert!(!go_at_least("go version go1.21.5 linux/amd64", 1, 24));
+    }
+
+    #[test]
+    fn probes_are_asked_once() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let tool = dir.path().join("tool");
+        std::fs::write(
+            &tool,
+            format!(
+                "#!/bin/sh\necho x >> {}\necho 'tool 1.2.3'\n",
+                count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            version_line(&tool, &["--version"]).as_deref(),
+            Some("tool 1.2.3")
+        );
+        assert_eq!(
+            version_line(&tool, &["--version"]).as_deref(),
+            Some("tool 1.2.3")
+        );
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
+        // Other arguments are another question.
+        assert!(version_line(&tool, &["-V"]).is_some());
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);
     }
 }
