@@ -98,7 +98,10 @@ impl Reference {
     /// someone meant.
     pub fn looks_like_registry(s: &str) -> bool {
         let first = s.split('/').next().unwrap_or("");
+        // `dir.v2/app.wasm` is a missing file, not a repository `app.wasm`.
+        let file_like = [".wasm", ".wat", ".toml"].iter().any(|e| s.ends_with(e));
         s.contains('/')
+            && !file_like
             && (first == "localhost"
                 || (first.contains(':') && !first.contains('\\'))
                 || (first.contains('.') && !first.starts_with('.') && first.len() > 2))
@@ -237,5 +240,8 @@ mod tests {
         assert!(!Reference::looks_like_registry("hello.wasm"));
         assert!(!Reference::looks_like_registry("./dir/x.wasm"));
         assert!(!Reference::looks_like_registry("target/x.wasm"));
+        assert!(!Reference::looks_like_registry("build.out/x.wasm"));
+        assert!(!Reference::looks_like_registry("my.app/wasmops.toml"));
+        assert!(Reference::looks_like_registry("ghcr.io/org/app.wasm:1"));
     }
 }
