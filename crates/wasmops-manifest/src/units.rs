@@ -27,56 +27,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    // The grammar is `wasmops-units`' (and tested there); the manifest adds
+    // only the refusal of zero.
     #[test]
-    fn sizes() {
+    fn zero_is_refused() {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("64mib"), Ok(64 << 20));
-        assert_eq!(parse_size("1KB"), Ok(1000));
-        assert_eq!(parse_size("1KiB"), Ok(1024));
-        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
-        assert_eq!(parse_size("1.5KB"), Ok(1500));
-        assert_eq!(parse_size("1.5B"), Ok(1));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("10B"), Ok(10));
-        assert_eq!(parse_size("5.MB"), Ok(5_000_000));
         assert!(parse_size("0").is_err());
         assert!(parse_size("0.1B").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("MiB").is_err());
-        assert!(parse_size("-5MiB").is_err());
-        assert!(parse_size("64 megabytes").is_err());
-        assert!(parse_size("64TiB").is_err());
-        assert!(parse_size("0B").is_err());
-        assert!(parse_size("1.2.3MB").is_err());
-        assert!(parse_size(".").is_err());
-        assert!(parse_size("99999999999999999999GiB").is_err());
-        assert!(parse_size(&"9".repeat(100)).is_err());
-        assert!(parse_size(&format!("1.{}", "0".repeat(100))).is_err());
-        assert!(parse_size("१२MiB").is_err()); // non-ASCII digits
-    }
-
-    #[test]
-    fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration(" 3 s "), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("0.5ms"), Ok(Duration::from_micros(500)));
-        assert!(parse_duration("10").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("0.0000000001s").is_err());
-        assert!(parse_duration("10 seconds").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration(&format!("{}h", "9".repeat(40))).is_err());
-        assert_eq!(
-            parse_duration("5124095576030431h").map(|d| d.as_secs()),
-            Ok(5124095576030431 * 3600)
-        );
+        assert!(parse_duration("10").is_err());
     }
 }

@@ -192,22 +192,9 @@ impl Credentials {
     }
 
     fn write(&self, config: &Value) -> Result<(), OciError> {
-        let io = |e: std::io::Error| OciError::Io(format!("{}: {e}", self.config_path.display()));
-        let dir = self.config_path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io)?;
-        }
-        tmp.write_all(&serde_json::to_vec_pretty(config).unwrap_or_default())
-            .map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&self.config_path).map_err(|e| io(e.error))?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
+        crate::write_atomic_mode(&self.config_path, &bytes, Some(0o600))
+            .map_err(|e| OciError::Io(format!("{}: {e}", self.config_path.display())))
     }
 }
 

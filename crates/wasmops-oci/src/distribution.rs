@@ -327,9 +327,8 @@ pub async fn small_blob(target: &Target, digest: &str, size: u64) -> Result<Vec<
         Target::Layout { store, .. } => store.get_blob(digest, "blob"),
         Target::Registry { client, reference } => {
             let mut buf = Vec::new();
-            let none: ProgressFn = Arc::new(|_| {});
             client
-                .fetch_blob(reference, digest, size, &mut buf, &none)
+                .fetch_blob(reference, digest, size, &mut buf, &crate::registry::quiet())
                 .await?;
             Ok(buf)
         }

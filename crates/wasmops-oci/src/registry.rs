@@ -37,6 +37,11 @@ pub enum Progress {
 /// A progress sink.
 pub type ProgressFn = std::sync::Arc<dyn Fn(Progress) + Send + Sync>;
 
+/// A progress sink that ignores everything.
+pub fn quiet() -> ProgressFn {
+    std::sync::Arc::new(|_| {})
+}
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {

@@ -9,8 +9,6 @@
 //! `ENCRYPTED SIGSTORE PRIVATE KEY` PEM (scrypt + secretbox) and a PKIX
 //! `PUBLIC KEY` PEM.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -258,11 +256,6 @@ pub async fn verify(target: &Target, key: &CosignVerificationKey) -> Result<Veri
     )))
 }
 
-/// A no-op progress sink.
-pub fn quiet() -> ProgressFn {
-    Arc::new(|_| {})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,9 +301,14 @@ mod tests {
         let e = verify(&target(), &key).await.unwrap_err().to_string();
         assert!(e.contains("not signed"), "{e}");
         let s = signer(private.as_bytes(), b"").unwrap();
-        sign(&target(), &s, &[("env".into(), "prod".into())], &quiet())
-            .await
-            .unwrap();
+        sign(
+            &target(),
+            &s,
+            &[("env".into(), "prod".into())],
+            &crate::registry::quiet(),
+        )
+        .await
+        .unwrap();
         let v = verify(&target(), &key).await.unwrap();
         assert_eq!(v.annotations["env"], "prod");
         let e = verify(&target(), &verifier(other_public.as_bytes()).unwrap())

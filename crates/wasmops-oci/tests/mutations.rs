@@ -104,7 +104,7 @@ fn mutated_app_artifacts_never_panic_or_escape() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let quiet = wasmops_oci::sign::quiet();
+    let quiet = wasmops_oci::registry::quiet();
     let out_root = tmp.path().join("out");
     std::fs::create_dir_all(&out_root).unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

@@ -348,12 +348,13 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
-    fn as_str(&self) -> Option<&str> {
+    /// The string of a string value (empty for an integer).
+    fn as_str(&self) -> &str {
         match self {
-            AttrValue::Str(s) => Some(s),
-            AttrValue::Shared(s) => Some(s),
-            AttrValue::Static(s) => Some(s),
-            AttrValue::Int(_) => None,
+            AttrValue::Str(s) => s,
+            AttrValue::Shared(s) => s,
+            AttrValue::Static(s) => s,
+            AttrValue::Int(_) => "",
         }
     }
 }
@@ -528,6 +529,11 @@ fn varint_len(v: u64) -> usize {
 
 const LEN: u32 = 2;
 
+/// Bytes of a length-delimited field (one-byte tag) with `n` bytes of data.
+fn field_len(n: usize) -> usize {
+    1 + varint_len(n as u64) + n
+}
+
 fn put_tag(buf: &mut Vec<u8>, field: u32, wire: u32) {
     put_varint(buf, u64::from(field << 3 | wire));
 }
@@ -540,10 +546,9 @@ fn put_bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
 
 /// A `KeyValue` (key 1, value 2: `AnyValue` string 1 / int 3).
 fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: &AttrValue) {
-    let any_len = match (value, value.as_str()) {
-        (_, Some(s)) => 1 + varint_len(s.len() as u64) + s.len(),
-        (AttrValue::Int(i), None) => 1 + varint_len(*i as u64),
-        _ => 0,
+    let any_len = match value {
+        AttrValue::Int(i) => 1 + varint_len(*i as u64),
+        s => field_len(s.as_str().len()),
     };
     let kv_len =
         1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any_len as u64) + any_len;
@@ -552,13 +557,12 @@ fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: &AttrValue) {
     put_bytes(buf, 1, key.as_bytes());
     put_tag(buf, 2, LEN);
     put_varint(buf, any_len as u64);
-    match (value, value.as_str()) {
-        (_, Some(s)) => put_bytes(buf, 1, s.as_bytes()),
-        (AttrValue::Int(i), None) => {
+    match value {
+        AttrValue::Int(i) => {
             put_tag(buf, 3, 0);
             put_varint(buf, *i as u64);
         }
-        _ => {}
+        s => put_bytes(buf, 1, s.as_str().as_bytes()),
     }
 }
 
@@ -586,7 +590,7 @@ fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64) {
     }
     if let Some(message) = &s.error {
         // Status: message 2, code 3 (2 = error).
-        let len = 1 + varint_len(message.len() as u64) + message.len() + 2;
+        let len = field_len(message.len()) + 2;
         put_tag(buf, 15, LEN);
         put_varint(buf, len as u64);
         put_bytes(buf, 2, message.as_bytes());
@@ -631,7 +635,6 @@ pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
     let mut scope = Vec::with_capacity(32);
     put_bytes(&mut scope, 1, b"wasmops");
     put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
-    let field_len = |n: usize| 1 + varint_len(n as u64) + n;
     let scope_spans_len = field_len(scope.len()) + spans_buf.len();
     let resource_spans_len = field_len(resource.len()) + field_len(scope_spans_len);
     let mut out = Vec::with_capacity(field_len(resource_spans_len));

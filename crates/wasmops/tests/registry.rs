@@ -420,28 +420,25 @@ fn credentials_from_login_env_and_helpers() {
     assert!(out.stderr.contains("registry login"), "{}", out.stderr);
 
     // A wrong password is refused at login and nothing is stored.
-    let mut login = env.cmd(&[
-        "registry",
-        "login",
-        &reg.host,
-        "-u",
-        "ci",
-        "--password-stdin",
-    ]);
-    let out = common::with_stdin(&mut login, b"wrong\n");
+    let login = |password: &[u8]| {
+        common::with_stdin(
+            &mut env.cmd(&[
+                "registry",
+                "login",
+                &reg.host,
+                "-u",
+                "ci",
+                "--password-stdin",
+            ]),
+            password,
+        )
+    };
+    let out = login(b"wrong\n");
     common::assert_one_line_error(&out);
     assert!(!env.path("docker/config.json").exists());
 
     // The right one is stored in Docker's config.json and used.
-    let mut login = env.cmd(&[
-        "registry",
-        "login",
-        &reg.host,
-        "-u",
-        "ci",
-        "--password-stdin",
-    ]);
-    let out = common::with_stdin(&mut login, b"s3cret\n");
+    let out = login(b"s3cret\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
     let config: Value =
         serde_json::from_slice(&std::fs::read(env.path("docker/config.json")).unwrap()).unwrap();

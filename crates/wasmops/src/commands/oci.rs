@@ -221,7 +221,7 @@ fn store() -> anyhow::Result<Layout> {
 /// Progress bars on a terminal, nothing otherwise.
 fn progress() -> (ProgressFn, Option<indicatif::MultiProgress>) {
     if !std::io::stderr().is_terminal() {
-        return (sign::quiet(), None);
+        return (wasmops_oci::registry::quiet(), None);
     }
     let multi = indicatif::MultiProgress::new();
     let bars: Mutex<std::collections::HashMap<String, indicatif::ProgressBar>> =
@@ -708,7 +708,7 @@ fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution
         };
     }
     let cache = store()?;
-    let pulled = rt.block_on(distribution::pull(&t, &cache, &sign::quiet()))?;
+    let pulled = rt.block_on(distribution::pull(&t, &cache, &wasmops_oci::registry::quiet()))?;
     let blobs_in = match t {
         Target::Layout { store, .. } => store,
         Target::Registry { .. } => cache,
