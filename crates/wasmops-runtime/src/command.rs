@@ -67,8 +67,13 @@ pub async fn run(
     limits: &Limits,
 ) -> Result<i32, RunError> {
     let pre = prepare(rt, component)?;
-    let outbound = OutboundPolicy::new(grants.outbound_http.clone(), Arc::from("command"), None);
-    let mut store = host::new_store(rt.engine(), grants, &outbound, limits, Stdio::Inherit)
+    let outbound = OutboundPolicy::new(
+        grants.outbound_http.clone(),
+        Arc::from("command"),
+        None,
+        None,
+    );
+    let mut store = host::new_store(rt.engine(), grants, outbound, limits, Stdio::Inherit)
         .map_err(|e| RunError::Host(format!("{e:#}")))?;
     let result = async {
         let cmd = pre.instantiate_async(&mut store).await?;

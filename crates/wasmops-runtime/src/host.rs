@@ -50,11 +50,9 @@ impl WasiHttpView for Host {
 #[derive(Clone, Default)]
 pub struct OutboundPolicy {
     pub shared: Arc<OutboundShared>,
-    /// The tracer and the span outbound calls descend from, when tracing.
-    pub trace: Option<(
-        wasmops_telemetry::trace::Tracer,
-        wasmops_telemetry::trace::SpanContext,
-    )>,
+    /// The span outbound calls (and key-value operations) descend from, when
+    /// tracing.
+    pub trace: Option<wasmops_telemetry::trace::SpanContext>,
 }
 
 /// What an outbound policy keeps for the life of a component.
@@ -65,6 +63,8 @@ pub struct OutboundShared {
     pub component: Arc<str>,
     /// Where outbound requests are counted, when metrics are on.
     pub metrics: Option<wasmops_telemetry::ComponentMetrics>,
+    /// Where spans go, when tracing.
+    pub tracer: Option<wasmops_telemetry::trace::Tracer>,
 }
 
 impl OutboundPolicy {
@@ -72,12 +72,14 @@ impl OutboundPolicy {
         rules: Vec<OutboundRule>,
         component: Arc<str>,
         metrics: Option<wasmops_telemetry::ComponentMetrics>,
+        tracer: Option<wasmops_telemetry::trace::Tracer>,
     ) -> Self {
         Self {
             shared: Arc::new(OutboundShared {
                 rules,
                 component,
                 metrics,
+                tracer,
             }),
             trace: None,
         }
@@ -132,7 +134,8 @@ impl WasiHttpHooks for OutboundPolicy {
         let mut request = request;
         // The outbound call is a client span of the guest's handler span, and
         // the callee learns of it through `traceparent`.
-        let span = self.trace.as_ref().map(|(tracer, parent)| {
+        let tracer = self.shared.tracer.as_ref();
+        let span = tracer.zip(self.trace).map(|(tracer, parent)| {
             use wasmops_telemetry::trace::{Kind, SpanRecord};
             let ctx = parent.child();
             if let Ok(v) = http::HeaderValue::from_str(&ctx.traceparent()) {
@@ -182,7 +185,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
         table: &mut h.table,
         access: &h.kv,
         metrics: h.hooks.shared.metrics.as_ref(),
-        trace: h.hooks.trace.as_ref(),
+        trace: h.hooks.shared.tracer.as_ref().zip(h.hooks.trace),
     })?;
     wasmtime_wasi_config::add_to_linker(&mut l, |h: &mut Host| {
         wasmtime_wasi_config::WasiConfig::new(&h.config.0)
@@ -206,7 +209,7 @@ pub enum Stdio {
 pub fn new_store(
     engine: &Engine,
     grants: &Grants,
-    outbound: &OutboundPolicy,
+    outbound: OutboundPolicy,
     limits: &Limits,
     stdio: Stdio,
 ) -> anyhow::Result<Store<Host>> {
@@ -232,7 +235,7 @@ pub fn new_store(
         table: ResourceTable::new(),
         wasi: b.build(),
         http: WasiHttpCtx::new(),
-        hooks: outbound.clone(),
+        hooks: outbound,
         limiter: Limiter::new(limits),
         kv: grants.key_value.clone(),
         config: grants.config.clone(),

@@ -27,7 +27,7 @@ use crate::host::{self, Host, OutboundPolicy, Stdio};
 use crate::limits::Limits;
 use crate::world::{self, WorldError};
 use wasmops_telemetry::ComponentMetrics;
-use wasmops_telemetry::trace::{Kind, SpanContext, SpanRecord, Tracer};
+use wasmops_telemetry::trace::{Attr, Kind, SpanContext, SpanRecord, Tracer};
 
 /// The body of every response the handler produces.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -159,6 +159,7 @@ impl HttpHandler {
             grants.outbound_http.clone(),
             settings.name.clone(),
             metrics.clone(),
+            tracer.clone(),
         );
         let flavor = if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
         {
@@ -248,11 +249,10 @@ impl HttpHandler {
                 incoming.map(|p| p.span_id),
             )
         });
-        let trace_id = match (&trace, &incoming) {
-            (Some((ctx, _)), _) => ctx.trace_id_display(),
-            (None, Some(parent)) => parent.trace_id_display(),
-            (None, None) => wasmops_telemetry::trace::HexId(None),
-        };
+        // For the access log: ours, or the caller's when not tracing.
+        let trace_id = trace
+            .map(|(ctx, _)| ctx.trace_id)
+            .or(incoming.map(|p| p.trace_id));
         let span_start = wasmops_telemetry::trace::now_unix_nanos();
         let mut resp = self
             .handle_inner(req, request_id.clone(), trace.map(|t| t.0))
@@ -265,35 +265,36 @@ impl HttpHandler {
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        let (app, component) = (&*self.inner.settings.app, &*self.inner.settings.name);
-        tracing::info!(
-            target: "wasmops::access",
-            method = %method,
-            path = %path,
+        wasmops_telemetry::access::AccessRecord {
+            method: method.as_str(),
+            path: &path,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            app,
-            component,
-            request_id = %request_id,
-            trace_id = %trace_id,
-            "request"
-        );
+            duration: elapsed,
+            app: &self.inner.settings.app,
+            component: &self.inner.settings.name,
+            request_id: &request_id,
+            trace_id,
+        }
+        .emit();
         if let (Some(tracer), Some((ctx, parent))) =
             (&self.inner.tracer, trace.filter(|(c, _)| c.sampled))
         {
-            // Strings the request already owns are moved or shared, not copied.
-            let mut span = SpanRecord::start("request", Kind::Server, ctx, parent);
-            span.start_unix_nanos = span_start;
-            span.attributes.reserve_exact(5);
-            span.attr("http.request.method", method_attr(&method))
-                .attr("url.path", path)
-                .attr("http.response.status_code", i64::from(status))
-                .attr("wasmops.component", self.inner.settings.name.clone())
-                .attr("wasmops.request_id", request_id);
+            // Attributes are borrowed from the request: the span is encoded
+            // as it ends, so nothing is copied or moved for it.
+            let mut span = SpanRecord::start_at("request", Kind::Server, ctx, parent, span_start);
             if status >= 500 {
                 span.error = Some(format!("status {status}"));
             }
-            tracer.end(span);
+            tracer.end_with(
+                span,
+                &[
+                    ("http.request.method", Attr::Str(method.as_str())),
+                    ("url.path", Attr::Str(&path)),
+                    ("http.response.status_code", Attr::Int(i64::from(status))),
+                    ("wasmops.component", Attr::Str(&self.inner.settings.name)),
+                    ("wasmops.request_id", Attr::Str(&request_id)),
+                ],
+            );
         }
         resp
     }
@@ -362,18 +363,14 @@ impl HttpHandler {
 
         let deadline = settings.limits.timeout.map(|t| Instant::now() + t);
         let handler_span = trace.map(|t| (t.child(), t));
-        let outbound = match (&inner.tracer, &handler_span) {
-            (Some(tracer), Some((h, _))) => {
-                let mut o = inner.outbound.clone();
-                o.trace = Some((tracer.clone(), *h));
-                std::borrow::Cow::Owned(o)
-            }
-            _ => std::borrow::Cow::Borrowed(&inner.outbound),
+        let outbound = OutboundPolicy {
+            shared: inner.outbound.shared.clone(),
+            trace: handler_span.map(|(h, _)| h),
         };
         let mut store = match host::new_store(
             &inner.engine,
             &inner.grants,
-            &outbound,
+            outbound,
             &settings.limits,
             Stdio::Log {
                 component: settings.name.clone(),
@@ -413,7 +410,7 @@ impl HttpHandler {
             let inner = &this.inner;
             let _in_use = InUse::new(inner.metrics.as_ref());
             let started = Instant::now();
-            let tracer = inner.tracer.clone();
+            let tracer = inner.tracer.as_ref();
             let run = async {
                 // Unsampled requests record no spans, but still pass the
                 // trace context on to outbound calls.
@@ -427,25 +424,32 @@ impl HttpHandler {
                     )
                 });
                 let proxy = pre.instantiate_async(&mut store).await?;
-                if let (Some(t), Some(s)) = (&tracer, inst_span) {
-                    t.end(s);
-                }
+                let instantiated = started.elapsed();
+                // The handler span starts where the instantiate span ends.
+                let handler_start = match (tracer, inst_span) {
+                    (Some(t), Some(s)) => {
+                        let now = wasmops_telemetry::trace::now_unix_nanos();
+                        t.end_at(s, now, &[]);
+                        Some(now)
+                    }
+                    _ => None,
+                };
                 inner
                     .stats
                     .instantiate_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    .fetch_add(instantiated.as_nanos() as u64, Ordering::Relaxed);
                 inner.stats.instantiations.fetch_add(1, Ordering::Relaxed);
                 if let Some(m) = &inner.metrics {
-                    m.instantiation.observe(started.elapsed().as_secs_f64());
+                    m.instantiation.observe(instantiated.as_secs_f64());
                 }
-                let handler = recorded.map(|(h, req)| {
-                    SpanRecord::start("guest handler", Kind::Internal, h, Some(req.span_id))
+                let handler = recorded.zip(handler_start).map(|((h, req), at)| {
+                    SpanRecord::start_at("guest handler", Kind::Internal, h, Some(req.span_id), at)
                 });
                 let r = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await;
-                if let (Some(t), Some(mut s)) = (&tracer, handler) {
+                if let (Some(t), Some(mut s)) = (tracer, handler) {
                     if let Err(e) = &r {
                         s.error = Some(crate::command::trap_summary(e));
                     }
@@ -612,7 +616,7 @@ impl HandlerState for P3State {
         let mut store = host::new_store(
             &self.engine,
             &self.grants,
-            &self.outbound,
+            self.outbound.clone(),
             &self.limits,
             Stdio::Log {
                 component: self.name.clone(),
@@ -722,16 +726,6 @@ impl Drop for InUse {
 }
 
 /// A process-unique request id: a random prefix per process and a counter.
-/// A request method as a span attribute, without a copy for the standard ones.
-fn method_attr(m: &http::Method) -> wasmops_telemetry::trace::AttrValue {
-    use wasmops_telemetry::trace::AttrValue;
-    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
-    match KNOWN.iter().find(|k| **k == m.as_str()) {
-        Some(k) => AttrValue::Static(k),
-        None => AttrValue::Str(m.as_str().to_string()),
-    }
-}
-
 fn next_request_id() -> String {
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u32> = OnceLock::new();

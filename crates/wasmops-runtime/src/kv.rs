@@ -467,7 +467,7 @@ pub struct KvView<'a> {
     pub table: &'a mut ResourceTable,
     pub access: &'a KvAccess,
     pub metrics: Option<&'a ComponentMetrics>,
-    pub trace: Option<&'a (Tracer, SpanContext)>,
+    pub trace: Option<(&'a Tracer, SpanContext)>,
 }
 
 impl KvView<'_> {
@@ -479,7 +479,7 @@ impl KvView<'_> {
 /// Runs one operation, counting it and recording its span.
 async fn op<T>(
     metrics: Option<&ComponentMetrics>,
-    trace: Option<&(Tracer, SpanContext)>,
+    trace: Option<(&Tracer, SpanContext)>,
     store: &KvStore,
     op: &'static str,
     f: impl Future<Output = Result<T, KvError>>,

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmops_telemetry::trace::{Kind, Protocol, Sampler, SpanRecord, TraceConfig, Tracer};
+use wasmops_telemetry::trace::{Attr, Kind, Protocol, Sampler, SpanRecord, TraceConfig, Tracer};
 
 /// A keep-alive HTTP sink that reads and discards request bodies.
 fn sink() -> String {
@@ -92,17 +92,19 @@ fn main() {
                 Some(ctx.span_id),
             );
             tracer.end(handler);
-            let mut req = SpanRecord::start("request", Kind::Server, ctx, None);
-            req.attributes.reserve_exact(5);
-            req.attr(
-                "http.request.method",
-                wasmops_telemetry::trace::AttrValue::Static("GET"),
-            )
-            .attr("url.path", format!("/item/{i}"))
-            .attr("http.response.status_code", 200i64)
-            .attr("wasmops.component", component.clone())
-            .attr("wasmops.request_id", request_id.clone());
-            tracer.end(req);
+            // As the server does: the attributes are borrowed from the request.
+            let path = format!("/item/{i}");
+            let req = SpanRecord::start("request", Kind::Server, ctx, None);
+            tracer.end_with(
+                req,
+                &[
+                    ("http.request.method", Attr::Str("GET")),
+                    ("url.path", Attr::Str(&path)),
+                    ("http.response.status_code", Attr::Int(200)),
+                    ("wasmops.component", Attr::Str(&component)),
+                    ("wasmops.request_id", Attr::Str(&request_id)),
+                ],
+            );
             // Stay under the queue bound, as a server at ~15k requests/s would.
             if i % 2000 == 1999 {
                 std::thread::sleep(Duration::from_millis(5));

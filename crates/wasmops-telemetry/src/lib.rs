@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod access;
 pub mod trace;
 
 use prometheus_client::encoding::EncodeLabelSet;

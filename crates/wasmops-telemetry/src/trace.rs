@@ -1,9 +1,9 @@
 //! Distributed tracing: W3C trace context, spans, and an OTLP exporter
 //! (HTTP/protobuf or gRPC) configured by the standard `OTEL_*` variables.
 //!
-//! Finished spans go into a bounded queue (dropped, and counted, when full)
-//! that a background task sends in batches; the request path never waits for
-//! the collector.
+//! A finished span is encoded at once into a bounded per-thread shard
+//! (dropped, and counted, when full) that a background task sends in
+//! batches; the request path never waits for the collector.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -290,11 +290,6 @@ impl SpanContext {
         )
     }
 
-    /// The trace id in lowercase hex, formatted without an allocation.
-    pub fn trace_id_display(&self) -> HexId {
-        HexId(Some(self.trace_id))
-    }
-
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
@@ -348,13 +343,12 @@ pub enum AttrValue {
 }
 
 impl AttrValue {
-    /// The string of a string value (empty for an integer).
-    fn as_str(&self) -> &str {
+    fn as_attr(&self) -> Attr<'_> {
         match self {
-            AttrValue::Str(s) => s,
-            AttrValue::Shared(s) => s,
-            AttrValue::Static(s) => s,
-            AttrValue::Int(_) => "",
+            AttrValue::Str(s) => Attr::Str(s),
+            AttrValue::Shared(s) => Attr::Str(s),
+            AttrValue::Static(s) => Attr::Str(s),
+            AttrValue::Int(i) => Attr::Int(*i),
         }
     }
 }
@@ -373,12 +367,24 @@ impl SpanRecord {
         context: SpanContext,
         parent: Option<[u8; 8]>,
     ) -> Self {
+        Self::start_at(name, kind, context, parent, now_unix_nanos())
+    }
+
+    /// A span that started at a time the caller has already read (Unix
+    /// nanoseconds).
+    pub fn start_at(
+        name: &'static str,
+        kind: Kind,
+        context: SpanContext,
+        parent: Option<[u8; 8]>,
+        start_unix_nanos: u64,
+    ) -> Self {
         Self {
             context,
             parent,
             name,
             kind,
-            start_unix_nanos: now_unix_nanos(),
+            start_unix_nanos,
             // Allocated by the first attribute only: most spans carry none.
             attributes: Vec::new(),
             error: None,
@@ -425,25 +431,62 @@ struct TracerInner {
     dropped: Arc<AtomicU64>,
 }
 
-/// Finished spans waiting for the exporter. Ending a span is a push under a
-/// short lock; the exporter is woken only when a batch is full (or by its
-/// timer), not once per span: waking a task per span cost more than the
-/// spans themselves.
+/// Finished spans waiting for the exporter, already encoded as OTLP `Span`
+/// messages. Ending a span encodes it on the thread that ends it, into that
+/// thread's shard, and drops its strings there: no allocation is freed on
+/// another thread, and the threads serving requests do not share a lock.
+/// The exporter is woken when a shard holds a batch (or by its timer), not
+/// once per span.
 struct Queue {
-    spans: std::sync::Mutex<Vec<(SpanRecord, u64)>>,
+    shards: Box<[Shard]>,
     full: tokio::sync::Notify,
 }
 
-/// Spans queued at most; beyond, new spans are dropped.
-const QUEUE: usize = 8192;
-const BATCH: usize = 512;
+/// One shard, on its own cache lines so that two threads' shards never
+/// share one.
+#[repr(align(128))]
+struct Shard(std::sync::Mutex<Spans>);
+
+#[derive(Default)]
+struct Spans {
+    /// `ScopeSpans.spans` entries: tag, length and `Span` message each.
+    bytes: Vec<u8>,
+    count: u64,
+    scratch: Vec<u8>,
+}
+
+/// Shards per tracer; a thread always uses the same one.
+const SHARDS: usize = 16;
+/// Encoded bytes at which a shard wakes the exporter.
+const SHARD_BATCH: usize = 128 << 10;
+/// Encoded bytes a shard holds at most; beyond, new spans are dropped.
+const SHARD_CAP: usize = 1 << 20;
+/// Span bytes per export request at most (collectors commonly accept 4 MiB).
+const EXPORT_MAX: usize = 2 << 20;
 const EVERY: Duration = Duration::from_millis(500);
+
+fn shard_index() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// An attribute value borrowed from the caller, for [`Tracer::end_with`].
+#[derive(Debug, Clone, Copy)]
+pub enum Attr<'a> {
+    Str(&'a str),
+    Int(i64),
+}
 
 impl Tracer {
     /// Starts the exporter on the current tokio runtime.
     pub fn spawn(config: TraceConfig) -> Self {
         let queue = Arc::new(Queue {
-            spans: std::sync::Mutex::new(Vec::with_capacity(BATCH)),
+            shards: (0..SHARDS)
+                .map(|_| Shard(std::sync::Mutex::default()))
+                .collect(),
             full: tokio::sync::Notify::new(),
         });
         let (flush, flush_rx) = tokio::sync::mpsc::channel(4);
@@ -486,25 +529,50 @@ impl Tracer {
 
     /// Ends a span now and queues it for export.
     pub fn end(&self, span: SpanRecord) {
+        self.end_with(span, &[]);
+    }
+
+    /// Ends a span now with further attributes borrowed from the caller
+    /// (written after the span's own), and queues it for export.
+    pub fn end_with(&self, span: SpanRecord, attrs: &[(&str, Attr<'_>)]) {
+        if span.context.sampled {
+            self.end_at(span, now_unix_nanos(), attrs);
+        }
+    }
+
+    /// Ends a span at a time the caller has already read (Unix nanoseconds),
+    /// as [`Tracer::end_with`] otherwise.
+    pub fn end_at(&self, span: SpanRecord, end: u64, attrs: &[(&str, Attr<'_>)]) {
         if !span.context.sampled {
             return;
         }
-        let end = now_unix_nanos();
         let inner = &*self.inner;
-        let mut q = inner.queue.spans.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= QUEUE {
-            drop(q);
+        let shard = &inner.queue.shards[shard_index()];
+        let mut guard = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Spans {
+            bytes,
+            count,
+            scratch,
+        } = &mut *guard;
+        if bytes.len() >= SHARD_CAP {
+            drop(guard);
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        q.push((span, end));
-        let full = q.len() == BATCH;
-        drop(q);
+        scratch.clear();
+        put_span(scratch, &span, end, attrs);
+        let before = bytes.len();
+        put_bytes(bytes, 2, scratch);
+        *count += 1;
+        let full = before < SHARD_BATCH && bytes.len() >= SHARD_BATCH;
+        drop(guard);
         if full {
             inner.queue.full.notify_one();
         }
     }
 
+    /// Spans dropped so far: queued beyond the bound, or refused by the
+    /// collector.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
@@ -545,10 +613,10 @@ fn put_bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
 }
 
 /// A `KeyValue` (key 1, value 2: `AnyValue` string 1 / int 3).
-fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: &AttrValue) {
+fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: Attr<'_>) {
     let any_len = match value {
-        AttrValue::Int(i) => 1 + varint_len(*i as u64),
-        s => field_len(s.as_str().len()),
+        Attr::Int(i) => 1 + varint_len(i as u64),
+        Attr::Str(s) => field_len(s.len()),
     };
     let kv_len =
         1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any_len as u64) + any_len;
@@ -558,16 +626,16 @@ fn put_attr(buf: &mut Vec<u8>, field: u32, key: &str, value: &AttrValue) {
     put_tag(buf, 2, LEN);
     put_varint(buf, any_len as u64);
     match value {
-        AttrValue::Int(i) => {
+        Attr::Int(i) => {
             put_tag(buf, 3, 0);
-            put_varint(buf, *i as u64);
+            put_varint(buf, i as u64);
         }
-        s => put_bytes(buf, 1, s.as_str().as_bytes()),
+        Attr::Str(s) => put_bytes(buf, 1, s.as_bytes()),
     }
 }
 
-/// One `Span` message body.
-fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64) {
+/// One `Span` message body: the record's attributes, then `extra`.
+fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64, extra: &[(&str, Attr<'_>)]) {
     put_bytes(buf, 1, &s.context.trace_id);
     put_bytes(buf, 2, &s.context.span_id);
     if let Some(p) = &s.parent {
@@ -586,7 +654,10 @@ fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64) {
     put_tag(buf, 8, 1);
     buf.extend_from_slice(&end.max(s.start_unix_nanos).to_le_bytes());
     for (k, v) in &s.attributes {
-        put_attr(buf, 9, k, v);
+        put_attr(buf, 9, k, v.as_attr());
+    }
+    for (k, v) in extra {
+        put_attr(buf, 9, k, *v);
     }
     if let Some(message) = &s.error {
         // Status: message 2, code 3 (2 = error).
@@ -604,40 +675,38 @@ fn put_span(buf: &mut Vec<u8>, s: &SpanRecord, end: u64) {
 
 /// Encodes spans as an OTLP `ExportTraceServiceRequest`.
 pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
-    let mut spans_buf = Vec::with_capacity(spans.len() * 320);
+    let mut entries = Vec::with_capacity(spans.len() * 160);
     let mut scratch = Vec::with_capacity(512);
     for (s, end) in &spans {
         scratch.clear();
-        put_span(&mut scratch, s, *end);
-        put_bytes(&mut spans_buf, 2, &scratch);
+        put_span(&mut scratch, s, *end, &[]);
+        put_bytes(&mut entries, 2, &scratch);
     }
+    let mut out = request_head(service_name, entries.len());
+    out.extend_from_slice(&entries);
+    out
+}
+
+/// The start of an `ExportTraceServiceRequest` whose `ScopeSpans.spans`
+/// entries (`spans_len` bytes, tags and lengths included) follow it.
+fn request_head(service_name: &str, spans_len: usize) -> Vec<u8> {
     // Resource { attributes 1 }.
     let mut resource = Vec::with_capacity(128);
-    put_attr(
-        &mut resource,
-        1,
-        "service.name",
-        &AttrValue::Str(service_name.to_string()),
-    );
-    put_attr(
-        &mut resource,
-        1,
-        "telemetry.sdk.name",
-        &AttrValue::Static("wasmops"),
-    );
+    put_attr(&mut resource, 1, "service.name", Attr::Str(service_name));
+    put_attr(&mut resource, 1, "telemetry.sdk.name", Attr::Str("wasmops"));
     put_attr(
         &mut resource,
         1,
         "telemetry.sdk.language",
-        &AttrValue::Static("rust"),
+        Attr::Str("rust"),
     );
     // InstrumentationScope { name 1, version 2 }.
     let mut scope = Vec::with_capacity(32);
     put_bytes(&mut scope, 1, b"wasmops");
     put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
-    let scope_spans_len = field_len(scope.len()) + spans_buf.len();
+    let scope_spans_len = field_len(scope.len()) + spans_len;
     let resource_spans_len = field_len(resource.len()) + field_len(scope_spans_len);
-    let mut out = Vec::with_capacity(field_len(resource_spans_len));
+    let mut out = Vec::with_capacity(field_len(resource_spans_len) - spans_len);
     // ExportTraceServiceRequest { resource_spans 1 }
     //   ResourceSpans { resource 1, scope_spans 2 }
     //     ScopeSpans { scope 1, spans 2 }
@@ -647,7 +716,6 @@ pub fn encode(service_name: &str, spans: Vec<(SpanRecord, u64)>) -> Vec<u8> {
     put_tag(&mut out, 2, LEN);
     put_varint(&mut out, scope_spans_len as u64);
     put_bytes(&mut out, 1, &scope);
-    out.extend_from_slice(&spans_buf);
     out
 }
 
@@ -661,11 +729,14 @@ async fn export_loop(
         .http2_only(config.protocol == Protocol::Grpc)
         .build_http::<Full<Bytes>>();
     let mut warned = false;
-    // Send when a batch is full or when the interval ticks, whichever comes
-    // first: under load that is one export per BATCH spans, not per span.
+    // Send when a shard holds a batch or when the interval ticks, whichever
+    // comes first: under load that is one export per SHARD_BATCH bytes.
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush_open = true;
+    // Emptied buffers, swapped back into the shards as they are taken so
+    // that the request path rarely grows one.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     while let Some(q) = queue.upgrade() {
         let mut flushed = None;
         tokio::select! {
@@ -678,16 +749,34 @@ async fn export_loop(
         }
         // Every tracer gone: send what is left, then stop.
         let last = Arc::strong_count(&q) == 1;
-        loop {
-            let batch: Vec<_> = {
-                let mut spans = q.spans.lock().unwrap_or_else(|p| p.into_inner());
-                let n = spans.len().min(BATCH);
-                spans.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                break;
+        let mut taken: Vec<(Vec<u8>, u64)> = Vec::new();
+        for shard in q.shards.iter() {
+            let mut spans = shard.0.lock().unwrap_or_else(|p| p.into_inner());
+            if spans.bytes.is_empty() {
+                continue;
             }
-            let body = encode(&config.service_name, batch);
+            let fresh = spare.pop().unwrap_or_default();
+            let bytes = std::mem::replace(&mut spans.bytes, fresh);
+            let count = std::mem::take(&mut spans.count);
+            drop(spans);
+            taken.push((bytes, count));
+        }
+        // Several shards' spans per request, up to EXPORT_MAX bytes.
+        let mut rest = &taken[..];
+        while !rest.is_empty() {
+            let mut n = 1;
+            let mut len = rest[0].0.len();
+            while n < rest.len() && len + rest[n].0.len() <= EXPORT_MAX {
+                len += rest[n].0.len();
+                n += 1;
+            }
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            let mut body = request_head(&config.service_name, len);
+            body.reserve_exact(len);
+            for (bytes, _) in batch {
+                body.extend_from_slice(bytes);
+            }
             match send(&client, &config, body).await {
                 Ok(()) => warned = false,
                 Err(e) => {
@@ -695,10 +784,16 @@ async fn export_loop(
                         tracing::warn!(endpoint = %config.endpoint, error = %e, "cannot export spans over OTLP; dropping them");
                         warned = true;
                     }
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    let spans: u64 = batch.iter().map(|(_, c)| c).sum();
+                    dropped.fetch_add(spans, Ordering::Relaxed);
                 }
             }
         }
+        for (mut bytes, _) in taken {
+            bytes.clear();
+            spare.push(bytes);
+        }
+        spare.truncate(SHARDS);
         drop(q);
         if let Some(done) = flushed {
             let _ = done.send(());
@@ -943,10 +1038,182 @@ mod tests {
         assert_eq!(spans[601].kind, 3);
     }
 
+    /// A keep-alive HTTP sink on loopback that keeps every request body.
+    fn collecting_sink() -> (String, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().unwrap();
+                    let mut r = BufReader::new(conn);
+                    let mut line = String::new();
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        r.read_exact(&mut body).unwrap();
+                        kept.lock().unwrap().push(body);
+                        let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/v1/traces"), bodies)
+    }
+
+    #[test]
+    fn spans_ended_on_many_threads_all_arrive() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (endpoint, bodies) = collecting_sink();
+        let tracer = rt.block_on(async {
+            Tracer::spawn(TraceConfig {
+                endpoint,
+                protocol: Protocol::HttpProtobuf,
+                service_name: "many".into(),
+                sampler: Sampler::ALWAYS_ON,
+            })
+        });
+        // Enough spans that shards fill past a batch and wake the exporter.
+        let (threads, per_thread) = (6, 3000);
+        let root = SpanContext::root();
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let tracer = tracer.clone();
+                scope.spawn(move || {
+                    for i in 0..per_thread {
+                        let path = format!("/t{t}/{i}");
+                        let span = SpanRecord::start(
+                            "request",
+                            Kind::Server,
+                            root.child(),
+                            Some(root.span_id),
+                        );
+                        tracer.end_with(
+                            span,
+                            &[
+                                ("url.path", Attr::Str(&path)),
+                                ("n", Attr::Int(i64::from(i))),
+                            ],
+                        );
+                    }
+                });
+            }
+        });
+        // Unsampled spans are not recorded.
+        let mut unsampled = root.child();
+        unsampled.sampled = false;
+        tracer.end(SpanRecord::start("no", Kind::Internal, unsampled, None));
+        rt.block_on(tracer.flush(Duration::from_secs(10)));
+        assert_eq!(tracer.dropped(), 0);
+        let bodies = bodies.lock().unwrap();
+        assert!(
+            bodies.len() > 1,
+            "several exports expected, got {}",
+            bodies.len()
+        );
+        let mut seen = std::collections::HashSet::new();
+        for body in bodies.iter() {
+            let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+            let rs = &req.resource_spans[0];
+            assert_eq!(
+                rs.resource.as_ref().unwrap().attributes[0]
+                    .value
+                    .as_ref()
+                    .unwrap()
+                    .value,
+                Some(Value::StringValue("many".into()))
+            );
+            for span in &rs.scope_spans[0].spans {
+                assert_eq!(span.name, "request");
+                assert_eq!(span.trace_id, root.trace_id.to_vec());
+                assert_eq!(span.parent_span_id, root.span_id.to_vec());
+                assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+                let Some(Value::StringValue(path)) =
+                    span.attributes[0].value.as_ref().unwrap().value.clone()
+                else {
+                    panic!("url.path is not a string");
+                };
+                let Some(Value::IntValue(n)) =
+                    span.attributes[1].value.as_ref().unwrap().value.clone()
+                else {
+                    panic!("n is not an int");
+                };
+                assert!(path.ends_with(&format!("/{n}")), "{path} {n}");
+                assert!(seen.insert(path), "a span arrived twice");
+            }
+        }
+        assert_eq!(seen.len(), threads * per_thread as usize);
+    }
+
+    #[test]
+    fn a_full_shard_drops_and_counts() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        // The exporter runs only inside block_on: until then spans pile up.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (endpoint, bodies) = collecting_sink();
+        let tracer = rt.block_on(async {
+            Tracer::spawn(TraceConfig {
+                endpoint,
+                protocol: Protocol::HttpProtobuf,
+                service_name: "full".into(),
+                sampler: Sampler::ALWAYS_ON,
+            })
+        });
+        let long = "x".repeat(200);
+        let total = 3 * SHARD_CAP / 200;
+        for _ in 0..total {
+            let span = SpanRecord::start("s", Kind::Internal, SpanContext::root(), None);
+            tracer.end_with(span, &[("long", Attr::Str(&long))]);
+        }
+        let dropped = tracer.dropped();
+        assert!(dropped > 0);
+        rt.block_on(tracer.flush(Duration::from_secs(10)));
+        let received: usize = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let req = ExportTraceServiceRequest::decode(&b[..]).unwrap();
+                req.resource_spans[0].scope_spans[0].spans.len()
+            })
+            .sum();
+        assert!(received > 0);
+        assert_eq!(received as u64 + dropped, total as u64);
+    }
+
     #[test]
     fn hex_id_display() {
         let c = SpanContext::root();
-        assert_eq!(c.trace_id_display().to_string(), c.trace_id_hex());
+        assert_eq!(HexId(Some(c.trace_id)).to_string(), c.trace_id_hex());
         assert_eq!(HexId(None).to_string(), "");
     }
 

@@ -1,15 +1,15 @@
-//! A fast JSON formatter for the per-request access log (target
-//! `wasmops::access`): the fields are written straight into the log buffer,
-//! without the general formatter's per-event machinery. Same shape as the
-//! other JSON lines: `timestamp`, `level`, `target`, `message`, then fields.
+//! A fast JSON writer for the per-request access log (target
+//! `wasmops::access`): installed as the access-log sink, it writes each
+//! record's fields straight into the log buffer, without `tracing`'s
+//! per-event machinery. Same shape as the other JSON lines: `timestamp`,
+//! `level`, `target`, `message`, then the fields.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, Layer};
+use wasmops_telemetry::access::{AccessLog, AccessRecord};
 
-pub const TARGET: &str = "wasmops::access";
+pub use wasmops_telemetry::access::TARGET;
 
 pub struct AccessJson {
     writer: crate::logwriter::LogWriter,
@@ -20,8 +20,6 @@ impl AccessJson {
         Self { writer }
     }
 }
-
-struct Json<'a>(&'a mut String);
 
 fn needs_escape(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
@@ -51,29 +49,6 @@ fn escape_into(out: &mut String, s: &str) {
     out.push_str(&s[start..]);
 }
 
-fn escape(out: &mut String, s: &str) {
-    out.push('"');
-    escape_into(out, s);
-    out.push('"');
-}
-
-/// A `fmt::Write` that escapes as it goes, so `Display` values need no
-/// temporary string.
-struct Escaping<'a>(&'a mut String);
-
-impl std::fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        escape_into(self.0, s);
-        Ok(())
-    }
-}
-
-fn key(out: &mut String, field: &Field) {
-    out.push_str(",\"");
-    out.push_str(field.name());
-    out.push_str("\":");
-}
-
 /// Appends an unsigned integer in decimal.
 fn push_u64(out: &mut String, mut v: u64) {
     let mut buf = [0u8; 20];
@@ -87,61 +62,6 @@ fn push_u64(out: &mut String, mut v: u64) {
         }
     }
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
-}
-
-/// Appends a finite number with three decimals (durations in ms to the µs),
-/// by integer arithmetic.
-fn push_f64_3(out: &mut String, value: f64) {
-    let thousandths = (value.abs() * 1000.0).round();
-    if thousandths >= 1e18 {
-        let _ = write!(out, "{value}");
-        return;
-    }
-    let t = thousandths as u64;
-    if value < 0.0 && t != 0 {
-        out.push('-');
-    }
-    push_u64(out, t / 1000);
-    let frac = t % 1000;
-    out.push('.');
-    out.push(char::from(b'0' + (frac / 100) as u8));
-    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
-    out.push(char::from(b'0' + (frac % 10) as u8));
-}
-
-impl Visit for Json<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        key(self.0, field);
-        escape(self.0, value);
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        key(self.0, field);
-        push_u64(self.0, value);
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        key(self.0, field);
-        if value < 0 {
-            self.0.push('-');
-        }
-        push_u64(self.0, value.unsigned_abs());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        if !value.is_finite() {
-            return;
-        }
-        key(self.0, field);
-        push_f64_3(self.0, value);
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        key(self.0, field);
-        self.0.push_str(if value { "true" } else { "false" });
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        key(self.0, field);
-        self.0.push('"');
-        let _ = write!(Escaping(self.0), "{value:?}");
-        self.0.push('"');
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for now; the part up to the seconds is
@@ -208,28 +128,69 @@ pub(crate) fn write_rfc3339(out: &mut String, now: std::time::Duration, micros: 
     };
 }
 
-impl<S: tracing::Subscriber> Layer<S> for AccessJson {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() != TARGET {
-            return;
-        }
+/// Appends a duration in milliseconds with three decimals (to the µs), by
+/// integer arithmetic.
+fn push_ms_3(out: &mut String, d: std::time::Duration) {
+    let micros = d.as_micros().min(u128::from(u64::MAX)) as u64;
+    push_u64(out, micros / 1000);
+    let frac = micros % 1000;
+    out.push('.');
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
+}
+
+/// Appends a string field: `,"key":"value"`.
+fn field_str(out: &mut String, key: &str, value: &str) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// Appends lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
+/// Writes one access line for `r` into `line` (cleared first).
+fn format_line(line: &mut String, r: &AccessRecord<'_>) {
+    line.clear();
+    line.push_str("{\"timestamp\":\"");
+    timestamp(line);
+    line.push_str("\",\"level\":\"INFO\",\"target\":\"");
+    line.push_str(TARGET);
+    line.push_str("\",\"message\":\"request\"");
+    field_str(line, "method", r.method);
+    field_str(line, "path", r.path);
+    line.push_str(",\"status\":");
+    push_u64(line, u64::from(r.status));
+    line.push_str(",\"duration_ms\":");
+    push_ms_3(line, r.duration);
+    field_str(line, "app", r.app);
+    field_str(line, "component", r.component);
+    field_str(line, "request_id", r.request_id);
+    line.push_str(",\"trace_id\":\"");
+    if let Some(id) = &r.trace_id {
+        push_hex(line, id);
+    }
+    line.push_str("\"}\n");
+}
+
+impl AccessLog for AccessJson {
+    fn record(&self, r: &AccessRecord<'_>) {
         thread_local! {
             static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
         }
         LINE.with(|line| {
             let mut line = line.borrow_mut();
-            line.clear();
-            line.push_str("{\"timestamp\":\"");
-            timestamp(&mut line);
-            let _ = write!(
-                line,
-                "\",\"level\":\"{}\",\"target\":\"{TARGET}\"",
-                event.metadata().level()
-            );
-            event.record(&mut Json(&mut line));
-            line.push_str("}\n");
-            let mut w = self.writer.guard(false);
-            let _ = w.write_all(line.as_bytes());
+            format_line(&mut line, r);
+            let _ = self.writer.guard(false).write_all(line.as_bytes());
         });
     }
 }
@@ -255,19 +216,21 @@ mod tests {
         s.push(' ');
         push_u64(&mut s, u64::MAX);
         assert_eq!(s, "0 18446744073709551615");
-        for (v, text) in [
-            (0.0, "0.000"),
-            (1.23456, "1.235"),
-            (-0.0004, "0.000"),
-            (-2.5, "-2.500"),
-            (1e3, "1000.000"),
+        for (micros, text) in [
+            (0, "0.000"),
+            (1235, "1.235"),
+            (999, "0.999"),
+            (2_500_000, "2500.000"),
         ] {
             let mut o = String::new();
-            push_f64_3(&mut o, v);
+            push_ms_3(&mut o, std::time::Duration::from_micros(micros));
             assert_eq!(o, text);
         }
+        let mut o = String::new();
+        push_ms_3(&mut o, std::time::Duration::from_nanos(1_999));
+        assert_eq!(o, "0.001");
         let mut out = String::new();
-        let _ = Escaping(&mut out).write_str("é\"x\u{2}");
+        escape_into(&mut out, "é\"x\u{2}");
         assert_eq!(out, r#"é\"x\u0002"#);
         // Timestamps of one second share the cached prefix and stay valid.
         let (mut a, mut b) = (String::new(), String::new());
@@ -278,9 +241,47 @@ mod tests {
     }
 
     #[test]
+    fn access_lines_are_json_with_every_field() {
+        let mut line = String::new();
+        let r = AccessRecord {
+            method: "GET",
+            path: "/a \"b\"\n",
+            status: 503,
+            duration: std::time::Duration::from_micros(1234),
+            app: "shop",
+            component: "cart",
+            request_id: "r-1",
+            trace_id: Some([0xab; 16]),
+        };
+        format_line(&mut line, &r);
+        assert!(line.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], TARGET);
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/a \"b\"\n");
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["duration_ms"], 1.234);
+        assert_eq!(v["app"], "shop");
+        assert_eq!(v["component"], "cart");
+        assert_eq!(v["request_id"], "r-1");
+        assert_eq!(v["trace_id"], "ab".repeat(16));
+        format_line(
+            &mut line,
+            &AccessRecord {
+                trace_id: None,
+                ..r
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["trace_id"], "");
+    }
+
+    #[test]
     fn strings_are_escaped() {
         let mut s = String::new();
-        escape(&mut s, "a\"b\\c\nd\u{1}");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001""#);
+        escape_into(&mut s, "a\"b\\c\nd\u{1}");
+        assert_eq!(s, r#"a\"b\\c\nd\u0001"#);
     }
 }

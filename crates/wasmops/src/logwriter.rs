@@ -2,9 +2,14 @@
 //! are appended to a buffer flushed every 50 ms (or at 64 KiB), so an access
 //! log line per request costs a copy instead of a system call; WARN and ERROR
 //! events flush at once, and `flush()` runs before the process exits.
+//!
+//! A full buffer is swapped for an empty one and written after the buffer's
+//! lock is released, so other threads keep appending while it is written;
+//! stderr's own lock, taken before the buffer's is released, keeps batches
+//! in order.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -12,68 +17,70 @@ use tracing_subscriber::fmt::MakeWriter;
 const FLUSH_AT: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
-static SHARED: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+static SHARED: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct LogWriter {
-    buf: Arc<Mutex<Vec<u8>>>,
+    buf: &'static Mutex<Vec<u8>>,
 }
 
 impl LogWriter {
     /// The process's writer; starts the flushing thread on first use.
     pub fn new() -> Self {
-        let buf = SHARED
-            .get_or_init(|| {
-                let buf = Arc::new(Mutex::new(Vec::with_capacity(FLUSH_AT)));
-                let b = buf.clone();
-                let _ = std::thread::Builder::new()
-                    .name("wasmops-log".into())
-                    .spawn(move || {
-                        loop {
-                            std::thread::sleep(FLUSH_EVERY);
-                            drain(&b);
-                        }
-                    });
-                buf
-            })
-            .clone();
+        let buf = SHARED.get_or_init(|| {
+            let _ = std::thread::Builder::new()
+                .name("wasmops-log".into())
+                .spawn(|| {
+                    loop {
+                        std::thread::sleep(FLUSH_EVERY);
+                        flush();
+                    }
+                });
+            Mutex::new(Vec::with_capacity(FLUSH_AT))
+        });
         Self { buf }
+    }
+
+    /// A writer for one event; `urgent` writes through at once.
+    pub fn guard(&self, urgent: bool) -> Guard {
+        Guard {
+            buf: self.buf,
+            urgent,
+        }
     }
 }
 
-fn drain(buf: &Mutex<Vec<u8>>) {
-    if let Ok(mut b) = buf.lock()
-        && !b.is_empty()
-    {
-        let _ = std::io::stderr().write_all(&b);
-        b.clear();
+/// Appends `data` (if any), then writes the buffer out if `force` or if it
+/// is full.
+fn append(buf: &Mutex<Vec<u8>>, data: &[u8], force: bool) -> std::io::Result<()> {
+    let mut b = buf
+        .lock()
+        .map_err(|_| std::io::Error::other("log buffer poisoned"))?;
+    b.extend_from_slice(data);
+    if b.is_empty() || !(force || b.len() >= FLUSH_AT) {
+        return Ok(());
     }
+    let full = std::mem::replace(&mut *b, Vec::with_capacity(FLUSH_AT));
+    let mut out = std::io::stderr().lock();
+    drop(b);
+    out.write_all(&full)
 }
 
 /// Writes out whatever is buffered.
 pub fn flush() {
     if let Some(b) = SHARED.get() {
-        drain(b);
+        let _ = append(b, &[], true);
     }
 }
 
 pub struct Guard {
-    buf: Arc<Mutex<Vec<u8>>>,
+    buf: &'static Mutex<Vec<u8>>,
     urgent: bool,
 }
 
 impl Write for Guard {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut b = self
-            .buf
-            .lock()
-            .map_err(|_| std::io::Error::other("log buffer poisoned"))?;
-        b.extend_from_slice(data);
-        if self.urgent || b.len() >= FLUSH_AT {
-            let r = std::io::stderr().write_all(&b);
-            b.clear();
-            r?;
-        }
+        append(self.buf, data, self.urgent)?;
         Ok(data.len())
     }
 
@@ -82,30 +89,14 @@ impl Write for Guard {
     }
 }
 
-impl LogWriter {
-    /// A writer for one event; `urgent` writes through at once.
-    pub fn guard(&self, urgent: bool) -> Guard {
-        Guard {
-            buf: self.buf.clone(),
-            urgent,
-        }
-    }
-}
-
 impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Guard;
 
     fn make_writer(&'a self) -> Guard {
-        Guard {
-            buf: self.buf.clone(),
-            urgent: true,
-        }
+        self.guard(true)
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Guard {
-        Guard {
-            buf: self.buf.clone(),
-            urgent: *meta.level() <= tracing::Level::WARN,
-        }
+        self.guard(*meta.level() <= tracing::Level::WARN)
     }
 }

@@ -57,34 +57,36 @@ enum Command {
 
 fn init_logging(cli: &Cli, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = match &cli.log_level {
+    let make_filter = || match &cli.log_level {
         Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new(default)),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
+    let filter = make_filter();
     let json = match cli.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let writer = logwriter::LogWriter::new();
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        // Access lines take the fast formatter; everything else the general one.
+        // Access lines skip the subscriber, written directly if the filter
+        // wants them at all; everything else takes the general formatter.
+        let access = tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(make_filter()),
+            || tracing::enabled!(target: accesslog::TARGET, tracing::Level::INFO),
+        );
+        if access {
+            wasmops_telemetry::access::install(Box::new(accesslog::AccessJson::new(writer)));
+        }
         let general = tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_writer(writer.clone())
-            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                m.target() != accesslog::TARGET
-            }));
-        registry
-            .with(general)
-            .with(accesslog::AccessJson::new(writer))
-            .init();
+            .with_writer(writer);
+        registry.with(general).init();
     } else {
         registry
             .with(

@@ -708,7 +708,11 @@ fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution
         };
     }
     let cache = store()?;
-    let pulled = rt.block_on(distribution::pull(&t, &cache, &wasmops_oci::registry::quiet()))?;
+    let pulled = rt.block_on(distribution::pull(
+        &t,
+        &cache,
+        &wasmops_oci::registry::quiet(),
+    ))?;
     let blobs_in = match t {
         Target::Layout { store, .. } => store,
         Target::Registry { .. } => cache,

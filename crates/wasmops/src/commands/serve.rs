@@ -128,6 +128,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
                 tracing::info!(
                     component = %args.file.display(),
                     pooling = rt.pooling(),
+                    dirty_page_reset = rt.dirty_page_reset(),
                     cache = ?loaded.cache,
                     load_ms = loaded.elapsed.as_secs_f64() * 1000.0,
                     "serving on http://{addr}/"

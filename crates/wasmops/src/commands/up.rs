@@ -516,18 +516,17 @@ fn not_found(
     app: &str,
     req: &http::Request<hyper::body::Incoming>,
 ) -> http::Response<wasmops_runtime::http::Body> {
-    tracing::info!(
-        target: "wasmops::access",
-        method = %req.method(),
-        path = %req.uri().path(),
-        status = 404u16,
-        duration_ms = 0.0,
+    wasmops_telemetry::access::AccessRecord {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        status: 404,
+        duration: std::time::Duration::ZERO,
         app,
-        component = "-",
-        request_id = "-",
-        trace_id = "",
-        "request"
-    );
+        component: "-",
+        request_id: "-",
+        trace_id: None,
+    }
+    .emit();
     simple(
         http::StatusCode::NOT_FOUND,
         &format!("no route for {}\n", req.uri().path()),
