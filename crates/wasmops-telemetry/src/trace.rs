@@ -214,13 +214,18 @@ fn random_u64() -> u64 {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Appends `bytes` in lowercase hex.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
     out
 }
 
@@ -301,14 +306,10 @@ pub struct HexId(pub Option<[u8; 16]>);
 
 impl std::fmt::Display for HexId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let Some(id) = &self.0 else { return Ok(()) };
-        let mut out = [0u8; 32];
-        for (i, b) in id.iter().enumerate() {
-            out[2 * i] = DIGITS[usize::from(b >> 4)];
-            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        match &self.0 {
+            Some(id) => f.write_str(&hex(id)),
+            None => Ok(()),
         }
-        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 

@@ -149,15 +149,6 @@ fn field_str(out: &mut String, key: &str, value: &str) {
     out.push('"');
 }
 
-/// Appends lowercase hex.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-}
-
 /// Writes one access line for `r` into `line` (cleared first).
 fn format_line(line: &mut String, r: &AccessRecord<'_>) {
     line.clear();
@@ -177,7 +168,7 @@ fn format_line(line: &mut String, r: &AccessRecord<'_>) {
     field_str(line, "request_id", r.request_id);
     line.push_str(",\"trace_id\":\"");
     if let Some(id) = &r.trace_id {
-        push_hex(line, id);
+        wasmops_telemetry::trace::push_hex(line, id);
     }
     line.push_str("\"}\n");
 }
