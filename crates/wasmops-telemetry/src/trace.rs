@@ -1080,6 +1080,21 @@ mod tests {
         (format!("http://{addr}/v1/traces"), bodies)
     }
 
+    /// A tracer on `rt` exporting to a fresh collecting sink.
+    fn tracer_to_sink(
+        rt: &tokio::runtime::Runtime,
+        service: &str,
+    ) -> (Tracer, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        let (endpoint, bodies) = collecting_sink();
+        let config = TraceConfig {
+            endpoint,
+            protocol: Protocol::HttpProtobuf,
+            service_name: service.into(),
+            sampler: Sampler::ALWAYS_ON,
+        };
+        (rt.block_on(async { Tracer::spawn(config) }), bodies)
+    }
+
     #[test]
     fn spans_ended_on_many_threads_all_arrive() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -1090,15 +1105,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (endpoint, bodies) = collecting_sink();
-        let tracer = rt.block_on(async {
-            Tracer::spawn(TraceConfig {
-                endpoint,
-                protocol: Protocol::HttpProtobuf,
-                service_name: "many".into(),
-                sampler: Sampler::ALWAYS_ON,
-            })
-        });
+        let (tracer, bodies) = tracer_to_sink(&rt, "many");
         // Enough spans that shards fill past a batch and wake the exporter.
         let (threads, per_thread) = (6, 3000);
         let root = SpanContext::root();
@@ -1180,15 +1187,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (endpoint, bodies) = collecting_sink();
-        let tracer = rt.block_on(async {
-            Tracer::spawn(TraceConfig {
-                endpoint,
-                protocol: Protocol::HttpProtobuf,
-                service_name: "full".into(),
-                sampler: Sampler::ALWAYS_ON,
-            })
-        });
+        let (tracer, bodies) = tracer_to_sink(&rt, "full");
         let long = "x".repeat(200);
         let total = 3 * SHARD_CAP / 200;
         for _ in 0..total {
