@@ -253,7 +253,10 @@ impl HttpHandler {
         let trace_id = trace
             .map(|(ctx, _)| ctx.trace_id)
             .or(incoming.map(|p| p.trace_id));
-        let span_start = wasmops_telemetry::trace::now_unix_nanos();
+        // Read only for a request whose spans are recorded.
+        let span_start = trace
+            .filter(|(c, _)| c.sampled)
+            .map(|_| wasmops_telemetry::trace::now_unix_nanos());
         let mut resp = self
             .handle_inner(req, request_id.clone(), trace.map(|t| t.0))
             .await;
@@ -276,8 +279,8 @@ impl HttpHandler {
             trace_id,
         }
         .emit();
-        if let (Some(tracer), Some((ctx, parent))) =
-            (&self.inner.tracer, trace.filter(|(c, _)| c.sampled))
+        if let (Some(tracer), Some((ctx, parent)), Some(span_start)) =
+            (&self.inner.tracer, trace, span_start)
         {
             // Attributes are borrowed from the request: the span is encoded
             // as it ends, so nothing is copied or moved for it.

@@ -2,46 +2,13 @@
 //! guest handler) started, ended and queued, with the exporter encoding and
 //! shipping them to a local sink that discards them.
 //! `cargo bench -p wasmops-telemetry --bench spans`
-use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmops_telemetry::trace::{Attr, Kind, Protocol, Sampler, SpanRecord, TraceConfig, Tracer};
 
-/// A keep-alive HTTP sink that reads and discards request bodies.
-fn sink() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut w = conn.try_clone().unwrap();
-                let mut r = BufReader::new(conn);
-                let mut line = String::new();
-                loop {
-                    let mut len = 0usize;
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                }
-            });
-        }
-    });
-    format!("http://{addr}/v1/traces")
+mod support {
+    pub mod http_sink;
 }
 
 /// CPU time of this process so far (all threads), from /proc.
@@ -61,7 +28,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let endpoint = sink();
+    let endpoint = support::http_sink::start(None);
     let tracer = rt.block_on(async {
         Tracer::spawn(TraceConfig {
             endpoint,

@@ -852,6 +852,10 @@ async fn send(
 }
 
 #[cfg(test)]
+#[path = "../benches/support/http_sink.rs"]
+mod http_sink;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1039,53 +1043,12 @@ mod tests {
         assert_eq!(spans[601].kind, 3);
     }
 
-    /// A keep-alive HTTP sink on loopback that keeps every request body.
-    fn collecting_sink() -> (String, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let kept = bodies.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let kept = kept.clone();
-                std::thread::spawn(move || {
-                    let mut w = conn.try_clone().unwrap();
-                    let mut r = BufReader::new(conn);
-                    let mut line = String::new();
-                    loop {
-                        let mut len = 0usize;
-                        loop {
-                            line.clear();
-                            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                            if let Some(v) =
-                                line.to_ascii_lowercase().strip_prefix("content-length:")
-                            {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        r.read_exact(&mut body).unwrap();
-                        kept.lock().unwrap().push(body);
-                        let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                    }
-                });
-            }
-        });
-        (format!("http://{addr}/v1/traces"), bodies)
-    }
+    use super::http_sink;
 
     /// A tracer on `rt` exporting to a fresh collecting sink.
-    fn tracer_to_sink(
-        rt: &tokio::runtime::Runtime,
-        service: &str,
-    ) -> (Tracer, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
-        let (endpoint, bodies) = collecting_sink();
+    fn tracer_to_sink(rt: &tokio::runtime::Runtime, service: &str) -> (Tracer, http_sink::Bodies) {
+        let bodies = http_sink::Bodies::default();
+        let endpoint = http_sink::start(Some(bodies.clone()));
         let config = TraceConfig {
             endpoint,
             protocol: Protocol::HttpProtobuf,

@@ -57,11 +57,10 @@ enum Command {
 
 fn init_logging(cli: &Cli, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let make_filter = || match &cli.log_level {
+    let filter = match &cli.log_level {
         Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new(default)),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
-    let filter = make_filter();
     let json = match cli.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -72,21 +71,17 @@ fn init_logging(cli: &Cli, default: &str) {
     let writer = logwriter::LogWriter::new();
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        // Access lines skip the subscriber, written directly if the filter
-        // wants them at all; everything else takes the general formatter.
-        let access = tracing::subscriber::with_default(
-            tracing_subscriber::registry().with(make_filter()),
-            || tracing::enabled!(target: accesslog::TARGET, tracing::Level::INFO),
-        );
-        if access {
-            wasmops_telemetry::access::install(Box::new(accesslog::AccessJson::new(writer)));
-        }
         let general = tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_writer(writer);
         registry.with(general).init();
+        // Access lines skip the subscriber, written directly if the filter
+        // wants them at all.
+        if tracing::enabled!(target: accesslog::TARGET, tracing::Level::INFO) {
+            wasmops_telemetry::access::install(Box::new(accesslog::AccessJson::new(writer)));
+        }
     } else {
         registry
             .with(
