@@ -73,6 +73,8 @@ pub struct App {
     pub name: String,
     pub version: Option<String>,
     pub description: Option<String>,
+    /// `[app] memory_budget`, in bytes.
+    pub memory_budget: Option<u64>,
     /// The declared variables, in manifest order.
     pub variables: Vec<Variable>,
     /// The declared stores and those only named by components, sorted by
@@ -339,6 +341,18 @@ pub fn load_with(path: &Path, checks: &Checks) -> Result<App, ManifestError> {
             None,
         )
     })?;
+    if bytes.starts_with(b"\0asm") {
+        let what = if bytes.get(4..8) == Some(&[1, 0, 0, 0][..]) {
+            "a core WebAssembly module: run it with `wasmops run`"
+        } else {
+            "a WebAssembly component: serve it with `wasmops serve`, or name it as a component's `source` in a manifest"
+        };
+        return Err(ManifestError::without_position(
+            display,
+            "this is a WebAssembly file, not an app manifest",
+            Some(format!("it is {what}")),
+        ));
+    }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
         let (line, col) = error::position_in(valid, valid.len());

@@ -78,6 +78,13 @@ pub(crate) struct RawApp {
     /// What the app does.
     #[serde(default)]
     pub description: Option<String>,
+    /// Memory the app's instances may hold at once: each running instance
+    /// reserves its memory limit from it, and a request waits (then gets
+    /// 503) while the budget is in use. A size with a unit, e.g. `"8GiB"`.
+    /// Default: three quarters of the machine's (or the container's) memory.
+    #[schemars(schema_with = "size_schema")]
+    #[serde(default)]
+    pub memory_budget: Option<Spanned<Scalar>>,
 }
 
 /// An app variable. A variable with neither `default` nor `required` is

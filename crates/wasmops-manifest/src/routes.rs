@@ -182,57 +182,35 @@ pub(crate) fn parse_route_host(s: &str) -> Result<String, Problem> {
     Ok(host)
 }
 
-/// The check of `allowed_outbound_hosts` entries used by [`crate::load`]:
-/// `*`, or `SCHEME://HOST[:PORT]` with scheme `http`, `https` or `*`, a
-/// non-empty host (which may contain `*`) and a numeric port or `*`.
+/// Checks one `allowed_outbound_hosts` entry with the grammar the runtime
+/// grants by (`wasmops_units::outbound`); `{{ variable }}` templates are
+/// checked once variables have values.
 pub fn default_outbound_host_check(s: &str) -> Result<(), String> {
-    // `{{ variable }}` templates are checked once variables have values.
-    if s == "*" || s.contains("{{") {
+    if s.contains("{{") {
         return Ok(());
     }
-    let q = quote(s);
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("outbound host {q} has no scheme"));
-    };
-    if !matches!(scheme, "http" | "https" | "*") {
-        return Err(format!(
-            "outbound host {q} has an unsupported scheme {} (use http, https or *)",
-            quote(scheme)
-        ));
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') {
-        return Err(format!("outbound host {q} has a path"));
-    }
-    if rest.contains('@') {
-        return Err(format!("outbound host {q} contains credentials"));
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (rest, None), // bare IPv6
-        Some((h, p)) => (h, Some(p)),
-        None => (rest, None),
-    };
-    if host.is_empty() {
-        return Err(format!("outbound host {q} has no host"));
-    }
-    if host
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "?#%\\".contains(c))
-    {
-        return Err(format!("outbound host {q} contains invalid characters"));
-    }
-    if let Some(port) = port
-        && port != "*"
-        && !port.parse::<u16>().is_ok_and(|p| p > 0)
-    {
-        return Err(format!("outbound host {q} has an invalid port"));
-    }
-    Ok(())
+    // The manifest adds its own hint on the syntax.
+    wasmops_units::outbound::OutboundRule::parse(s)
+        .map(|_| ())
+        .map_err(|e| e.split("; expected").next().unwrap_or(&e).to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbound_hosts_follow_the_runtime_grammar() {
+        for ok in ["*", "https://api.example.com", "http://127.0.0.1:8080", "https://*.example.com", "*://localhost:*", "https://{{ host }}"] {
+            assert!(default_outbound_host_check(ok).is_ok(), "{ok}");
+        }
+        // Each of these was accepted here once while the runtime refused it.
+        for bad in ["https://api*.example.com", "ftp://x.com", "https://user@x.com", "https://x.com:0", "https://x.com/path", "x.com"] {
+            let e = default_outbound_host_check(bad).unwrap_err();
+            assert!(wasmops_units::outbound::OutboundRule::parse(bad).is_err(), "{bad}");
+            assert!(!e.contains("; expected"), "{e}");
+        }
+    }
 
     fn route(s: &str) -> Result<(String, bool), String> {
         parse_route_path(s).map_err(|(m, _)| m)

@@ -84,6 +84,43 @@ struct RouteOrigin {
 }
 
 impl Validator<'_> {
+    /// `path` with every link followed, if it stays inside the app
+    /// directory (itself with links followed); an error at `span` otherwise.
+    /// A path that does not exist yet (a build output) is resolved through
+    /// its nearest existing ancestor.
+    fn inside_app(
+        &self,
+        path: &Path,
+        span: Range<usize>,
+        what: &str,
+        shown: &str,
+    ) -> Result<PathBuf, ManifestError> {
+        let root = std::fs::canonicalize(self.dir).unwrap_or_else(|_| normalize(self.dir));
+        let resolved = resolve_existing(path);
+        if resolved.starts_with(&root) {
+            return Ok(resolved);
+        }
+        let through_link = path_has_link(self.dir, path);
+        let message = if through_link {
+            format!(
+                "{what} {} leads outside of the app directory through a symbolic link (to {})",
+                quote(shown),
+                resolved.display()
+            )
+        } else {
+            format!(
+                "{what} {} is outside of the app directory ({})",
+                quote(shown),
+                resolved.display()
+            )
+        };
+        Err(self.err(
+            span,
+            message,
+            "an app may only use files inside its own directory: copy what it needs into it",
+        ))
+    }
+
     fn err(
         &self,
         span: Range<usize>,
@@ -150,12 +187,17 @@ impl Validator<'_> {
             }
         }
 
+        let memory_budget = match app.memory_budget {
+            None => None,
+            Some(m) => Some(self.size(&m, "memory_budget")?),
+        };
         Ok(App {
             manifest_path: manifest_path.to_path_buf(),
             dir: self.dir.to_path_buf(),
             name: name.into_inner(),
             version: app.version,
             description: app.description,
+            memory_budget,
             variables,
             key_value: stores.into_values().collect(),
             components,
@@ -471,7 +513,7 @@ impl Validator<'_> {
                 "`source` is the path of the .wasm file the build produces",
             ));
         }
-        Ok(std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path)))
+        self.inside_app(&path, source.span(), "`source`", s)
     }
 
     fn build(&self, b: Spanned<RawBuild>) -> Result<BuildSpec, ManifestError> {
@@ -503,7 +545,7 @@ impl Validator<'_> {
                         "`dir` is the directory of the component's sources, relative to the manifest",
                     ));
                 }
-                std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path))
+                self.inside_app(&path, d.span(), "build `dir`", d.get_ref())?
             }
         };
         Ok(BuildSpec {
@@ -533,7 +575,7 @@ impl Validator<'_> {
                 format!("{} is a directory", quote(s)),
                 "`source` is the path of the component's .wasm file",
             )),
-            Ok(_) => Ok(std::fs::canonicalize(&path).unwrap_or_else(|_| normalize(&path))),
+            Ok(_) => self.inside_app(&path, source.span(), "`source`", s),
             Err(_) => Err(self.err(
                 source.span(),
                 format!("no such file {}", quote(s)),
@@ -629,6 +671,7 @@ impl Validator<'_> {
                 ));
             }
         }
+        let resolved = self.inside_app(&host_path, source_span.clone(), "files source", &source)?;
 
         let (destination, dest_span) = match destination {
             None => {
@@ -672,11 +715,30 @@ impl Validator<'_> {
                 "give each mount its own destination",
             ));
         }
-        let source = std::fs::canonicalize(&host_path).unwrap_or_else(|_| normalize(&host_path));
         Ok(FileMount {
-            source,
+            source: resolved,
             destination,
         })
+    }
+
+    /// A positive size: an integer number of bytes or a string with a unit.
+    fn size(&self, m: &Spanned<Scalar>, what: &str) -> Result<u64, ManifestError> {
+        let hint = format!("write a number with a unit ({SIZE_UNITS}), e.g. \"8GiB\"");
+        match m.get_ref() {
+            Scalar::Int(n) if *n > 0 => Ok(*n as u64),
+            Scalar::Int(_) => Err(self.err(
+                m.span(),
+                format!("{what} must be greater than zero"),
+                hint,
+            )),
+            Scalar::Str(s) => parse_size(s).map_err(|why| {
+                self.err(
+                    m.span(),
+                    format!("invalid {what} {}: {why}", quote(s)),
+                    hint.clone(),
+                )
+            }),
+        }
     }
 
     fn limits(&self, limits: RawLimits) -> Result<ComponentLimits, ManifestError> {
@@ -685,19 +747,32 @@ impl Validator<'_> {
             format!("write a number with a unit ({DURATION_UNITS}), e.g. \"10s\" or \"250ms\"");
         let memory = match limits.memory {
             None => None,
-            Some(m) => Some(match m.get_ref() {
-                Scalar::Int(n) if *n > 0 => *n as u64,
-                Scalar::Int(_) => {
-                    return Err(self.err(m.span(), "memory must be greater than zero", size_hint));
-                }
-                Scalar::Str(s) => parse_size(s).map_err(|why| {
+            Some(m) => {
+                let bytes = match m.get_ref() {
+                    Scalar::Int(n) if *n > 0 => *n as u64,
+                    Scalar::Int(_) => {
+                        return Err(self.err(
+                            m.span(),
+                            "memory must be greater than zero",
+                            size_hint,
+                        ));
+                    }
+                    Scalar::Str(s) => parse_size(s).map_err(|why| {
+                        self.err(
+                            m.span(),
+                            format!("invalid memory size {}: {why}", quote(s)),
+                            size_hint.clone(),
+                        )
+                    })?,
+                };
+                Some(wasmops_units::check_memory(bytes).map_err(|why| {
                     self.err(
                         m.span(),
-                        format!("invalid memory size {}: {why}", quote(s)),
-                        size_hint.clone(),
+                        format!("memory limit {why}"),
+                        "give at least \"64KiB\"; most components need a few MiB",
                     )
-                })?,
-            }),
+                })?)
+            }
         };
         let timeout = match limits.timeout {
             None => None,
@@ -871,6 +946,40 @@ fn relative_inside(s: &str) -> Result<PathBuf, &'static str> {
         }
     }
     Ok(out)
+}
+
+/// `path` with links followed: canonical if it exists, else its nearest
+/// existing ancestor made canonical and the rest appended (normalized).
+fn resolve_existing(path: &Path) -> PathBuf {
+    let path = normalize(path);
+    if let Ok(p) = std::fs::canonicalize(&path) {
+        return p;
+    }
+    let mut rest = Vec::new();
+    let mut cur = path.as_path();
+    while let Some(parent) = cur.parent() {
+        if let Some(name) = cur.file_name() {
+            rest.push(name.to_owned());
+        }
+        if let Ok(mut p) = std::fs::canonicalize(parent) {
+            for n in rest.iter().rev() {
+                p.push(n);
+            }
+            return p;
+        }
+        cur = parent;
+    }
+    path
+}
+
+/// Whether some component of `path` below `base` is a symbolic link.
+fn path_has_link(base: &Path, path: &Path) -> bool {
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    let mut cur = base.to_path_buf();
+    rel.components().any(|c| {
+        cur.push(c);
+        std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink())
+    })
 }
 
 /// Removes `.` and `..` components without touching the file system.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod distribution;
 mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod sign;
 
 pub use reference::Reference;
@@ -40,12 +41,15 @@ pub enum OciError {
         known: String,
     },
     #[error(
-        "digest mismatch for {what}: expected {expected}, got {actual}; the content store is corrupt or was tampered with"
+        "digest mismatch for {what}: expected {expected}, got {actual}; {origin} holds corrupt or tampered content"
     )]
     DigestMismatch {
         what: String,
         expected: String,
         actual: String,
+        /// Where the bad content came from: the local content store, or a
+        /// registry.
+        origin: String,
     },
     #[error("{0}")]
     Invalid(String),
@@ -218,6 +222,7 @@ pub fn component_artifact(wasm: &[u8], info: &ComponentInfo) -> (Vec<u8>, Vec<u8
 }
 
 /// An OCI image layout directory used as a content store.
+#[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
 }
@@ -295,6 +300,7 @@ impl Layout {
                 what: "blob".into(),
                 expected: d.into(),
                 actual,
+                origin: format!("the local content store {}", self.root.display()),
             });
         }
         Ok(())
@@ -344,6 +350,7 @@ impl Layout {
                 what: what.into(),
                 expected: d.into(),
                 actual,
+                origin: format!("the local content store {}", self.root.display()),
             });
         }
         Ok(bytes)

@@ -382,6 +382,7 @@ impl Registry {
                 what: format!("manifest of {r}"),
                 expected,
                 actual: digest,
+                origin: format!("the registry {}", r.registry),
             });
         }
         Ok(Fetched {
@@ -466,6 +467,7 @@ impl Registry {
                 what: format!("blob of {r}"),
                 expected: digest.into(),
                 actual,
+                origin: format!("the registry {}", r.registry),
             });
         }
         if got != size {
@@ -576,6 +578,7 @@ impl Registry {
                 what: format!("manifest stored at {r}"),
                 expected: digest,
                 actual: d,
+                origin: format!("the registry {}", r.registry),
             });
         }
         Ok(digest)

@@ -98,11 +98,22 @@ pub(crate) fn classify(
     limits: &Limits,
     e: &wasmtime::Error,
 ) -> RunError {
-    let detail = trap_summary(e);
     let host = store.data();
-    if host.timed_out {
+    explain(host.timed_out, host.limiter.memory_limit_hit, limits, e)
+}
+
+/// A guest failure explained by whether the deadline passed or the memory
+/// limit was hit.
+pub(crate) fn explain(
+    timed_out: bool,
+    memory_limit_hit: bool,
+    limits: &Limits,
+    e: &wasmtime::Error,
+) -> RunError {
+    let detail = trap_summary(e);
+    if timed_out {
         RunError::Timeout(limits.timeout.unwrap_or_default())
-    } else if host.limiter.memory_limit_hit {
+    } else if memory_limit_hit {
         RunError::MemoryLimit {
             limit: limits.max_memory,
             detail,

@@ -216,7 +216,9 @@ pub fn new_store(
     let mut b = WasiCtxBuilder::new();
     match stdio {
         Stdio::Inherit => {
-            b.inherit_stdio();
+            // A command: one guest on its own thread, so file-system calls
+            // run in place instead of through the blocking pool.
+            b.inherit_stdio().allow_blocking_current_thread(true);
         }
         Stdio::Log {
             component,

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,10 @@ use wasmops_telemetry::trace::{Attr, Kind, SpanContext, SpanRecord, Tracer};
 /// The body of every response the handler produces.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
 
+/// Bytes of a request body read before an instance is taken, by default:
+/// all of most form posts and JSON bodies.
+pub const DEFAULT_BODY_BUFFER: usize = 256 << 10;
+
 /// How requests are admitted and bounded.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -42,6 +46,15 @@ pub struct HttpSettings {
     pub max_queue: usize,
     /// Largest request body accepted (413 beyond).
     pub max_body: u64,
+    /// How long a client may take to send the body's first
+    /// `body_buffer` bytes (read before an instance is taken), and at most
+    /// between two parts of the rest; 408 beyond.
+    pub body_timeout: Duration,
+    /// Bytes of a request body read before an instance is taken.
+    pub body_buffer: usize,
+    /// The process-wide memory budget that every instance's memory limit
+    /// is reserved from while it runs; `None` for no budget.
+    pub memory_budget: Option<Arc<crate::budget::MemoryBudget>>,
     /// Put error details (trap messages) in 500 bodies.
     pub debug_errors: bool,
     /// The component's name in logs.
@@ -60,6 +73,9 @@ impl Default for HttpSettings {
             max_concurrency: 256,
             max_queue: 1024,
             max_body: 16 << 20,
+            body_timeout: Duration::from_secs(10),
+            body_buffer: DEFAULT_BODY_BUFFER,
+            memory_budget: None,
             debug_errors: false,
             name: Arc::from("component"),
             app: Arc::from("component"),
@@ -76,6 +92,12 @@ pub struct HandlerStats {
     pub memory_limit_hits: AtomicU64,
     pub rejected_busy: AtomicU64,
     pub rejected_body: AtomicU64,
+    /// Requests whose body did not arrive within the body timeout (408).
+    pub body_timeouts: AtomicU64,
+    /// Requests refused because the memory budget stayed in use (503).
+    pub rejected_memory: AtomicU64,
+    /// Responses cut off because the guest failed after the head was sent.
+    pub aborted: AtomicU64,
     pub instantiations: AtomicU64,
     pub instantiate_nanos: AtomicU64,
 }
@@ -257,8 +279,9 @@ impl HttpHandler {
         let span_start = trace
             .filter(|(c, _)| c.sampled)
             .map(|_| wasmops_telemetry::trace::now_unix_nanos());
+        let mut outcome = None;
         let mut resp = self
-            .handle_inner(req, request_id.clone(), trace.map(|t| t.0))
+            .handle_inner(req, request_id.clone(), trace.map(|t| t.0), &mut outcome)
             .await;
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
@@ -268,17 +291,41 @@ impl HttpHandler {
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        wasmops_telemetry::access::AccessRecord {
-            method: method.as_str(),
-            path: &path,
-            status,
-            duration: elapsed,
-            app: &self.inner.settings.app,
-            component: &self.inner.settings.name,
-            request_id: &request_id,
-            trace_id,
+        match outcome {
+            // The guest may still be writing the body: its access line is
+            // written when the body ends, with the real outcome.
+            Some(outcome) => {
+                let access = PendingAccess {
+                    handler: self.inner.clone(),
+                    method: method.clone(),
+                    path: path.clone(),
+                    request_id: request_id.clone(),
+                    trace_id,
+                    start,
+                    status,
+                };
+                resp = resp.map(|inner| {
+                    GuestBody {
+                        inner,
+                        outcome,
+                        access: Some(access),
+                    }
+                    .boxed_unsync()
+                });
+            }
+            None => wasmops_telemetry::access::AccessRecord {
+                method: method.as_str(),
+                path: &path,
+                status,
+                duration: elapsed,
+                app: &self.inner.settings.app,
+                component: &self.inner.settings.name,
+                request_id: &request_id,
+                trace_id,
+                aborted: false,
+            }
+            .emit(),
         }
-        .emit();
         if let (Some(tracer), Some((ctx, parent)), Some(span_start)) =
             (&self.inner.tracer, trace, span_start)
         {
@@ -307,6 +354,7 @@ impl HttpHandler {
         req: Request<B>,
         request_id: Arc<str>,
         trace: Option<SpanContext>,
+        guest_outcome: &mut Option<Arc<Outcome>>,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -322,7 +370,21 @@ impl HttpHandler {
             return too_large(settings.max_body);
         }
 
-        // Admission: an instance slot now, or a bounded wait for one.
+        // The body's first part (all of a typical body) is read before an
+        // instance is taken, within the body timeout: a client trickling
+        // its body holds a connection, never an instance or a queue place.
+        let (parts, body) = req.into_parts();
+        let fault = Arc::new(BodyFault::default());
+        let body = match RequestBody::prefetch(body, settings, fault.clone()).await {
+            Ok(b) => b,
+            Err(f) => return self.body_fault_response(f),
+        };
+        let req = Request::from_parts(parts, body);
+
+        // Admission: an instance slot now, or a bounded wait for one; then
+        // the instance's memory limit out of the process's budget.
+        let wait = settings.limits.timeout.unwrap_or(Duration::from_secs(30));
+        let wait_until = tokio::time::Instant::now() + wait;
         let permit = match inner.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -334,8 +396,9 @@ impl HttpHandler {
                         "server busy: too many requests in flight\n",
                     );
                 }
-                let wait = settings.limits.timeout.unwrap_or(Duration::from_secs(30));
-                let got = tokio::time::timeout(wait, inner.permits.clone().acquire_owned()).await;
+                let got =
+                    tokio::time::timeout_at(wait_until, inner.permits.clone().acquire_owned())
+                        .await;
                 inner.queued.fetch_sub(1, Ordering::AcqRel);
                 match got {
                     Ok(Ok(p)) => p,
@@ -349,18 +412,28 @@ impl HttpHandler {
                 }
             }
         };
+        let memory = match &settings.memory_budget {
+            None => None,
+            Some(budget) => match budget.reserve(settings.limits.max_memory, wait_until).await {
+                Some(r) => Some(r),
+                None => {
+                    inner.stats.rejected_memory.fetch_add(1, Ordering::Relaxed);
+                    return simple(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server busy: the process's memory budget did not free up in time\n",
+                    );
+                }
+            },
+        };
+        let permit = Admission {
+            _slot: permit,
+            _memory: memory,
+        };
 
-        let body_exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| LimitedBody {
-            inner: b,
-            remaining: settings.max_body,
-            max: settings.max_body,
-            exceeded: body_exceeded.clone(),
-        });
         let pre = match &inner.flavor {
             Flavor::P2(pre) => pre.clone(),
             Flavor::P3(handler) => {
-                return self.handle_p3(handler, req, permit, &body_exceeded).await;
+                return self.handle_p3(handler, req, permit, &fault).await;
             }
         };
 
@@ -407,6 +480,8 @@ impl HttpHandler {
             }
         };
 
+        let outcome = Arc::new(Outcome::default());
+        let task_outcome = outcome.clone();
         let this = self.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
@@ -474,38 +549,50 @@ impl HttpHandler {
                 m.memory_high_water
                     .observe(store.data().limiter.memory_high_water as f64);
             }
-            match result {
-                Ok(()) => Ok(()),
+            // The outcome is set before the store (and with it the
+            // response body's sender) is dropped, so a body that ends
+            // because its writer is gone finds out why.
+            let r = match result {
+                Ok(()) => {
+                    task_outcome.set(Outcome::OK);
+                    Ok(())
+                }
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
+                    task_outcome.set(if matches!(err, RunError::Timeout(_)) {
+                        Outcome::TIMED_OUT
+                    } else {
+                        Outcome::FAILED
+                    });
                     inner.count_failure(&err);
                     tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
                     Err(err)
                 }
-            }
+            };
+            drop(store);
+            r
         });
 
         match rx.await {
             Ok(Ok(resp)) => {
-                if body_exceeded.load(Ordering::Acquire) {
-                    inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
-                    return too_large(settings.max_body);
+                if let Some(f) = fault.get() {
+                    return self.body_fault_response(f);
                 }
+                *guest_outcome = Some(outcome);
                 resp
             }
             Ok(Err(code)) => {
                 tracing::warn!(error_code = ?code, "the component answered with an error code");
-                if body_exceeded.load(Ordering::Acquire) {
-                    return too_large(settings.max_body);
+                if let Some(f) = fault.get() {
+                    return self.body_fault_response(f);
                 }
                 self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("{code:?}"))
             }
             Err(_) => {
                 // The guest returned (or failed) without setting a response.
                 let outcome = task.await;
-                if body_exceeded.load(Ordering::Acquire) {
-                    inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
-                    return too_large(settings.max_body);
+                if let Some(f) = fault.get() {
+                    return self.body_fault_response(f);
                 }
                 match outcome {
                     Ok(Ok(())) => self.error_response(
@@ -533,9 +620,9 @@ impl HttpHandler {
     async fn handle_p3<B>(
         &self,
         handler: &ProxyHandler<P3State>,
-        req: Request<LimitedBody<B>>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-        body_exceeded: &AtomicBool,
+        req: Request<RequestBody<B>>,
+        permit: Admission,
+        fault: &BodyFault,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -551,9 +638,8 @@ impl HttpHandler {
                 .unwrap_or_else(|_| Err(ExpirationError.into())),
             None => call.await,
         };
-        if body_exceeded.load(Ordering::Acquire) {
-            inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
-            return too_large(inner.settings.max_body);
+        if let Some(f) = fault.get() {
+            return self.body_fault_response(f);
         }
         match result {
             Ok(resp) => resp,
@@ -577,6 +663,36 @@ impl HttpHandler {
                     &format!("the component trapped: {detail}"),
                 )
             }
+        }
+    }
+
+    /// The answer to a request whose body could not be read.
+    fn body_fault_response(&self, fault: u8) -> Response<Body> {
+        let s = &self.inner.settings;
+        match fault {
+            BodyFault::TOO_LARGE => {
+                self.inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+                too_large(s.max_body)
+            }
+            BodyFault::TIMED_OUT => {
+                self.inner.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+                let mut r = simple(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "request body not received in time (the body timeout is {}ms)\n",
+                        s.body_timeout.as_millis()
+                    ),
+                );
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                r
+            }
+            _ => simple(
+                StatusCode::BAD_REQUEST,
+                "bad request: the request body is malformed\n",
+            ),
         }
     }
 
@@ -763,15 +879,115 @@ fn too_large(max: u64) -> Response<Body> {
     )
 }
 
-/// A request body that fails once more than `max` bytes have arrived.
-struct LimitedBody<B> {
-    inner: B,
-    remaining: u64,
-    max: u64,
-    exceeded: Arc<AtomicBool>,
+/// What went wrong reading a request body, if anything: set by the body,
+/// read by the handler to answer 413, 408 or 400 rather than 500.
+#[derive(Debug, Default)]
+pub(crate) struct BodyFault(std::sync::atomic::AtomicU8);
+
+impl BodyFault {
+    const TOO_LARGE: u8 = 1;
+    const TIMED_OUT: u8 = 2;
+    const MALFORMED: u8 = 3;
+
+    fn set(&self, v: u8) {
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn get(&self) -> Option<u8> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(v),
+        }
+    }
 }
 
-impl<B> http_body::Body for LimitedBody<B>
+/// What a request holds while it runs: its instance slot and its share of
+/// the memory budget.
+pub(crate) struct Admission {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _memory: Option<crate::budget::Reservation>,
+}
+
+/// A request body as the guest reads it: the part read before the
+/// instance was taken, then the rest from the connection. Fails once more
+/// than `max` bytes have arrived, or when the client sends nothing for the
+/// body timeout.
+pub(crate) struct RequestBody<B> {
+    head: std::collections::VecDeque<Bytes>,
+    trailers: Option<http::HeaderMap>,
+    /// The rest of the body; `None` once it ended.
+    rest: Option<B>,
+    remaining: u64,
+    max: u64,
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    fault: Arc<BodyFault>,
+}
+
+impl<B> RequestBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    /// Reads up to `settings.body_buffer` bytes of `body` (all of a body
+    /// that small), within `settings.body_timeout`.
+    async fn prefetch(
+        mut body: B,
+        settings: &HttpSettings,
+        fault: Arc<BodyFault>,
+    ) -> Result<Self, u8> {
+        let mut this = RequestBody {
+            head: std::collections::VecDeque::new(),
+            trailers: None,
+            rest: None,
+            remaining: settings.max_body,
+            max: settings.max_body,
+            idle: settings.body_timeout,
+            timer: None,
+            fault,
+        };
+        if body.is_end_stream() {
+            return Ok(this);
+        }
+        let deadline = tokio::time::Instant::now() + settings.body_timeout;
+        let mut buffered = 0usize;
+        loop {
+            if buffered >= settings.body_buffer || body.is_end_stream() {
+                this.rest = Some(body);
+                return Ok(this);
+            }
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err(BodyFault::TIMED_OUT),
+                Ok(None) => return Ok(this),
+                Ok(Some(Err(_))) => return Err(BodyFault::MALFORMED),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let n = data.len() as u64;
+                    if n > this.remaining {
+                        return Err(BodyFault::TOO_LARGE);
+                    }
+                    this.remaining -= n;
+                    buffered += data.len();
+                    if !data.is_empty() {
+                        this.head.push_back(data);
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        this.trailers = Some(t);
+                    }
+                    return Ok(this);
+                }
+            }
+        }
+    }
+}
+
+impl<B> http_body::Body for RequestBody<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -784,13 +1000,21 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        if let Some(data) = this.head.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        };
+        match Pin::new(rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > this.remaining {
                         this.remaining = 0;
-                        this.exceeded.store(true, Ordering::Release);
+                        this.rest = None;
+                        this.fault.set(BodyFault::TOO_LARGE);
                         return Poll::Ready(Some(Err(
                             wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.max)),
                         )));
@@ -799,8 +1023,171 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|_| None),
+            Poll::Ready(Some(Err(e))) => {
+                this.rest = None;
+                this.fault.set(BodyFault::MALFORMED);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.rest = None;
+                this.timer = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // Nothing from the client: it has the body timeout to send
+                // its next bytes.
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.rest = None;
+                        this.timer = None;
+                        this.fault.set(BodyFault::TIMED_OUT);
+                        Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::ConnectionReadTimeout,
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty()
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head: u64 = self.head.iter().map(|b| b.len() as u64).sum();
+        match &self.rest {
+            None => SizeHint::with_exact(head),
+            Some(r) => {
+                let h = r.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + head);
+                if let Some(u) = h.upper() {
+                    out.set_upper(u + head);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// How a guest's call ended, as far as its response body needs to know:
+/// set by the guest's task before its store is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome(std::sync::atomic::AtomicU8);
+
+impl Outcome {
+    // 0: still running.
+    const OK: u8 = 1;
+    const FAILED: u8 = 2;
+    const TIMED_OUT: u8 = 3;
+
+    fn set(&self, v: u8) {
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// The status that tells what happened to a guest that failed, if it did.
+    fn failure_status(&self) -> Option<u16> {
+        match self.0.load(Ordering::Acquire) {
+            Self::FAILED => Some(500),
+            Self::TIMED_OUT => Some(504),
+            _ => None,
+        }
+    }
+}
+
+/// What the access line of a guest's response needs once its body ends.
+struct PendingAccess {
+    handler: Arc<Inner>,
+    method: http::Method,
+    path: String,
+    request_id: Arc<str>,
+    trace_id: Option<[u8; 16]>,
+    start: Instant,
+    status: u16,
+}
+
+impl PendingAccess {
+    fn emit(self, failure: Option<u16>) {
+        let aborted = failure.is_some();
+        if aborted {
+            if let Some(m) = &self.handler.metrics {
+                m.aborted.inc();
+            }
+            self.handler.stats.aborted.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                component = %self.handler.settings.name,
+                request_id = %self.request_id,
+                status = self.status,
+                "response aborted: the component failed after sending the response head"
+            );
+        }
+        wasmops_telemetry::access::AccessRecord {
+            method: self.method.as_str(),
+            path: &self.path,
+            status: failure.unwrap_or(self.status),
+            duration: self.start.elapsed(),
+            app: &self.handler.settings.app,
+            component: &self.handler.settings.name,
+            request_id: &self.request_id,
+            trace_id: self.trace_id,
+            aborted,
+        }
+        .emit();
+    }
+}
+
+/// A guest's response body. If the guest fails (traps, times out) before
+/// finishing the body, the body ends in an error rather than in a clean end
+/// of stream, so the server aborts the response (HTTP/1.1: the connection
+/// is closed without the final chunk; HTTP/2: the stream is reset) instead
+/// of presenting a cut-off body as complete. Its access line is written
+/// when it ends.
+struct GuestBody {
+    inner: Body,
+    outcome: Arc<Outcome>,
+    access: Option<PendingAccess>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                // wasmtime ends the stream cleanly both when the guest
+                // finished the body and when the body's writer was dropped
+                // with the guest's store: only the outcome tells them apart.
+                let failure = this.outcome.failure_status();
+                if let Some(access) = this.access.take() {
+                    access.emit(failure);
+                }
+                match failure {
+                    Some(_) => Poll::Ready(Some(Err(
+                        wasmtime_wasi_http::Error::HttpResponseIncomplete,
+                    ))),
+                    None => Poll::Ready(None),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(access) = this.access.take() {
+                    access.emit(Some(this.outcome.failure_status().unwrap_or(500)));
+                }
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
         }
     }
 
@@ -810,5 +1197,15 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        // Not read to its end: a HEAD request, a known length reached, or
+        // the client went away.
+        if let Some(access) = self.access.take() {
+            access.emit(self.outcome.failure_status());
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! `wasi:http` handlers ([`http`]). Every capability a guest gets comes from a
 //! [`Grants`] value: nothing is granted by default.
 
+pub mod budget;
 pub mod cache;
 pub mod command;
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod kv;
 pub mod limits;
 pub mod load;
 pub mod outbound;
+pub mod preview1;
 pub mod world;
 
 pub use engine::{EngineSettings, PoolingChoice, Runtime};

@@ -64,48 +64,97 @@ impl Runtime {
     /// Loads a component from bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let start = Instant::now();
-        let decode = |source| LoadError::Decode {
-            path: path.to_owned(),
-            source,
-        };
-        let text;
-        let bytes = if looks_like_text(bytes) {
-            text = wat::parse_bytes(bytes)
-                .map_err(|e| decode(DecodeError::Invalid(one_line(&e.to_string()))))?
-                .into_owned();
-            &text[..]
-        } else {
-            bytes
-        };
-        let source_kind = wasmops_component::kind(bytes).map_err(decode)?;
+        let (bytes, source_kind) = decode_input(path, bytes)?;
+        let bytes = &bytes[..];
         let digest = blake3::hash(bytes).to_hex().to_string();
         let key = format!("{digest}-{}", self.fingerprint);
+        let (component, cache) = self.cached(
+            path,
+            &key,
+            // SAFETY: cache payloads are produced by `Component::serialize`
+            // of an engine with the same fingerprint, and their checksum was
+            // verified, so they are the bytes we wrote.
+            |engine, payload| unsafe { Component::deserialize(engine, payload) },
+            |engine| {
+                let adapted;
+                let component_bytes = match source_kind {
+                    Kind::Component => bytes,
+                    Kind::CoreModule => {
+                        let info = wasmops_component::core_module_info(bytes)
+                            .map_err(|source| decode_err(path, source))?;
+                        if !info.imports_preview1 {
+                            return Err(LoadError::NotAdaptable {
+                                path: path.to_owned(),
+                            });
+                        }
+                        adapted = wasmops_component::componentize_preview1(bytes)
+                            .map_err(|source| decode_err(path, source))?;
+                        &adapted[..]
+                    }
+                };
+                Component::new(engine, component_bytes).map_err(|e| LoadError::Compile {
+                    path: path.to_owned(),
+                    message: compile_message(&e),
+                })
+            },
+            Component::serialize,
+        )?;
+        Ok(Loaded {
+            component,
+            source_kind,
+            digest,
+            cache,
+            elapsed: start.elapsed(),
+        })
+    }
 
+    /// Loads a WASI preview1 core module as a module (not adapted into a
+    /// component), for running on the host's preview1 implementation.
+    pub fn load_module_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<(wasmtime::Module, CacheOutcome), LoadError> {
+        let (bytes, _) = decode_input(path, bytes)?;
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let key = format!("{digest}-p1-{}", self.fingerprint);
+        self.cached(
+            path,
+            &key,
+            // SAFETY: as for components, the payload is what
+            // `Module::serialize` of an engine with this fingerprint wrote.
+            |engine, payload| unsafe { wasmtime::Module::deserialize(engine, payload) },
+            |engine| {
+                wasmtime::Module::new(engine, &bytes).map_err(|e| LoadError::Compile {
+                    path: path.to_owned(),
+                    message: compile_message(&e),
+                })
+            },
+            wasmtime::Module::serialize,
+        )
+    }
+
+    /// Fetches a compiled artifact from the cache, or compiles and stores it.
+    fn cached<T>(
+        &self,
+        path: &Path,
+        key: &str,
+        deserialize: impl Fn(&wasmtime::Engine, &[u8]) -> wasmtime::Result<T>,
+        compile: impl FnOnce(&wasmtime::Engine) -> Result<T, LoadError>,
+        serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> Result<(T, CacheOutcome), LoadError> {
         let mut outcome = CacheOutcome::Disabled;
         if let Some(cache) = &self.cache {
             outcome = CacheOutcome::Miss;
-            match cache.get(&key) {
-                Lookup::Hit(payload) => {
-                    // SAFETY: the payload was produced by `Component::serialize`
-                    // of an engine with the same fingerprint, and its checksum
-                    // was verified, so it is the bytes we wrote.
-                    match unsafe { Component::deserialize(&self.engine, &payload) } {
-                        Ok(component) => {
-                            return Ok(Loaded {
-                                component,
-                                source_kind,
-                                digest,
-                                cache: CacheOutcome::Hit,
-                                elapsed: start.elapsed(),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "stale compiled artifact; recompiling");
-                            cache.remove(&key);
-                            outcome = CacheOutcome::Rebuilt("stale".into());
-                        }
+            match cache.get(key) {
+                Lookup::Hit(payload) => match deserialize(&self.engine, &payload) {
+                    Ok(t) => return Ok((t, CacheOutcome::Hit)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "stale compiled artifact; recompiling");
+                        cache.remove(key);
+                        outcome = CacheOutcome::Rebuilt("stale".into());
                     }
-                }
+                },
                 Lookup::Corrupt(why) => {
                     tracing::warn!(path = %path.display(), reason = %why, "corrupt compiled artifact; recompiling");
                     outcome = CacheOutcome::Rebuilt(why);
@@ -113,46 +162,51 @@ impl Runtime {
                 Lookup::Miss => {}
             }
         }
-
-        let adapted;
-        let component_bytes = match source_kind {
-            Kind::Component => bytes,
-            Kind::CoreModule => {
-                let info = wasmops_component::core_module_info(bytes).map_err(decode)?;
-                if !info.imports_preview1 {
-                    return Err(LoadError::NotAdaptable {
-                        path: path.to_owned(),
-                    });
-                }
-                adapted = wasmops_component::componentize_preview1(bytes).map_err(decode)?;
-                &adapted[..]
-            }
-        };
-        let component =
-            Component::new(&self.engine, component_bytes).map_err(|e| LoadError::Compile {
-                path: path.to_owned(),
-                message: compile_message(&e),
-            })?;
+        let compiled = compile(&self.engine)?;
         if let Some(cache) = &self.cache {
-            match component.serialize() {
+            match serialize(&compiled) {
                 Ok(payload) => {
-                    if let Err(e) = cache.put(&key, &payload) {
+                    if let Err(e) = cache.put(key, &payload) {
                         tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot write to the artifact cache");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot serialize the compiled component")
+                    tracing::warn!(error = %format!("{e:#}"), "cannot serialize the compiled artifact")
                 }
             }
         }
-        Ok(Loaded {
-            component,
-            source_kind,
-            digest,
-            cache: outcome,
-            elapsed: start.elapsed(),
-        })
+        Ok((compiled, outcome))
     }
+}
+
+/// What `bytes` (binary or text format) hold: a component or a core module.
+pub fn source_kind(path: &Path, bytes: &[u8]) -> Result<Kind, LoadError> {
+    decode_input(path, bytes).map(|(_, kind)| kind)
+}
+
+fn decode_err(path: &Path, source: DecodeError) -> LoadError {
+    LoadError::Decode {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The binary of `bytes` (text format is assembled) and what it holds.
+fn decode_input<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(std::borrow::Cow<'a, [u8]>, Kind), LoadError> {
+    let bytes = if looks_like_text(bytes) {
+        std::borrow::Cow::Owned(
+            wat::parse_bytes(bytes)
+                .map_err(|e| decode_err(path, DecodeError::Invalid(one_line(&e.to_string()))))?
+                .into_owned(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(bytes)
+    };
+    let kind = wasmops_component::kind(&bytes).map_err(|source| decode_err(path, source))?;
+    Ok((bytes, kind))
 }
 
 fn looks_like_text(bytes: &[u8]) -> bool {

@@ -1,7 +1,11 @@
 //! The serving loop shared by `serve`, `up` and the node: accept on a
 //! listener, speak HTTP/1.1 (keep-alive) and HTTP/2 (h2c, prior knowledge),
-//! call a handler per request, and shut down gracefully.
+//! call a handler per request, and shut down gracefully; the admin
+//! endpoints; the process shell around them (`hosting`). Knows nothing of
+//! WebAssembly: handlers are any async function from a request to a
+//! response with a streaming body.
 
+pub mod hosting;
 pub mod router;
 
 use std::convert::Infallible;
@@ -9,13 +13,27 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-pub use wasmops_runtime::http::Body;
+/// The error type of response bodies, as hyper takes it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response with a whole body, for answers the server makes itself.
+pub fn text(status: http::StatusCode, text: &str) -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(Bytes::copy_from_slice(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
 
 /// Why the listener could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +102,7 @@ pub struct ServeSummary {
 
 /// Serves until `shutdown` completes, then stops accepting, lets in-flight
 /// requests finish for up to `shutdown_grace`, and returns.
-pub async fn serve<H, Fut>(
+pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     handler: H,
     options: ServeOptions,
@@ -92,7 +110,9 @@ pub async fn serve<H, Fut>(
 ) -> std::io::Result<ServeSummary>
 where
     H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -125,9 +145,15 @@ where
         let _ = stream.set_nodelay(true);
         summary.connections += 1;
         let h = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let fut = h(req);
-            async move { Ok::<_, Infallible>(fut.await) }
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            // CONNECT asks for a tunnel, which no component serves.
+            let fut = (req.method() != http::Method::CONNECT).then(|| h(req));
+            async move {
+                Ok::<_, Infallible>(match fut {
+                    Some(f) => f.await.map(Either::Left),
+                    None => connect_refused().map(Either::Right),
+                })
+            }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -149,6 +175,19 @@ where
         }
     }
     Ok(summary)
+}
+
+/// The answer to CONNECT: 405, with the methods that are served.
+fn connect_refused() -> http::Response<Full<Bytes>> {
+    let mut r = text(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "CONNECT is not supported: this server does not open tunnels\n",
+    );
+    r.headers_mut().insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    r
 }
 
 /// Completes on the first SIGINT or SIGTERM.
@@ -184,9 +223,9 @@ pub struct Admin {
 
 impl Admin {
     /// Answers `/metrics`, `/healthz` and `/readyz`; everything else is 404.
-    pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<Body> {
+    pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<Full<Bytes>> {
         use http::StatusCode;
-        use wasmops_runtime::http::simple;
+        let simple = text;
         if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
             return simple(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
         }

@@ -26,6 +26,9 @@ pub struct AccessRecord<'a> {
     pub request_id: &'a str,
     /// The request's trace, when it has one.
     pub trace_id: Option<[u8; 16]>,
+    /// The response was cut off after its head was sent (`status` then
+    /// tells why: 500 for a guest failure, 504 for a timeout).
+    pub aborted: bool,
 }
 
 /// Where access records go instead of `tracing`.
@@ -60,6 +63,7 @@ impl AccessRecord<'_> {
             component = self.component,
             request_id = self.request_id,
             trace_id = %HexId(self.trace_id),
+            aborted = self.aborted,
             "request"
         );
     }

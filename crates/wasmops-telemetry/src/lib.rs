@@ -157,7 +157,7 @@ impl Metrics {
         let failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "wasmops_guest_failures",
-            "Guest failures by kind: trap, timeout, memory_limit",
+            "Guest failures by kind: trap, timeout, memory_limit, aborted_response (a response cut off after its head was sent)",
             failures.clone(),
         );
         let outbound = Family::<OutboundLabels, Counter>::default();
@@ -271,8 +271,42 @@ impl Metrics {
             traps: failure("trap"),
             timeouts: failure("timeout"),
             memory_limits: failure("memory_limit"),
+            aborted: failure("aborted_response"),
             memory_high_water: self.memory_high_water.get_or_create(&c).clone(),
         }
+    }
+
+    /// Drops the series `component` made for (`app`, `component`, `route`),
+    /// so a deleted app leaves no metrics behind. Series made on the way
+    /// (outbound hosts, key-value stores) stay.
+    pub fn forget_component(&self, app: &str, component: &str, route: &str) {
+        let c = ComponentLabels {
+            app: app.into(),
+            component: component.into(),
+        };
+        for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            self.requests.remove(&RequestLabels {
+                app: app.into(),
+                component: component.into(),
+                route: route.into(),
+                status_class: class.into(),
+            });
+        }
+        self.request_duration.remove(&RouteLabels {
+            app: app.into(),
+            component: component.into(),
+            route: route.into(),
+        });
+        for kind in ["trap", "timeout", "memory_limit", "aborted_response"] {
+            self.failures.remove(&FailureLabels {
+                app: app.into(),
+                component: component.into(),
+                kind: kind.into(),
+            });
+        }
+        self.instantiation.remove(&c);
+        self.in_use.remove(&c);
+        self.memory_high_water.remove(&c);
     }
 
     /// Counts one artifact-cache lookup.
@@ -307,6 +341,8 @@ pub struct ComponentMetrics {
     pub traps: Counter,
     pub timeouts: Counter,
     pub memory_limits: Counter,
+    /// Responses cut off after their head was sent (the guest failed).
+    pub aborted: Counter,
     pub memory_high_water: Histogram,
 }
 

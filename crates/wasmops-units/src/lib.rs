@@ -4,10 +4,83 @@
 
 use std::time::Duration;
 
+pub mod outbound;
+
+/// Writes a time since the Unix epoch as RFC 3339 UTC, with microseconds
+/// when `micros`.
+pub fn write_rfc3339(out: &mut String, now: std::time::Duration, micros: bool) {
+    use std::fmt::Write as _;
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    );
+    let _ = if micros {
+        write!(out, ".{:06}Z", now.subsec_micros())
+    } else {
+        write!(out, "Z")
+    };
+}
+
+/// The time since the Unix epoch as RFC 3339 UTC, to the second.
+pub fn rfc3339(since_epoch: std::time::Duration) -> String {
+    let mut s = String::with_capacity(20);
+    write_rfc3339(&mut s, since_epoch, false);
+    s
+}
+
 /// The units accepted in sizes, for messages.
 pub const SIZE_UNITS: &str = "B, KiB, MiB, GiB, KB, MB, GB";
 /// The units accepted in durations, for messages.
 pub const DURATION_UNITS: &str = "us, ms, s, m, h";
+
+/// The smallest memory limit of an instance: one WebAssembly page.
+pub const MIN_MEMORY: u64 = 64 << 10;
+
+/// Checks a memory limit: at least one WebAssembly page. The manifest and
+/// the flags both ask this, so they accept the same limits.
+pub fn check_memory(bytes: u64) -> Result<u64, String> {
+    if bytes == 0 {
+        Err("must be greater than zero".to_string())
+    } else if bytes < MIN_MEMORY {
+        Err(format!(
+            "{bytes} bytes is less than one WebAssembly page (64KiB)"
+        ))
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Parses a size that must not be zero.
+pub fn parse_nonzero_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("must be greater than zero".to_string()),
+        n => Ok(n),
+    }
+}
+
+/// Parses a duration that must not be zero.
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
 
 /// Parses a size such as `"64MiB"`, `"1.5GB"`, `"512 KiB"` or `"1024"` (bytes)
 /// into a number of bytes (fractions of a byte are dropped). Units are `B`,

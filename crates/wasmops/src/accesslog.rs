@@ -99,34 +99,7 @@ fn timestamp(out: &mut String) {
     out.push('Z');
 }
 
-/// Writes a time since the Unix epoch as RFC 3339 UTC, with microseconds
-/// when `micros`.
-pub(crate) fn write_rfc3339(out: &mut String, now: std::time::Duration, micros: bool) {
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-    );
-    let _ = if micros {
-        write!(out, ".{:06}Z", now.subsec_micros())
-    } else {
-        write!(out, "Z")
-    };
-}
+pub(crate) use wasmops_units::write_rfc3339;
 
 /// Appends a duration in milliseconds with three decimals (to the µs), by
 /// integer arithmetic.
@@ -170,7 +143,11 @@ fn format_line(line: &mut String, r: &AccessRecord<'_>) {
     if let Some(id) = &r.trace_id {
         wasmops_telemetry::trace::push_hex(line, id);
     }
-    line.push_str("\"}\n");
+    line.push('"');
+    if r.aborted {
+        line.push_str(",\"aborted\":true");
+    }
+    line.push_str("}\n");
 }
 
 impl AccessLog for AccessJson {
@@ -243,6 +220,7 @@ mod tests {
             component: "cart",
             request_id: "r-1",
             trace_id: Some([0xab; 16]),
+            aborted: false,
         };
         format_line(&mut line, &r);
         assert!(line.ends_with("}\n"));
@@ -267,6 +245,10 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["trace_id"], "");
+        assert!(v.get("aborted").is_none());
+        format_line(&mut line, &AccessRecord { aborted: true, ..r });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["aborted"], true);
     }
 
     #[test]

@@ -10,6 +10,13 @@ mod commands;
 mod logwriter;
 mod options;
 
+/// A `--log-level` filter, checked when the flags are read.
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e}; write a level (error, warn, info, debug, trace) or TARGET=LEVEL, e.g. `wasmops=debug`"))
+}
+
 #[derive(Parser)]
 #[command(
     name = "wasmops",
@@ -19,7 +26,7 @@ mod options;
 )]
 struct Cli {
     /// Log filter (e.g. `info`, `wasmops=debug`); `RUST_LOG` is used when unset.
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER", value_parser = log_filter)]
     log_level: Option<String>,
     /// Log format: JSON lines when stderr is not a terminal, readable text on one.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
@@ -53,6 +60,10 @@ enum Command {
     Verify(commands::oci::VerifyArgs),
     Keygen(commands::oci::KeygenArgs),
     Registry(commands::oci::RegistryCommand),
+    Node(commands::node::NodeArgs),
+    Deploy(commands::client::DeployArgs),
+    Apps(commands::client::AppsArgs),
+    Promote(commands::client::PromoteArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -180,6 +191,22 @@ fn main() -> ExitCode {
         Command::Registry(args) => {
             init_logging(&cli, "warn");
             commands::oci::registry_cmd(args)
+        }
+        Command::Node(args) => {
+            init_logging(&cli, "info");
+            commands::node::run(args)
+        }
+        Command::Deploy(args) => {
+            init_logging(&cli, "warn");
+            commands::client::deploy(args)
+        }
+        Command::Apps(args) => {
+            init_logging(&cli, "warn");
+            commands::client::apps(args)
+        }
+        Command::Promote(args) => {
+            init_logging(&cli, "warn");
+            commands::client::promote(args)
         }
     };
     match code {

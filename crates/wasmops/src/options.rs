@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -81,7 +82,7 @@ impl GrantArgs {
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
     /// Linear memory per instance, all memories counted (e.g. 64MiB).
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = memory_size)]
     pub max_memory: u64,
 }
 
@@ -128,6 +129,34 @@ fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {
         _ => Err(format!(
             "invalid allocator `{s}`: use auto, pooling or on-demand"
         )),
+    }
+}
+
+/// A memory limit flag: the manifest's rule (at least one WebAssembly page).
+pub fn memory_size(s: &str) -> Result<u64, String> {
+    wasmops_units::check_memory(parse_size(s)?)
+}
+
+/// A size flag that must not be zero.
+pub fn nonzero_size(s: &str) -> Result<u64, String> {
+    wasmops_units::parse_nonzero_size(s)
+}
+
+/// A duration flag that must not be zero (a time limit), as in the manifest.
+pub fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// A count flag that must be at least 1.
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
     }
 }
 
@@ -184,8 +213,18 @@ pub struct ServerArgs {
     #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Largest request body accepted; 413 beyond.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = nonzero_size)]
     pub max_body: u64,
+    /// Time a client has to send a request body's first 256KiB (read
+    /// before an instance is taken), and at most between two parts of the
+    /// rest; 408 beyond.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = nonzero_duration)]
+    pub body_timeout: Duration,
+    /// Memory the running instances may reserve at once, each its memory
+    /// limit; requests wait for it, then get 503 [default: the app's
+    /// `memory_budget`, else 3/4 of the machine's or container's memory].
+    #[arg(long, value_name = "SIZE", value_parser = nonzero_size)]
+    pub memory_budget: Option<u64>,
     /// Put error details (trap messages) in 500 response bodies.
     #[arg(long)]
     pub debug_errors: bool,
@@ -197,10 +236,45 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
     pub admin_listen: AdminAddr,
     /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub pool: PoolArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+impl ServerArgs {
+    /// The process's memory budget: the flag, else the app's setting, else
+    /// the machine's default. Refused when one instance's memory limit
+    /// (`largest_limit`) could never fit in it.
+    pub fn memory_budget(
+        &self,
+        manifest: Option<u64>,
+        largest_limit: u64,
+    ) -> anyhow::Result<Arc<wasmops_runtime::budget::MemoryBudget>> {
+        let bytes = self
+            .memory_budget
+            .or(manifest)
+            .or_else(wasmops_runtime::budget::default_budget)
+            .unwrap_or(16 << 30);
+        if largest_limit > bytes {
+            anyhow::bail!(
+                "the memory limit of one instance ({}) is larger than the memory budget ({}); raise --memory-budget or lower the memory limit",
+                show_size(largest_limit),
+                show_size(bytes)
+            );
+        }
+        Ok(wasmops_runtime::budget::MemoryBudget::new(bytes))
+    }
+}
+
+/// A size in the largest binary unit that keeps it whole.
+pub fn show_size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes}B")
 }

@@ -442,3 +442,280 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
     );
     assert!(log.contains("\"pooling\":false"), "{log}");
 }
+
+/// Sends `request` on a raw TCP connection and reads until the server
+/// closes it (at most `limit`); returns the bytes read.
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], limit: Duration) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_failing_mid_body_aborts_the_response() {
+    let server = Server::start(test_programs::HOSTILE, &["--timeout", "2s"]);
+
+    // HTTP/1.1: the head went out, then the guest trapped. The connection
+    // is closed without the final chunk, so the client knows it is cut off.
+    for path in ["/trap-mid-body?bytes=25", "/spin-mid-body?bytes=8192"] {
+        let raw = raw_exchange(
+            server.addr,
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+            Duration::from_secs(10),
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        assert!(text.contains("transfer-encoding: chunked"), "{path}: {text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "{path}: a cut-off body must not end with the last chunk: {:?}",
+            &text[text.len().saturating_sub(40)..]
+        );
+    }
+
+    // Through a real client, on HTTP/1.1 and HTTP/2: the body is an error.
+    for h2 in [false, true] {
+        let req = http::Request::get(server.url("/trap-mid-body?bytes=100000"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = client(h2).request(req).await.expect("the head arrives");
+        assert_eq!(resp.status(), 200);
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+        assert!(body.is_err(), "h2={h2}: a cut-off body must fail");
+    }
+
+    // A complete streamed body is still complete.
+    let r = get(&server.url("/huge?mb=2")).await;
+    assert_eq!((r.status, r.body.len()), (200, 2 << 20));
+
+    // Logged and counted with the real outcome.
+    let log = server.wait_log("\"path\":\"/huge\"");
+    let aborted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("wasmops::access") && l.contains("\"aborted\":true"))
+        .collect();
+    assert!(aborted.len() >= 4, "{log}");
+    assert!(aborted.iter().any(|l| l.contains("\"status\":500")), "{log}");
+    assert!(aborted.iter().any(|l| l.contains("\"status\":504")), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("/huge") && l.contains("\"status\":200") && !l.contains("aborted")),
+        "{log}"
+    );
+    let metrics = get(&server.admin_url("/metrics")).await.text();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("wasmops_guest_failures_total") && l.contains("aborted_response"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 4.0, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_bodies_get_408_and_others_are_still_served() {
+    use std::io::Write;
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--max-concurrency", "4", "--max-queue", "4", "--body-timeout", "2s"],
+    );
+    // 64 clients announce a 1 MB body and send it a byte at a time.
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.write_all(b"POST /body HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nx")
+            .unwrap();
+        slow.push(s);
+    }
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(400));
+            for s in slow.iter_mut() {
+                let _ = s.write_all(b"x");
+            }
+        }
+        slow
+    });
+    // Meanwhile, ordinary requests (with and without a body) are answered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..20 {
+        assert_eq!(get(&server.url("/ok")).await.status, 200);
+        let r = post(&server.url("/body"), &[b'b'; 5000]).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "5000"));
+    }
+    // A body of more than the part read ahead streams to the guest.
+    let r = post(&server.url("/body"), &vec![b'c'; 3 << 20]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "3145728"));
+
+    // The trickling clients are told 408 once their body timeout is up.
+    let slow = trickle.join().unwrap();
+    for mut s in slow.into_iter().take(8) {
+        use std::io::Read;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 408");
+    }
+    let metrics = get(&server.admin_url("/metrics")).await.text();
+    let count = |class: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("wasmops_http_requests_total") && l.contains(class))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{metrics}"))
+    };
+    assert_eq!(count("status_class=\"5xx\""), 0.0, "{metrics}");
+    assert!(count("status_class=\"4xx\"") >= 8.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_bounds_what_instances_hold_at_once() {
+    // Each instance may use 64 MiB; the budget covers two at once.
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &[
+            "--max-memory",
+            "64MiB",
+            "--memory-budget",
+            "128MiB",
+            "--max-concurrency",
+            "16",
+            "--memory-keep-resident",
+            "0",
+        ],
+    );
+    let log = server.wait_log("\"memory_budget\":134217728");
+    assert!(log.contains("\"memory_budget\":134217728"), "{log}");
+    let base = server.rss_kib();
+    let pid = server.pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    let kib = s
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        .unwrap_or(0);
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    // Eight requests that each hold 48 MiB for 300 ms: without the budget
+    // 384 MiB at once; with it, two at a time, the others waiting.
+    let reqs: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get_owned(server.url("/mem?mb=48&ms=300"))))
+        .collect();
+    for r in reqs {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let grown_mib = peak.saturating_sub(base) / 1024;
+    assert!(
+        grown_mib < 128 + 32,
+        "RSS grew by {grown_mib} MiB with a 128 MiB budget"
+    );
+
+    // A limit that can never fit is refused at start.
+    let out = run(&[
+        "serve",
+        test_programs::HOSTILE,
+        "--max-memory",
+        "256MiB",
+        "--memory-budget",
+        "128MiB",
+        "--admin-listen",
+        "off",
+    ]);
+    assert_one_line_error(&out);
+    assert!(out.stderr.contains("--memory-budget"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_are_contained() {
+    let server = Server::start(test_programs::HOSTILE, &["--timeout", "2s", "--max-memory", "32MiB"]);
+    // Deep recursion traps on stack exhaustion.
+    assert_eq!(get(&server.url("/deep")).await.status, 500);
+    // A memory bomb stops at the limit.
+    assert_eq!(get(&server.url("/hog")).await.status, 500);
+    // A loop stops at the timeout.
+    assert_eq!(get(&server.url("/loop")).await.status, 504);
+    // A huge body streams out whole.
+    let r = get(&server.url("/huge?mb=16")).await;
+    assert_eq!((r.status, r.body.len()), (200, 16 << 20));
+    // And the server still answers.
+    assert_eq!(get(&server.url("/ok")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_4xx() {
+    let server = Server::start(test_programs::ECHO, &["--max-body", "1KiB"]);
+    // A malformed chunk size.
+    let raw = raw_exchange(
+        server.addr,
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // CONNECT is not something a component serves.
+    let raw = raw_exchange(
+        server.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    // HTTP/2: a body over the limit is answered 413, not reset.
+    let stream = futures_stream(vec![
+        Bytes::from(vec![b'y'; 700]),
+        Bytes::from(vec![b'y'; 700]),
+    ]);
+    let req = http::Request::post(server.url("/")).body(stream).unwrap();
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let r = send(&client(true), http::Request::post(server.url("/")).body(Full::new(Bytes::from(vec![b'z'; 2000]))).unwrap()).await;
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn flags_follow_the_manifest_rules() {
+    for args in [
+        &["--timeout", "0s"][..],
+        &["--max-concurrency", "0"],
+        &["--threads", "0"],
+        &["--max-memory", "0"],
+        &["--max-memory", "10KiB"],
+        &["--max-body", "0"],
+        &["--body-timeout", "0s"],
+        &["--log-level", "wasmops=loud"],
+    ] {
+        let mut all = vec!["serve", test_programs::HELLO];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(args[0]), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}

@@ -673,3 +673,123 @@ fn core_modules_and_non_handlers_are_refused_at_startup() {
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("does not export"), "{}", out.stderr);
 }
+
+/// An app of the hostile guest with `files` mounting `static` at `/data`.
+fn hostile_app(files: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        format!(
+            "manifest_version = 1\n[app]\nname = \"linked\"\n[component.h]\nsource = \"hostile.wasm\"\nroute = \"/...\"\nfiles = [{files}]\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn links_out_of_the_app_directory_are_refused() {
+    // A mount whose source is a link to /etc.
+    let dir = hostile_app(r#"{ source = "link", destination = "/data" }"#);
+    std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+    let app = dir.path().to_str().unwrap();
+    let out = common::run(&["up", "--check", app]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("wasmops.toml:"), "{}", out.stderr);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    let store = tempfile::tempdir().unwrap();
+    let reference = format!("oci-layout:{}:v1", store.path().display());
+    let out = common::run(&["push", app, &reference]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert!(
+        !store.path().join("blobs").exists()
+            || std::fs::read_dir(store.path().join("blobs/sha256"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true),
+        "nothing was pushed"
+    );
+
+    // A link inside a mounted directory's path (static -> real dir outside).
+    let outside = tempfile::tempdir().unwrap();
+    let dir = hostile_app(r#""static""#);
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("static")).unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+
+    // A component whose source is a link to a file outside.
+    let dir = hostile_app("");
+    std::fs::remove_file(dir.path().join("hostile.wasm")).unwrap();
+    std::os::unix::fs::symlink(test_programs::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("`source`"), "{}", out.stderr);
+
+    // A link that stays inside the app directory is fine.
+    let dir = hostile_app(r#"{ source = "inner", destination = "/data" }"#);
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::os::unix::fs::symlink("real", dir.path().join("inner")).unwrap();
+    let out = common::run(&["up", "--check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_follow_a_link_out_of_its_mount() {
+    let dir = hostile_app(r#"{ source = "static", destination = "/data" }"#);
+    let stat = dir.path().join("static");
+    std::fs::create_dir(&stat).unwrap();
+    std::fs::write(stat.join("ok.txt"), "ok").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", stat.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("/etc", stat.join("etc")).unwrap();
+    std::os::unix::fs::symlink("../../..", stat.join("up")).unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let r = get(&server.url("/file?path=/data/ok.txt")).await;
+    assert_eq!(r.text(), "read 2 bytes");
+    for path in ["/data/passwd", "/data/etc/passwd", "/data/up/etc/passwd"] {
+        let r = get(&server.url(&format!("/file?path={path}"))).await;
+        assert!(r.text().starts_with("denied"), "{path}: {}", r.text());
+    }
+    let r = get(&server.url("/ls?path=/data/etc")).await;
+    assert!(r.text().starts_with("denied"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_the_memory_budget_then_gets_503() {
+    // Two components share a 64 MiB budget; each instance reserves 64 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"budget\"\nmemory_budget = \"64MiB\"\n\
+         [component.slow]\nsource = \"hostile.wasm\"\nroute = \"/sleep\"\n\
+         [component.slow.limits]\nmemory = \"64MiB\"\ntimeout = \"10s\"\n\
+         [component.fast]\nsource = \"hostile.wasm\"\nroute = \"/ok\"\n\
+         [component.fast.limits]\nmemory = \"64MiB\"\ntimeout = \"500ms\"\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let url = server.url("/sleep?ms=2500");
+    let slow = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The budget is held by the slow request: this one waits, then 503.
+    let r = get(&server.url("/ok")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("memory budget"), "{}", r.text());
+    assert_eq!(slow.await.unwrap().status, 200);
+    // Once it is free, requests are served again.
+    assert_eq!(get(&server.url("/ok")).await.status, 200);
+}
+
+#[test]
+fn up_given_a_wasm_file_says_what_to_do_instead() {
+    let out = common::run(&["up", "--check", test_programs::HELLO]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("not an app manifest"), "{}", out.stderr);
+    assert!(out.stderr.contains("wasmops serve"), "{}", out.stderr);
+    assert!(!out.stderr.contains("UTF-8"), "{}", out.stderr);
+    let out = common::run(&["up", "--check", test_programs::CLI_P1]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("wasmops run"), "{}", out.stderr);
+}

@@ -7,8 +7,27 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use wasmops_inspect::scan::{AdvisoryDb, Policy, ScanReport, Severity};
 
+/// A file's WebAssembly binary: the text format (`.wat`) is assembled,
+/// as `run` does.
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'(' || b == b';');
+    if !text {
+        return Ok(bytes);
+    }
+    wat::parse_bytes(&bytes)
+        .map(|b| b.into_owned())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid WebAssembly text: {}",
+                path.display(),
+                wasmops_component::one_line(&e.to_string())
+            )
+        })
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -1,8 +1,9 @@
 pub mod build;
+pub mod client;
 pub mod doctor;
-pub mod hosting;
 pub mod inspect;
 pub mod new;
+pub mod node;
 pub mod oci;
 pub mod run;
 pub mod serve;

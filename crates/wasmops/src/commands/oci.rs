@@ -13,7 +13,7 @@ use wasmops_oci::app::AppInput;
 use wasmops_oci::auth::{Credential, Credentials};
 use wasmops_oci::distribution::{self, ArtifactKind, Blob, Target};
 use wasmops_oci::registry::{Progress, ProgressFn, Registry, RegistryOptions};
-use wasmops_oci::{ComponentInfo, Layout, LayoutRef, Reference, sign};
+use wasmops_oci::{ComponentInfo, Layout, resolve, sign};
 
 /// How registries are reached (shared by every command that takes a
 /// reference).
@@ -195,22 +195,7 @@ fn registry(args: &RegistryArgs) -> anyhow::Result<Arc<Registry>> {
 
 /// A reference as a target; a layout is created when `create`.
 fn target(s: &str, args: &RegistryArgs, create: bool) -> anyhow::Result<Target> {
-    if s.starts_with("oci-layout:") {
-        let r = LayoutRef::parse(s)?;
-        return Ok(Target::Layout {
-            store: Layout::open(&r.path, create)?,
-            reference: r.reference,
-        });
-    }
-    let reference = Reference::parse(s).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}; a reference is HOST[:PORT]/REPO[:TAG][@sha256:DIGEST] or oci-layout:PATH[:TAG]"
-        )
-    })?;
-    Ok(Target::Registry {
-        client: registry(args)?,
-        reference,
-    })
+    Ok(resolve::target(s, &args.insecure, create)?)
 }
 
 fn store() -> anyhow::Result<Layout> {
@@ -631,15 +616,7 @@ pub fn verify_cmd(args: &VerifyArgs) -> anyhow::Result<i32> {
 }
 
 fn load_public_key(path: &Path) -> anyhow::Result<sign::PublicKey> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?;
-    if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
-        anyhow::bail!(
-            "{} is a private key; verify with the public key (`.pub`)",
-            path.display()
-        );
-    }
-    Ok(sign::verifier(&pem)?)
+    Ok(resolve::load_public_key(path)?)
 }
 
 pub fn registry_cmd(args: &RegistryCommand) -> anyhow::Result<i32> {
@@ -680,44 +657,24 @@ pub fn registry_cmd(args: &RegistryCommand) -> anyhow::Result<i32> {
     }
 }
 
+impl SourceArgs {
+    pub fn policy(&self) -> resolve::SourcePolicy {
+        resolve::SourcePolicy {
+            verify_key: self.verify_key.clone(),
+            insecure: self.registry.insecure.clone(),
+        }
+    }
+}
+
 /// Whether `run`/`serve`/`up` should read `source` as a reference.
 pub fn is_reference(source: &Path) -> bool {
-    let s = source.to_string_lossy();
-    s.starts_with("oci-layout:") || Reference::looks_like_registry(&s)
+    resolve::is_reference(&source.to_string_lossy())
 }
 
 /// Pulls a reference (checking the signature policy) for run/serve/up.
 fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution::Pulled, Layout)> {
-    let mut t = target(source, &args.registry, false)?;
-    let rt = tokio()?;
-    if let Some(key) = &args.verify_key {
-        let key = load_public_key(key)?;
-        let v = rt.block_on(sign::verify(&t, &key)).map_err(|e| {
-            anyhow::anyhow!("refusing {source}: {e} (the signature policy --verify-key / WASMOPS_VERIFY_KEY requires a valid signature)")
-        })?;
-        // Pull exactly what was verified, even if the tag moves meanwhile.
-        t = match t {
-            Target::Registry { client, reference } => Target::Registry {
-                client,
-                reference: reference.with_digest(&v.digest),
-            },
-            Target::Layout { store, .. } => Target::Layout {
-                store,
-                reference: v.digest,
-            },
-        };
-    }
     let cache = store()?;
-    let pulled = rt.block_on(distribution::pull(
-        &t,
-        &cache,
-        &wasmops_oci::registry::quiet(),
-    ))?;
-    let blobs_in = match t {
-        Target::Layout { store, .. } => store,
-        Target::Registry { .. } => cache,
-    };
-    Ok((pulled, blobs_in))
+    Ok(tokio()?.block_on(resolve::pull_checked(source, &args.policy(), &cache))?)
 }
 
 /// The bytes of a component given as a reference, or `None` for a file.
@@ -730,19 +687,7 @@ pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Ve
     if pulled.kind == ArtifactKind::App {
         anyhow::bail!("{s} is a wasmops app; serve it with `wasmops up {s}`");
     }
-    let mut components = wasmops_oci::app::components(&store, &pulled)?;
-    if components.len() != 1 {
-        anyhow::bail!(
-            "{s} holds {} components ({}); pull it with `wasmops pull {s} -o DIR` and pick one",
-            components.len(),
-            components
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(components.pop().map(|(_, w)| w))
+    Ok(Some(resolve::single_component(&s, &pulled, &store)?))
 }
 
 /// For `up`: a reference to an app is pulled and unpacked (once per
@@ -759,15 +704,8 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
             "{s} is a single component, not a wasmops app; serve it with `wasmops serve {s}`"
         );
     }
-    let dir = wasmops_oci::default_store_dir()
-        .join("apps")
-        .join(&pulled.digest[7..]);
-    if !dir.join("wasmops.toml").is_file() {
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        wasmops_oci::app::unpack_app(&store, &pulled, &dir)?;
-    }
+    let root = wasmops_oci::default_store_dir().join("apps");
+    let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
     Ok(Some((dir, pulled.digest)))
 }
 

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use wasmops_runtime::{EngineSettings, Runtime, command};
+use wasmops_component::Kind;
+use wasmops_runtime::{EngineSettings, LoadError, Runtime, command, preview1};
 
-use crate::options::{EngineArgs, GrantArgs, LimitArgs, duration, limits};
+use crate::options::{EngineArgs, GrantArgs, LimitArgs, limits, nonzero_duration};
 
-/// Run a `wasi:cli` command component, or a WASI preview1 core module (adapted
-/// automatically). Standard streams are inherited; the guest's exit code
+/// Run a `wasi:cli` command component, or a WASI preview1 core module (on
+/// the host's preview1 implementation, as it was built for). Standard streams are inherited; the guest's exit code
 /// becomes wasmops' exit code (134 when it traps, 124 on --timeout).
 /// Nothing else is granted unless asked for: no files, environment, sockets
 /// or outbound HTTP.
@@ -28,7 +29,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Stop the guest after this long (e.g. 500ms, 10s).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -52,16 +53,33 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     args.engine.apply(&mut settings);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
-    let loaded = match super::oci::read_source(&args.file, &args.source)? {
-        Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
-        None => rt.load(&args.file)?,
+    let bytes = match super::oci::read_source(&args.file, &args.source)? {
+        Some(bytes) => bytes,
+        None => std::fs::read(&args.file).map_err(|source| LoadError::Read {
+            path: args.file.clone(),
+            source,
+        })?,
     };
-    tracing::debug!(cache = ?loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
-
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // A preview1 core module runs on the preview1 host, as it was built
+    // for: its exit status is kept whole.
+    if wasmops_runtime::load::source_kind(&args.file, &bytes)? == Kind::CoreModule {
+        let (module, cache) = rt.load_module_bytes(&args.file, &bytes)?;
+        tracing::debug!(cache = ?cache, "module loaded");
+        return match tokio.block_on(preview1::run(&rt, &module, &grants, &limits)) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("error: {}: {e}", args.file.display());
+                Ok(e.exit_code())
+            }
+        };
+    }
+    let loaded = rt.load_bytes(&args.file, &bytes)?;
+    tracing::debug!(cache = ?loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
+
     match tokio.block_on(command::run(&rt, &loaded.component, &grants, &limits)) {
         Ok(code) => Ok(code),
         Err(e) => {

@@ -12,8 +12,8 @@ use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_telemetry::Metrics;
 
-use super::hosting;
-use crate::options::{GrantArgs, LimitArgs, ServerArgs, duration, limits};
+use wasmops_server::hosting;
+use crate::options::{GrantArgs, LimitArgs, ServerArgs, limits, nonzero_duration, positive};
 
 /// Serve a `wasi:http` incoming-handler component (the WASI 0.2 proxy world).
 /// Every request runs in a fresh instance. HTTP/1.1 with keep-alive and
@@ -32,10 +32,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Time limit of one request, the guest's work included; 504 beyond.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = nonzero_duration)]
     pub timeout: Duration,
     /// Instances running at once; further requests wait in a queue.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value = "256", value_parser = positive)]
     pub max_concurrency: usize,
     /// Requests that may wait for an instance; beyond, 503 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
@@ -54,8 +54,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     settings.max_memory = args.limits.max_memory;
     settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
     settings.warm_slots = args.server.pool.warm_slots;
-    // The pool holds every instance that may run at once.
-    settings.max_instances = u32::try_from(args.max_concurrency)
+    let budget = args
+        .server
+        .memory_budget(None, args.limits.max_memory)?;
+    // The pool holds every instance that may run at once: no more than the
+    // concurrency, nor than the memory budget can cover.
+    let by_budget = (budget.bytes() / args.limits.max_memory).max(1);
+    settings.max_instances = u32::try_from((args.max_concurrency as u64).min(by_budget))
         .unwrap_or(u32::MAX)
         .max(1);
 
@@ -101,6 +106,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,
             max_body: args.server.max_body,
+            body_timeout: args.server.body_timeout,
+            body_buffer: wasmops_runtime::http::DEFAULT_BODY_BUFFER,
+            memory_budget: Some(budget.clone()),
             debug_errors: args.server.debug_errors,
             name: Arc::from(name.as_str()),
             app: Arc::from(name.as_str()),
@@ -128,6 +136,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
                 tracing::info!(
                     component = %args.file.display(),
                     pooling = rt.pooling(),
+                    memory_budget = budget.bytes(),
                     dirty_page_reset = rt.dirty_page_reset(),
                     cache = ?loaded.cache,
                     load_ms = loaded.elapsed.as_secs_f64() * 1000.0,

@@ -17,7 +17,7 @@ use wasmops_server::router::Router;
 use wasmops_telemetry::trace::Tracer;
 use wasmops_telemetry::{ComponentMetrics, Metrics};
 
-use super::hosting;
+use wasmops_server::hosting;
 use crate::options::ServerArgs;
 
 /// Serve an app: every component of its `wasmops.toml` behind its routes,
@@ -201,9 +201,24 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|c| c.limits.concurrency_or_default())
         .sum();
-    settings.max_instances = u32::try_from(total.saturating_mul(if args.watch { 2 } else { 1 }))
-        .unwrap_or(u32::MAX)
-        .clamp(1, 20_000);
+    let largest = settings.max_memory;
+    let smallest = app
+        .components
+        .iter()
+        .map(|c| c.limits.memory_or_default())
+        .min()
+        .unwrap_or(largest)
+        .max(1);
+    let budget = args.server.memory_budget(app.memory_budget, largest)?;
+    // No more slots than the memory budget can cover at once.
+    let by_budget = usize::try_from(budget.bytes() / smallest).unwrap_or(usize::MAX);
+    settings.max_instances = u32::try_from(
+        total
+            .saturating_mul(if args.watch { 2 } else { 1 })
+            .min(by_budget.max(1)),
+    )
+    .unwrap_or(u32::MAX)
+    .clamp(1, 20_000);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
 
     let app_name: Arc<str> = Arc::from(app.name.as_str());
@@ -253,6 +268,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
                 max_concurrency: c.limits.concurrency_or_default(),
                 max_queue: args.max_queue,
                 max_body: args.server.max_body,
+                body_timeout: args.server.body_timeout,
+                body_buffer: wasmops_runtime::http::DEFAULT_BODY_BUFFER,
+                memory_budget: Some(budget.clone()),
                 debug_errors: args.server.debug_errors,
                 name: Arc::from(c.id.as_str()),
                 app: builder.app.clone(),
@@ -391,24 +409,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
 }
 
 fn load_app(path: &Path) -> anyhow::Result<App> {
-    // Outbound hosts follow the runtime's own rules; `{{ variable }}`
-    // templates are checked once the variables have values.
-    let check = |s: &str| -> Result<(), String> {
-        if s.contains("{{") {
-            return Ok(());
-        }
-        // The manifest adds its own hint on the syntax.
-        OutboundRule::parse(s)
-            .map(|_| ())
-            .map_err(|e| e.split("; expected").next().unwrap_or(&e).to_string())
-    };
-    wasmops_manifest::load_with(
-        path,
-        &wasmops_manifest::Checks {
-            outbound_host: &check,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    // Outbound hosts are checked with the runtime's own grammar (shared
+    // through wasmops-units), as `check`, `build` and `push` do.
+    wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Replaces `{{ name }}` with the variable's value.
@@ -525,6 +528,7 @@ fn not_found(
         component: "-",
         request_id: "-",
         trace_id: None,
+        aborted: false,
     }
     .emit();
     simple(

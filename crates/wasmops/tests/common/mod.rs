@@ -134,6 +134,16 @@ impl Server {
         Server::launch(cmd, args)
     }
 
+    /// Starts `wasmops node --listen 127.0.0.1:0 ARGS...` (the admin
+    /// listener on a free port unless ARGS name one).
+    pub fn node(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = wasmops();
+        cmd.envs(envs.iter().copied());
+        cmd.arg("node").arg("--listen").arg("127.0.0.1:0").args(args);
+        Server::launch(cmd, args)
+            .unwrap_or_else(|(code, log)| panic!("wasmops node did not start (exit {code}): {log}"))
+    }
+
     /// Starts `wasmops up APP --listen 127.0.0.1:0 ARGS...` in `cwd` (when
     /// given) with extra environment variables.
     pub fn try_up(

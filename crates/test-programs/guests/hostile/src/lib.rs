@@ -10,6 +10,13 @@
 //! - `/sleep?ms=N`: sleeps N ms, then answers
 //! - `/fetch?authority=HOST:PORT&path=/P`: an outbound `http://` GET, reports
 //!   the status and body, or the error code
+//! - `/trap-mid-body?bytes=N`: sends a 200 head and N bytes, then panics
+//! - `/spin-mid-body?bytes=N`: sends a 200 head and N bytes, then spins
+//! - `/deep`: recurses until the stack overflows
+//! - `/huge?mb=N`: a body of N MiB, written in 64 KiB pieces
+//! - `/mem?mb=N&ms=D`: allocates and touches N MiB, holds it D ms, answers
+//! - `/ls?path=P`: lists directory P, one name a line, or the error
+//! - `/body`: reads the request body, answers its length
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasip2::sockets::network::{IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
@@ -92,6 +99,15 @@ fn fetch(authority: &str, path: &str) -> String {
 }
 
 #[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 64]);
+    if std::hint::black_box(n) == 0 {
+        return 0;
+    }
+    recurse(n + 1).wrapping_add(pad[(n % 64) as usize])
+}
+
+#[inline(never)]
 fn spin() -> ! {
     let mut x: u64 = 1;
     loop {
@@ -146,6 +162,75 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 let authority = param(query, "authority").unwrap_or("127.0.0.1:9");
                 let path = param(query, "path").unwrap_or("/");
                 respond(response_out, 200, &fetch(authority, path))
+            }
+            "/trap-mid-body" | "/spin-mid-body" => {
+                let n: usize = param(query, "bytes").and_then(|v| v.parse().ok()).unwrap_or(25);
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().unwrap();
+                ResponseOutparam::set(response_out, Ok(response));
+                let stream = body.write().unwrap();
+                for piece in vec![b'x'; n].chunks(4096) {
+                    stream.blocking_write_and_flush(piece).unwrap();
+                }
+                if path == "/trap-mid-body" {
+                    panic!("the hostile guest failed in the middle of its body");
+                }
+                spin()
+            }
+            "/deep" => {
+                respond(response_out, 200, &recurse(std::hint::black_box(1)).to_string())
+            }
+            "/huge" => {
+                let mb: usize = param(query, "mb").and_then(|v| v.parse().ok()).unwrap_or(64);
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().unwrap();
+                ResponseOutparam::set(response_out, Ok(response));
+                let stream = body.write().unwrap();
+                // blocking_write_and_flush takes at most 4096 bytes a call.
+                let piece = vec![b'h'; 4096];
+                for _ in 0..mb * 256 {
+                    stream.blocking_write_and_flush(&piece).unwrap();
+                }
+                drop(stream);
+                OutgoingBody::finish(body, None).unwrap();
+            }
+            "/mem" => {
+                let mb: usize = param(query, "mb").and_then(|v| v.parse().ok()).unwrap_or(16);
+                let ms: u64 = param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut block = vec![0u8; mb << 20];
+                for i in (0..block.len()).step_by(4096) {
+                    block[i] = 1;
+                }
+                std::hint::black_box(&block);
+                if ms > 0 {
+                    wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                }
+                respond(response_out, 200, &format!("held {mb} MiB"))
+            }
+            "/ls" => {
+                let p = param(query, "path").unwrap_or("/");
+                let text = match std::fs::read_dir(p) {
+                    Ok(rd) => rd
+                        .filter_map(|e| e.ok())
+                        .map(|e| format!("{}\n", e.file_name().to_string_lossy()))
+                        .collect(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                respond(response_out, 200, &text)
+            }
+            "/body" => {
+                let body = request.consume().unwrap();
+                let stream = body.stream().unwrap();
+                let mut n = 0usize;
+                let text = loop {
+                    match stream.blocking_read(64 * 1024) {
+                        Ok(chunk) => n += chunk.len(),
+                        Err(wasip2::io::streams::StreamError::Closed) => break format!("{n}"),
+                        Err(e) => break format!("error after {n} bytes: {e:?}"),
+                    }
+                };
+                drop(stream);
+                respond(response_out, 200, &text)
             }
             _ => respond(response_out, 404, "not found"),
         }

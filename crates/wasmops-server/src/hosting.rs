@@ -1,5 +1,5 @@
-//! What `serve` and `up` share: the async runtime, the admin listener, the
-//! serving loop until a signal, and the tracer's last flush.
+//! What every server command shares: the async runtime, the admin
+//! listener, the serving loop until a signal, and the tracer's last flush.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use hyper::body::Incoming;
-use wasmops_runtime::http::Body;
-use wasmops_server::{Admin, ServeOptions, ServeSummary};
+
+use crate::{Admin, BoxError, ServeOptions, ServeSummary};
 use wasmops_telemetry::Metrics;
 use wasmops_telemetry::trace::{TraceConfig, Tracer};
 
@@ -52,7 +53,7 @@ pub struct Listeners {
 /// Serves `handler` on the listener (and the admin endpoints beside it)
 /// until SIGINT/SIGTERM, then drains. `on_ready` runs once both listeners
 /// are bound, with the app listener's address.
-pub async fn serve_until_signal<H, Fut>(
+pub async fn serve_until_signal<H, Fut, B>(
     l: Listeners,
     metrics: Arc<Metrics>,
     tracer: Option<Tracer>,
@@ -61,11 +62,13 @@ pub async fn serve_until_signal<H, Fut>(
 ) -> anyhow::Result<ServeSummary>
 where
     H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = http::Response<Body>> + Send + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
-    let listener = wasmops_server::bind(l.listen)?;
+    let listener = crate::bind(l.listen)?;
     let addr = listener.local_addr()?;
-    let admin_listener = l.admin.map(wasmops_server::bind).transpose()?;
+    let admin_listener = l.admin.map(crate::bind).transpose()?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
     let admin_task = match admin_listener {
@@ -76,7 +79,7 @@ where
                 metrics,
                 ready: ready.clone(),
             };
-            Some(tokio::spawn(wasmops_server::serve(
+            Some(tokio::spawn(crate::serve(
                 al,
                 move |req| {
                     let r = admin.handle(&req);
@@ -101,11 +104,11 @@ where
     };
     // The accept loop runs on a worker, so connection tasks start in that
     // worker's local queue rather than the global one.
-    let summary = tokio::spawn(wasmops_server::serve(listener, handler, options, {
+    let summary = tokio::spawn(crate::serve(listener, handler, options, {
         let ready = ready.clone();
         ready.store(true, Ordering::Release);
         async move {
-            wasmops_server::shutdown_signal().await;
+            crate::shutdown_signal().await;
             ready.store(false, Ordering::Release);
         }
     }))

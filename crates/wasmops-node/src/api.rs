@@ -1,0 +1,377 @@
+//! The admin API: HTTP/JSON on the admin listener, described by
+//! `docs/node-api.openapi.json`. `/healthz`, `/readyz` and `/metrics` are
+//! open (read-only); everything under `/v1` needs a bearer token, `read`
+//! scope to look and `deploy` scope to change. Every error is a JSON
+//! object `{"error": "..."}` with a 4xx or 5xx status, and a refused change
+//! leaves the node as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wasmops_runtime::http::Body;
+
+use crate::auth::{Caller, Scope, Tokens};
+use crate::state::AppSpec;
+use crate::{AppSlot, ChangeError, Node, json_error, json_response};
+
+/// A deploy request: the component by digest (uploaded before to
+/// `/v1/blobs`) or by reference, and how the app is reached and run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(flatten)]
+    pub spec: AppSpec,
+}
+
+/// A rollback request: to a named version, or the previous one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// The admin side of the node.
+#[derive(Clone)]
+pub struct Admin {
+    pub node: Arc<Node>,
+    pub tokens: Arc<Tokens>,
+}
+
+fn change_error(e: ChangeError) -> Response<Body> {
+    let status = match &e {
+        ChangeError::Bad(_) => StatusCode::BAD_REQUEST,
+        ChangeError::Unusable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ChangeError::Conflict(_) => StatusCode::CONFLICT,
+        ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChangeError::Source(m) if m.starts_with("refusing") => StatusCode::FORBIDDEN,
+        ChangeError::Source(_) => StatusCode::BAD_GATEWAY,
+        ChangeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    json_error(status, &e.to_string())
+}
+
+fn app_json(slot: &AppSlot) -> Value {
+    let v = &slot.version;
+    json!({
+        "name": slot.name,
+        "version": v.version,
+        "digest": v.digest,
+        "source": v.source,
+        "hosts": v.spec.hosts,
+        "routes": if v.spec.routes.is_empty() { vec!["/".to_string()] } else { v.spec.routes.clone() },
+        "deployed_by": v.deployed_by,
+        "deployed_at": v.deployed_at,
+        "loaded": slot.is_loaded(),
+        "requests": slot.requests.load(Ordering::Relaxed),
+        "last_error": slot.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    })
+}
+
+/// Reads a whole request body, at most `max` bytes.
+async fn read_body(
+    body: hyper::body::Incoming,
+    max: u64,
+) -> Result<Bytes, Response<Body>> {
+    let limited = http_body_util::Limited::new(body, max as usize);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {max} bytes"),
+        )),
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Response<Body>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+impl Default for DeployRequest {
+    fn default() -> Self {
+        Self {
+            digest: None,
+            reference: None,
+            spec: AppSpec::default(),
+        }
+    }
+}
+
+impl Admin {
+    /// The caller of a request, or the response that refuses it.
+    fn authorize(
+        &self,
+        req: &http::Request<hyper::body::Incoming>,
+        needed: Scope,
+    ) -> Result<Caller, Response<Body>> {
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let unauthorized = |why: &str| {
+            let mut r = json_error(StatusCode::UNAUTHORIZED, why);
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"wasmops node\""),
+            );
+            r
+        };
+        if self.tokens.is_empty() {
+            return Err(unauthorized(
+                "the node has no tokens: start it with --tokens-file (make one with `wasmops node token`)",
+            ));
+        }
+        let Some(token) = presented else {
+            return Err(unauthorized("a bearer token is required (Authorization: Bearer TOKEN)"));
+        };
+        let Some(caller) = self.tokens.check(token.trim()) else {
+            return Err(unauthorized("the token is not valid"));
+        };
+        if caller.scope < needed {
+            return Err(json_error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "token `{}` has {} scope; this needs {}",
+                    caller.name,
+                    caller.scope.name(),
+                    needed.name()
+                ),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let node = &self.node;
+        match (method.clone(), path.as_str()) {
+            (Method::GET | Method::HEAD, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            (Method::GET | Method::HEAD, "/readyz") => {
+                if node.ready.load(Ordering::Acquire) {
+                    json_response(StatusCode::OK, &json!({"status": "ready", "apps": node.table().apps.len()}))
+                } else {
+                    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "starting"}))
+                }
+            }
+            (Method::GET | Method::HEAD, "/metrics") => {
+                // The node's own families go before the exposition's end.
+                let mut text = node.metrics.encode();
+                let eof = text.ends_with("# EOF\n");
+                if eof {
+                    text.truncate(text.len() - "# EOF\n".len());
+                }
+                text.push_str(&self.node_metrics());
+                if eof {
+                    text.push_str("# EOF\n");
+                }
+                let mut r = json_response(StatusCode::OK, &Value::Null);
+                *r.body_mut() = http_body_util::Full::new(Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            (_, p) if p == "/v1" || p.starts_with("/v1/") => self.v1(req, &method, &path).await,
+            _ => json_error(StatusCode::NOT_FOUND, &format!("no such endpoint {path}; see /v1/apps")),
+        }
+    }
+
+    async fn v1(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        method: &Method,
+        path: &str,
+    ) -> Response<Body> {
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+        let needed = if *method == Method::GET || *method == Method::HEAD {
+            Scope::Read
+        } else {
+            Scope::Deploy
+        };
+        let caller = match self.authorize(&req, needed) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let node = self.node.clone();
+        match (method.clone(), parts.as_slice()) {
+            (Method::GET, ["apps"]) => {
+                let table = node.table();
+                let mut apps: Vec<Value> = table.apps.iter().map(|a| app_json(a)).collect();
+                apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                json_response(StatusCode::OK, &json!({ "apps": apps }))
+            }
+            (Method::GET, ["apps", name]) => {
+                let table = node.table();
+                let Some(slot) = table.get(name) else {
+                    return json_error(StatusCode::NOT_FOUND, &format!("no app named `{name}`"));
+                };
+                let mut v = app_json(slot);
+                match node.state.app(name) {
+                    Ok((_, versions, events)) => {
+                        v["versions"] = json!(versions);
+                        v["history"] = json!(events);
+                    }
+                    Err(e) => return change_error(e.into()),
+                }
+                json_response(StatusCode::OK, &v)
+            }
+            (Method::POST, ["blobs"]) => {
+                let bytes = match read_body(req.into_body(), node.config.max_upload).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let n = node.clone();
+                match tokio::task::spawn_blocking(move || n.upload(&bytes)).await {
+                    Ok(Ok(digest)) => json_response(StatusCode::CREATED, &json!({ "digest": digest })),
+                    Ok(Err(e)) => change_error(e),
+                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            (Method::GET, ["blobs", digest]) => match node.state.read_blob(digest) {
+                Ok(bytes) => {
+                    let mut r = json_response(StatusCode::OK, &Value::Null);
+                    *r.body_mut() = http_body_util::Full::new(Bytes::from(bytes))
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/wasm"),
+                    );
+                    r
+                }
+                Err(_) => json_error(StatusCode::NOT_FOUND, &format!("no blob {digest} on this node")),
+            },
+            (Method::PUT, ["apps", name]) => {
+                let name = name.to_string();
+                let bytes = match read_body(req.into_body(), 1 << 20).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let d: DeployRequest = match parse_json(&bytes) {
+                    Ok(d) => d,
+                    Err(r) => return r,
+                };
+                let (digest, source) = match (d.digest, d.reference) {
+                    (Some(_), Some(_)) => {
+                        return json_error(StatusCode::BAD_REQUEST, "give `digest` or `reference`, not both");
+                    }
+                    (None, None) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "give the component: `digest` (of a blob uploaded to /v1/blobs) or `reference` (an OCI reference)",
+                        );
+                    }
+                    (Some(digest), None) => {
+                        if node.state.blob_path(&digest).is_none_or(|p| !p.is_file()) {
+                            return json_error(
+                                StatusCode::BAD_REQUEST,
+                                &format!("no blob {digest} on this node: upload it to /v1/blobs first"),
+                            );
+                        }
+                        (digest, "upload".to_string())
+                    }
+                    (None, Some(reference)) => match node.fetch(&reference).await {
+                        Ok((digest, manifest)) => {
+                            let source = if reference.contains('@') {
+                                reference
+                            } else {
+                                format!("{reference}@{manifest}")
+                            };
+                            (digest, source)
+                        }
+                        Err(e) => return change_error(e),
+                    },
+                };
+                let by = caller.name.clone();
+                let spec = d.spec;
+                let n = node.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    n.deploy(&name, &digest, &source, spec, &by)
+                })
+                .await;
+                match result {
+                    Ok(Ok(v)) => json_response(StatusCode::OK, &json!(v)),
+                    Ok(Err(e)) => change_error(e),
+                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            (Method::POST, ["apps", name, "rollback"]) => {
+                let name = name.to_string();
+                let bytes = match read_body(req.into_body(), 64 << 10).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let r: RollbackRequest = match parse_json(&bytes) {
+                    Ok(r) => r,
+                    Err(resp) => return resp,
+                };
+                let by = caller.name.clone();
+                let n = node.clone();
+                match tokio::task::spawn_blocking(move || n.rollback(&name, r.version, &by)).await {
+                    Ok(Ok(v)) => json_response(StatusCode::OK, &json!(v)),
+                    Ok(Err(e)) => change_error(e),
+                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            (Method::DELETE, ["apps", name]) => match node.delete(name, &caller.name) {
+                Ok(()) => json_response(StatusCode::OK, &json!({ "deleted": name })),
+                Err(e) => change_error(e),
+            },
+            (_, ["apps"] | ["apps", _] | ["apps", _, "rollback"] | ["blobs"] | ["blobs", _]) => json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not allowed on {path}"),
+            ),
+            _ => json_error(StatusCode::NOT_FOUND, &format!("no such endpoint {path}; see /v1/apps")),
+        }
+    }
+
+    /// The node's own metrics, in the Prometheus text format.
+    fn node_metrics(&self) -> String {
+        let n = &self.node;
+        let table = n.table();
+        let loaded = table.apps.iter().filter(|a| a.is_loaded()).count();
+        let s = &n.stats;
+        format!(
+            "# HELP wasmops_node_apps Apps deployed on the node.\n# TYPE wasmops_node_apps gauge\nwasmops_node_apps {}\n\
+             # HELP wasmops_node_apps_loaded Apps loaded (compiled code mapped, ready to instantiate).\n# TYPE wasmops_node_apps_loaded gauge\nwasmops_node_apps_loaded {loaded}\n\
+             # HELP wasmops_node_app_loads Apps loaded on a request.\n# TYPE wasmops_node_app_loads counter\nwasmops_node_app_loads_total {}\n\
+             # HELP wasmops_node_app_unloads Apps unloaded (idle, or too many loaded).\n# TYPE wasmops_node_app_unloads counter\nwasmops_node_app_unloads_total {}\n\
+             # HELP wasmops_node_deploys Deploys by result.\n# TYPE wasmops_node_deploys counter\nwasmops_node_deploys_total{{result=\"ok\"}} {}\nwasmops_node_deploys_total{{result=\"refused\"}} {}\n\
+             # HELP wasmops_node_memory_budget_bytes The memory budget and what running instances reserve of it.\n# TYPE wasmops_node_memory_budget_bytes gauge\nwasmops_node_memory_budget_bytes{{kind=\"total\"}} {}\nwasmops_node_memory_budget_bytes{{kind=\"reserved\"}} {}\n",
+            table.apps.len(),
+            s.loads.load(Ordering::Relaxed),
+            s.unloads.load(Ordering::Relaxed),
+            s.deploys.load(Ordering::Relaxed),
+            s.deploys_refused.load(Ordering::Relaxed),
+            n.budget().bytes(),
+            n.budget().in_use(),
+        )
+    }
+}

@@ -1,0 +1,486 @@
+//! The node's client commands: `wasmops deploy`, `wasmops apps
+//! list|status|rollback|delete` and `wasmops promote`. A node is named
+//! directly (`--node URL`) or through an environment (`--env NAME`) from
+//! the user's environments file; the token comes from `WASMOPS_TOKEN` or
+//! the credentials file (mode 0600), never from a manifest or a flag.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::options::{memory_size, nonzero_duration, positive};
+
+/// Which node to talk to.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NodeTarget {
+    /// The node's admin URL, e.g. `http://127.0.0.1:9464`.
+    #[arg(long, value_name = "URL", env = "WASMOPS_NODE", conflicts_with = "env")]
+    pub node: Option<String>,
+    /// An environment named in the environments file
+    /// (`$XDG_CONFIG_HOME/wasmops/environments.toml`: `[NAME] node = "URL"`).
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Deploy a component to a node: a `.wasm` file (uploaded), a reference
+/// (pulled by the node under its signature policy, and pinned to the digest
+/// it resolved), or a single-component app directory (its component and
+/// routes).
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// What to deploy: FILE.wasm, an app directory or manifest, or a
+    /// reference (`HOST[:PORT]/REPO[:TAG]`).
+    #[arg(value_name = "APP|REF|FILE", default_value = ".")]
+    pub what: String,
+    /// The app's name on the node [default: the app's name, or the file's
+    /// stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A host name the app answers for (`Host` header; `*.example.com`
+    /// allowed). Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// A path prefix the app answers under. Repeatable [default: `/`].
+    #[arg(long = "route", value_name = "PATH")]
+    pub routes: Vec<String>,
+    /// An environment variable of the app's instances (`K=V`). Repeatable.
+    #[arg(long = "app-env", value_name = "K=V")]
+    pub app_env: Vec<String>,
+    /// Linear memory of one instance.
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    pub memory: Option<u64>,
+    /// Time limit of one request.
+    #[arg(long, value_name = "DURATION", value_parser = nonzero_duration)]
+    pub timeout: Option<Duration>,
+    /// Requests the app handles at once.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub target: NodeTarget,
+}
+
+/// List, inspect, roll back or delete the apps of a node.
+#[derive(Args, Debug)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub command: AppsSub,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppsSub {
+    /// Every app with its version, digest and state.
+    List(NodeTarget),
+    /// One app: its versions, history, requests and last error.
+    Status {
+        name: String,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Make the previous (or a named) version current again.
+    Rollback {
+        name: String,
+        /// The version to go back to [default: the one before the current].
+        #[arg(long)]
+        to: Option<i64>,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+    /// Remove an app from the node.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        target: NodeTarget,
+    },
+}
+
+/// Deploy to environment TO exactly what runs in FROM: the same component
+/// digest with the same hosts, routes and limits.
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The environment (or node URL) the app runs in now.
+    pub from: String,
+    /// The environment (or node URL) to deploy it to.
+    pub to: String,
+    /// The app.
+    #[arg(long)]
+    pub app: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn config_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(".config")
+        })
+        .join("wasmops")
+}
+
+/// The URL of an environment from the environments file.
+fn environment_url(name: &str) -> anyhow::Result<String> {
+    let path = config_dir().join("environments.toml");
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        anyhow::anyhow!(
+            "no environment `{name}`: {} does not exist; create it with `[{name}]` and `node = \"http://HOST:PORT\"`, or give --node URL",
+            path.display()
+        )
+    })?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    table
+        .get(name)
+        .and_then(|e| e.get("node"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no environment `{name}` in {}: add `[{name}]` with `node = \"http://HOST:PORT\"`",
+                path.display()
+            )
+        })
+}
+
+/// The node URL a target names.
+fn node_url(t: &NodeTarget) -> anyhow::Result<String> {
+    let url = match (&t.node, &t.env) {
+        (Some(u), _) => u.clone(),
+        (None, Some(e)) => environment_url(e)?,
+        (None, None) => anyhow::bail!("which node? give --node URL or --env NAME"),
+    };
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// An environment name or a URL.
+fn url_of(s: &str) -> anyhow::Result<String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.trim_end_matches('/').to_string())
+    } else {
+        Ok(environment_url(s)?.trim_end_matches('/').to_string())
+    }
+}
+
+/// The token for `url`: `WASMOPS_TOKEN`, else the credentials file
+/// (`[nodes."URL"] token = "..."`), which must not be readable by others.
+fn token_for(url: &str) -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("WASMOPS_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    let path = config_dir().join("credentials.toml");
+    credentials_token(&path, url)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no token for {url}: set WASMOPS_TOKEN, or add `[nodes.\"{url}\"]` with `token = \"...\"` to {} (mode 0600)",
+            path.display()
+        )
+    })
+}
+
+fn credentials_token(path: &Path, url: &str) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(None);
+    };
+    if meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} holds tokens but others may read it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    Ok(table
+        .get("nodes")
+        .and_then(|n| n.get(url))
+        .and_then(|n| n.get("token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string))
+}
+
+/// A client for one node.
+struct Client {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn new(url: String) -> anyhow::Result<Self> {
+        let token = token_for(&url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .context("cannot make an HTTP client")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Self { url, token, http, rt })
+    }
+
+    /// Sends a request; a JSON error from the node becomes this error.
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+        let bytes = self.call_raw(method, path, body)?;
+        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}{path}: not JSON: {e}", self.url))
+    }
+
+    fn call_raw(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.url);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        req = match body {
+            Some(Body::Json(v)) => req.json(&v),
+            Some(Body::Wasm(b)) => req.header("content-type", "application/wasm").body(b),
+            None => req,
+        };
+        self.rt.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the node at {}: {e}", self.url))?;
+            let status = resp.status();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            if !status.is_success() {
+                let msg = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+                anyhow::bail!("the node at {} answered {}: {msg}", self.url, status.as_u16());
+            }
+            Ok(bytes.to_vec())
+        })
+    }
+}
+
+enum Body {
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
+/// What a deploy sends besides the component.
+fn spec_json(a: &DeployArgs, routes: &[String], hosts: &[String]) -> anyhow::Result<Value> {
+    let mut env = BTreeMap::new();
+    for kv in &a.app_env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--app-env `{kv}`: write K=V"))?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    let mut spec = json!({ "hosts": hosts, "routes": routes, "env": env });
+    if let Some(m) = a.memory {
+        spec["memory"] = json!(m);
+    }
+    if let Some(t) = a.timeout {
+        spec["timeout_ms"] = json!(t.as_millis() as u64);
+    }
+    if let Some(c) = a.concurrency {
+        spec["concurrency"] = json!(c);
+    }
+    Ok(spec)
+}
+
+fn print_version(v: &Value, app: &str, what: &str, json_out: bool) {
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "{what} {app} version {} ({})",
+            v["version"],
+            v["digest"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
+    let url = node_url(&a.target)?;
+    let client = Client::new(url)?;
+    let mut routes = a.routes.clone();
+    let hosts = a.hosts.clone();
+    let (name, mut body) = if wasmops_oci::resolve::is_reference(&a.what) {
+        let name = a.name.clone().ok_or_else(|| {
+            anyhow::anyhow!("deploying a reference needs --name NAME (the app's name on the node)")
+        })?;
+        (name, json!({ "reference": a.what }))
+    } else {
+        let path = Path::new(&a.what);
+        let (default_name, wasm) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml") {
+            let app = wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let served: Vec<_> = app.components.iter().filter(|c| !c.routes.is_empty()).collect();
+            let [c] = served.as_slice() else {
+                anyhow::bail!(
+                    "app `{}` has {} served components; the node deploys one component per app: deploy each with its own --name, or give the .wasm file",
+                    app.name,
+                    served.len()
+                );
+            };
+            if routes.is_empty() {
+                routes = c
+                    .routes
+                    .iter()
+                    .map(|r| r.path.trim_end_matches("/...").to_string())
+                    .map(|p| if p.is_empty() { "/".to_string() } else { p })
+                    .collect();
+            }
+            let wasm = std::fs::read(&c.source)
+                .with_context(|| format!("cannot read {}", c.source.display()))?;
+            (app.name.clone(), wasm)
+        } else {
+            let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_lowercase().replace('_', "-"))
+                .unwrap_or_else(|| "app".into());
+            (stem, wasm)
+        };
+        let uploaded = client.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
+        let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
+        (a.name.clone().unwrap_or(default_name), json!({ "digest": digest }))
+    };
+    let spec = spec_json(a, &routes, &hosts)?;
+    if let (Some(b), Some(s)) = (body.as_object_mut(), spec.as_object()) {
+        b.extend(s.clone());
+    }
+    let v = client.call(reqwest::Method::PUT, &format!("/v1/apps/{name}"), Some(Body::Json(body)))?;
+    print_version(&v, &name, "deployed", a.target.json);
+    Ok(0)
+}
+
+pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
+    match &a.command {
+        AppsSub::List(t) => {
+            let client = Client::new(node_url(t)?)?;
+            let v = client.call(reqwest::Method::GET, "/v1/apps", None)?;
+            if t.json {
+                println!("{v}");
+                return Ok(0);
+            }
+            let apps = v["apps"].as_array().cloned().unwrap_or_default();
+            if apps.is_empty() {
+                println!("no apps");
+            }
+            for app in apps {
+                println!(
+                    "{:<24} v{:<4} {} {} {}",
+                    app["name"].as_str().unwrap_or(""),
+                    app["version"],
+                    &app["digest"].as_str().unwrap_or("")[..19.min(app["digest"].as_str().unwrap_or("").len())],
+                    if app["loaded"].as_bool() == Some(true) { "loaded  " } else { "unloaded" },
+                    app["requests"]
+                );
+            }
+        }
+        AppsSub::Status { name, target } => {
+            let client = Client::new(node_url(target)?)?;
+            let v = client.call(reqwest::Method::GET, &format!("/v1/apps/{name}"), None)?;
+            if target.json {
+                println!("{v}");
+                return Ok(0);
+            }
+            println!("app:        {}", v["name"].as_str().unwrap_or(""));
+            println!("version:    {} ({})", v["version"], v["digest"].as_str().unwrap_or(""));
+            println!("source:     {}", v["source"].as_str().unwrap_or(""));
+            println!("deployed:   {} by {}", v["deployed_at"].as_str().unwrap_or(""), v["deployed_by"].as_str().unwrap_or(""));
+            println!("hosts:      {}", v["hosts"]);
+            println!("routes:     {}", v["routes"]);
+            println!("loaded:     {}", v["loaded"]);
+            println!("requests:   {}", v["requests"]);
+            if let Some(e) = v["last_error"].as_str() {
+                println!("last error: {e}");
+            }
+            for h in v["history"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  {} {} v{} by {}",
+                    h["at"].as_str().unwrap_or(""),
+                    h["action"].as_str().unwrap_or(""),
+                    h["version"],
+                    h["by"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AppsSub::Rollback { name, to, target } => {
+            let client = Client::new(node_url(target)?)?;
+            let body = match to {
+                Some(v) => json!({ "version": v }),
+                None => json!({}),
+            };
+            let v = client.call(
+                reqwest::Method::POST,
+                &format!("/v1/apps/{name}/rollback"),
+                Some(Body::Json(body)),
+            )?;
+            print_version(&v, name, "rolled back", target.json);
+        }
+        AppsSub::Delete { name, target } => {
+            let client = Client::new(node_url(target)?)?;
+            let v = client.call(reqwest::Method::DELETE, &format!("/v1/apps/{name}"), None)?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!("deleted {name}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
+    let from = Client::new(url_of(&a.from)?)?;
+    let to = Client::new(url_of(&a.to)?)?;
+    let app = from.call(reqwest::Method::GET, &format!("/v1/apps/{}", a.app), None)?;
+    let digest = app["digest"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the node at {} gave no digest for `{}`", from.url, a.app))?
+        .to_string();
+    let current = app["version"].as_i64().unwrap_or_default();
+    let spec = app["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["version"].as_i64() == Some(current)))
+        .map(|v| v["spec"].clone())
+        .ok_or_else(|| anyhow::anyhow!("the node at {} gave no spec for `{}`", from.url, a.app))?;
+    // The exact component: the blob itself, checked against its digest.
+    let wasm = from.call_raw(reqwest::Method::GET, &format!("/v1/blobs/{digest}"), None)?;
+    let got = {
+        use sha2::Digest as _;
+        format!("sha256:{:x}", sha2::Sha256::digest(&wasm))
+    };
+    if got != digest {
+        anyhow::bail!("the component fetched from {} is {got}, not {digest}; nothing was deployed", from.url);
+    }
+    let uploaded = to.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
+    if uploaded["digest"].as_str() != Some(digest.as_str()) {
+        anyhow::bail!("{} stored the component under another digest; nothing was deployed", to.url);
+    }
+    let mut body = json!({ "digest": digest });
+    if let (Some(b), Some(s)) = (body.as_object_mut(), spec.as_object()) {
+        b.extend(s.clone());
+    }
+    let v = to.call(reqwest::Method::PUT, &format!("/v1/apps/{}", a.app), Some(Body::Json(body)))?;
+    if a.json {
+        println!("{v}");
+    } else {
+        println!(
+            "promoted {} {} ({digest}) from {} to {} as version {}",
+            a.app, current, a.from, a.to, v["version"]
+        );
+    }
+    Ok(0)
+}

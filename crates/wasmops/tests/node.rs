@@ -1,0 +1,464 @@
+//! `wasmops node` and its clients (`deploy`, `apps`, `promote`) over real
+//! sockets: real node processes on loopback, real components, the admin
+//! API checked against its OpenAPI description.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Output, Server, output, wasmops};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+fn openapi() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/node-api.openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Checks `body` against the schema the API description gives for
+/// (`method`, `template`, `status`).
+fn check_against_spec(method: &str, template: &str, status: u16, body: &Value) {
+    let spec = openapi();
+    let op = &spec["paths"][template][method.to_ascii_lowercase()];
+    assert!(op.is_object(), "{method} {template} is not in docs/node-api.openapi.json");
+    let resp = &op["responses"][status.to_string()];
+    assert!(resp.is_object(), "{method} {template} answered {status}, which the description does not list: {body}");
+    let mut resp = resp.clone();
+    if let Some(r) = resp["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        resp = spec["components"]["responses"][name].clone();
+    }
+    if let Some(schema) = resp["content"]["application/json"]["schema"].as_object() {
+        let mut root = spec.clone();
+        for (k, v) in schema {
+            root[k] = v.clone();
+        }
+        let validator = jsonschema::validator_for(&root).expect("the description's schema compiles");
+        let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{method} {template} {status}: {errors:?} in {body}");
+    }
+}
+
+struct Api {
+    base: String,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+impl Api {
+    fn new(node: &Server) -> Self {
+        Self {
+            base: node.admin_url(""),
+            client: common::client(false),
+        }
+    }
+
+    /// Sends a request and checks the answer against the description.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        template: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let r = common::send(&self.client, req).await;
+        let v: Value = if r.header("content-type").as_deref() == Some("application/json") {
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        check_against_spec(method, template, r.status, &v);
+        (r.status, v)
+    }
+}
+
+fn token(tokens: &Path, scope: &str, name: &str) -> String {
+    let out = common::run(&[
+        "node",
+        "token",
+        "--scope",
+        scope,
+        "--name",
+        name,
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = out.stdout.trim().to_string();
+    assert!(t.starts_with("wo_"), "{t}");
+    let stored = std::fs::read_to_string(tokens).unwrap();
+    assert!(!stored.contains(&t), "the token itself is never stored");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(tokens).unwrap().mode() & 0o777, 0o600);
+    t
+}
+
+/// A client command with the token in the environment.
+fn client(token: &str, args: &[&str]) -> Output {
+    output(
+        wasmops()
+            .env("WASMOPS_TOKEN", token)
+            .env("XDG_CONFIG_HOME", "/nonexistent-wasmops-config")
+            .args(args),
+    )
+}
+
+fn start_node(data: &Path, tokens: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::node(&args, &[])
+}
+
+async fn get_host(node: &Server, host: &str, path: &str) -> common::Resp {
+    let req = http::Request::get(node.url(path))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    common::send(&common::client(false), req).await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+async fn wait_ready(api: &Api) {
+    let start = Instant::now();
+    loop {
+        let (s, _) = api.call("GET", "/readyz", "/readyz", None, None).await;
+        if s == 200 || start.elapsed() > Duration::from_secs(60) {
+            assert_eq!(s, 200);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let reader = token(&tokens, "read", "dashboard");
+    let mut node = start_node(&data, &tokens, &["--idle-unload", "1s"]);
+    let api = Api::new(&node);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+    wait_ready(&api).await;
+
+    // Open endpoints.
+    let (s, _) = api.call("GET", "/healthz", "/healthz", None, None).await;
+    assert_eq!(s, 200);
+
+    // Deploy by file, reached by host name; and another app by path.
+    let out = client(&deployer, &["deploy", test_programs::HELLO, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("deployed hello version 1"), "{}", out.stdout);
+    let out = client(&deployer, &["deploy", test_programs::ECHO, "--node", url, "--name", "echo", "--route", "/echo"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = get_host(&node, "hello.test", "/").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    let r = get_host(&node, "other.test", "/echo/x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get_host(&node, "other.test", "/").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("\"error\""), "{}", r.text());
+
+    // Scopes: no token 401, a bad token 401, read scope cannot change.
+    let (s, v) = api.call("GET", "/v1/apps", "/v1/apps", None, None).await;
+    assert_eq!(s, 401, "{v}");
+    let (s, _) = api.call("GET", "/v1/apps", "/v1/apps", Some("wo_forged"), None).await;
+    assert_eq!(s, 401);
+    let (s, v) = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["echo", "hello"]);
+    let (s, v) = api
+        .call("DELETE", "/v1/apps/hello", "/v1/apps/{name}", Some(&reader), None)
+        .await;
+    assert_eq!(s, 403, "{v}");
+    let out = client(&reader, &["deploy", test_programs::STREAM, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("403"), "{}", out.stderr);
+
+    // Bad deploys: each a 4xx with one message, the state unchanged.
+    let before = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await.1;
+    let core = std::fs::read(test_programs::CLI_P1).unwrap();
+    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(core)).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("core WebAssembly module"), "{v}");
+    let mut broken = std::fs::read(test_programs::HELLO).unwrap();
+    broken.truncate(broken.len() / 2);
+    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(broken)).await;
+    assert!(s == 422 || s == 201, "{v}");
+    if s == 201 {
+        // Stored (it starts like a component), but refused at deploy.
+        let body = json!({ "digest": v["digest"] }).to_string().into_bytes();
+        let (s, v) = api.call("PUT", "/v1/apps/broken", "/v1/apps/{name}", Some(&deployer), Some(body)).await;
+        assert_eq!(s, 422, "{v}");
+    }
+    let cli = std::fs::read(test_programs::CLI).unwrap();
+    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(cli)).await;
+    assert_eq!(s, 201, "{v}");
+    let body = json!({ "digest": v["digest"] }).to_string().into_bytes();
+    let (s, v) = api.call("PUT", "/v1/apps/cli", "/v1/apps/{name}", Some(&deployer), Some(body)).await;
+    assert_eq!(s, 422, "a command is not an HTTP handler: {v}");
+    assert!(v["error"].as_str().unwrap().contains("incoming-handler"), "{v}");
+    let out = client(&deployer, &["deploy", test_programs::STREAM, "--node", url, "--name", "thief", "--host", "hello.test"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("409") && out.stderr.contains("`hello`"), "{}", out.stderr);
+    let (s, v) = api
+        .call("PUT", "/v1/apps/ghost", "/v1/apps/{name}", Some(&deployer), Some(br#"{"reference":"127.0.0.1:9/none/such:v1"}"#.to_vec()))
+        .await;
+    assert!(s == 404 || s == 502, "{s} {v}");
+    let (s, v) = api
+        .call("PUT", "/v1/apps/Bad_Name", "/v1/apps/{name}", Some(&deployer), Some(br#"{"digest":"sha256:00"}"#.to_vec()))
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = api
+        .call("PUT", "/v1/apps/x", "/v1/apps/{name}", Some(&deployer), Some(b"{not json".to_vec()))
+        .await;
+    assert_eq!(s, 400);
+    let after = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await.1;
+    assert_eq!(
+        before["apps"].as_array().unwrap().iter().map(|a| (&a["name"], &a["version"])).collect::<Vec<_>>(),
+        after["apps"].as_array().unwrap().iter().map(|a| (&a["name"], &a["version"])).collect::<Vec<_>>(),
+        "refused deploys change nothing"
+    );
+
+    // A new version, then a rollback to the first.
+    let out = client(&deployer, &["deploy", test_programs::STREAM, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = get_host(&node, "hello.test", "/status/201").await;
+    assert_eq!(r.status, 201);
+    let out = client(&deployer, &["apps", "rollback", "hello", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("version 1"), "{}", out.stdout);
+    let r = get_host(&node, "hello.test", "/").await;
+    assert_eq!(r.text(), "Hello, world!\n");
+    let (s, v) = api
+        .call("POST", "/v1/apps/hello/rollback", "/v1/apps/{name}/rollback", Some(&deployer), Some(br#"{"version": 2}"#.to_vec()))
+        .await;
+    assert_eq!((s, v["version"].as_i64()), (200, Some(2)));
+    let (s, v) = api
+        .call("GET", "/v1/apps/hello", "/v1/apps/{name}", Some(&reader), None)
+        .await;
+    assert_eq!(s, 200);
+    let actions: Vec<&str> = v["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["deploy", "deploy", "rollback", "rollback"]);
+    assert_eq!(v["versions"][0]["deployed_by"], "ci");
+    let out = client(&reader, &["apps", "status", "hello", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("version:    2"), "{}", out.stdout);
+    let (s, _) = api.call("GET", "/v1/apps/nope", "/v1/apps/{name}", Some(&reader), None).await;
+    assert_eq!(s, 404);
+
+    // Idle apps are unloaded, and load again on their next request.
+    let metrics_url = node.admin_url("/metrics");
+    let start = Instant::now();
+    loop {
+        let m = common::get(&metrics_url).await.text();
+        if metric(&m, "wasmops_node_apps_loaded") == 0.0 || start.elapsed() > Duration::from_secs(10) {
+            assert_eq!(metric(&m, "wasmops_node_apps_loaded"), 0.0, "{m}");
+            assert!(metric(&m, "wasmops_node_app_unloads_total") >= 2.0, "{m}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loads = metric(&common::get(&metrics_url).await.text(), "wasmops_node_app_loads_total");
+    assert_eq!(get_host(&node, "hello.test", "/status/202").await.status, 202);
+    let m = common::get(&metrics_url).await.text();
+    assert_eq!(metric(&m, "wasmops_node_app_loads_total"), loads + 1.0, "{m}");
+    assert!(metric(&m, "wasmops_node_apps_loaded") >= 1.0, "{m}");
+    let (s, _) = api.call("GET", "/metrics", "/metrics", None, None).await;
+    assert_eq!(s, 200);
+
+    // kill -9, restart: every acknowledged deployment is back and served.
+    node.signal(libc::SIGKILL);
+    node.wait(Duration::from_secs(10));
+    drop(node);
+    let node = start_node(&data, &tokens, &[]);
+    let api = Api::new(&node);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+    wait_ready(&api).await;
+    assert_eq!(get_host(&node, "hello.test", "/status/203").await.status, 203);
+    assert_eq!(get_host(&node, "x.test", "/echo").await.status, 200);
+
+    // The component can be fetched back, byte for byte.
+    let (_, v) = api.call("GET", "/v1/apps/echo", "/v1/apps/{name}", Some(&reader), None).await;
+    let digest = v["digest"].as_str().unwrap().to_string();
+    let (s, _) = api
+        .call("GET", &format!("/v1/blobs/{digest}"), "/v1/blobs/{digest}", Some(&reader), None)
+        .await;
+    assert_eq!(s, 200);
+
+    // Delete: gone from routing, the listing and the metrics.
+    let out = client(&deployer, &["apps", "delete", "echo", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(get_host(&node, "x.test", "/echo").await.status, 404);
+    let (s, _) = api
+        .call("DELETE", "/v1/apps/echo", "/v1/apps/{name}", Some(&deployer), None)
+        .await;
+    assert_eq!(s, 404);
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert!(!m.contains("app=\"echo\""), "{m}");
+    let out = client(&reader, &["apps", "list", "--node", url, "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["apps"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_from_staging_to_production_and_swap_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let t = token(&tokens, "deploy", "release");
+    let staging = start_node(&dir.path().join("staging"), &tokens, &[]);
+    let production = start_node(&dir.path().join("production"), &tokens, &[]);
+    for n in [&staging, &production] {
+        wait_ready(&Api::new(n)).await;
+    }
+    // Environments by name, from the user's environments file.
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("wasmops")).unwrap();
+    std::fs::write(
+        config.join("wasmops/environments.toml"),
+        format!(
+            "[staging]\nnode = \"{}\"\n[production]\nnode = \"{}\"\n",
+            staging.admin_url(""),
+            production.admin_url("")
+        ),
+    )
+    .unwrap();
+    let with_env = |args: &[&str]| {
+        output(
+            wasmops()
+                .env("WASMOPS_TOKEN", &t)
+                .env("XDG_CONFIG_HOME", &config)
+                .args(args),
+        )
+    };
+    let out = with_env(&["deploy", test_programs::HELLO, "--env", "staging", "--name", "web", "--route", "/"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = with_env(&["promote", "staging", "production", "--app", "web", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let promoted: Value = serde_json::from_str(&out.stdout).unwrap();
+    let out = with_env(&["apps", "status", "web", "--env", "staging", "--json"]);
+    let on_staging: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(promoted["digest"], on_staging["digest"], "the exact digest");
+    assert_eq!(common::get(&production.url("/")).await.text(), "Hello, world!\n");
+
+    // Swap versions under load: no request fails.
+    let url = production.url("/status/200");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let c = common::client(false);
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let start = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+                let req = http::Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+                match c.request(req).await {
+                    Ok(r) if r.status().as_u16() == 200 || r.status().as_u16() == 404 => ok += 1,
+                    Ok(r) => failed.push(r.status().as_u16()),
+                    Err(e) => failed.push(format!("{e}").len() as u16),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let padmin = production.admin_url("");
+    for (i, wasm) in [test_programs::STREAM, test_programs::HELLO, test_programs::STREAM].iter().enumerate() {
+        let out = with_env(&["deploy", wasm, "--node", padmin.trim_end_matches('/'), "--name", "web"]);
+        assert_eq!(out.code, 0, "swap {i}: {}", out.stderr);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 50, "{ok}");
+    assert!(failed.is_empty(), "{} failed of {}: {failed:?}", failed.len(), ok + failed.len() as u64);
+
+    // Two deploys of one app at once: one wins, any other is told.
+    let a = std::thread::spawn({
+        let config = config.clone();
+        let t = t.clone();
+        move || output(wasmops().env("WASMOPS_TOKEN", &t).env("XDG_CONFIG_HOME", &config).args(["deploy", test_programs::HOSTILE, "--env", "production", "--name", "race", "--route", "/race"]))
+    });
+    let b = with_env(&["deploy", test_programs::ECHO, "--env", "production", "--name", "race", "--route", "/race"]);
+    let a = a.join().unwrap();
+    let outcomes = [a.code, b.code];
+    assert!(outcomes.contains(&0), "{} / {}", a.stderr, b.stderr);
+    for o in [&a, &b] {
+        if o.code != 0 {
+            assert!(o.stderr.contains("409") && o.stderr.contains("under way"), "{}", o.stderr);
+        }
+    }
+    let out = with_env(&["apps", "status", "race", "--env", "production", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), outcomes.iter().filter(|c| **c == 0).count());
+}
+
+#[test]
+fn the_whole_admin_api_is_described_and_exercised() {
+    // Every described operation has a handler: a request to it is not
+    // answered "no such endpoint" or 405. (The other tests check each
+    // answer they get against the description's schemas.)
+    let spec = openapi();
+    let ops: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "put", "post", "delete"].contains(&k.as_str()))
+                .map(move |k| (k.clone(), p.clone()))
+        })
+        .collect();
+    assert!(ops.len() >= 10, "{ops:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        let t = token(&tokens, "read", "probe");
+        let node = start_node(&dir.path().join("data"), &tokens, &[]);
+        let c = common::client(false);
+        for (method, path) in &ops {
+            let concrete = path
+                .replace("{name}", "probe")
+                .replace("{digest}", &format!("sha256:{}", "0".repeat(64)));
+            let req = http::Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(node.admin_url(&concrete))
+                .header("authorization", format!("Bearer {t}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let r = common::send(&c, req).await;
+            assert!(!r.text().contains("no such endpoint"), "{method} {path}: {}", r.text());
+            assert_ne!(r.status, 405, "{method} {path}");
+        }
+    });
+}

