@@ -201,13 +201,30 @@ mod tests {
 
     #[test]
     fn outbound_hosts_follow_the_runtime_grammar() {
-        for ok in ["*", "https://api.example.com", "http://127.0.0.1:8080", "https://*.example.com", "*://localhost:*", "https://{{ host }}"] {
+        for ok in [
+            "*",
+            "https://api.example.com",
+            "http://127.0.0.1:8080",
+            "https://*.example.com",
+            "*://localhost:*",
+            "https://{{ host }}",
+        ] {
             assert!(default_outbound_host_check(ok).is_ok(), "{ok}");
         }
         // Each of these was accepted here once while the runtime refused it.
-        for bad in ["https://api*.example.com", "ftp://x.com", "https://user@x.com", "https://x.com:0", "https://x.com/path", "x.com"] {
+        for bad in [
+            "https://api*.example.com",
+            "ftp://x.com",
+            "https://user@x.com",
+            "https://x.com:0",
+            "https://x.com/path",
+            "x.com",
+        ] {
             let e = default_outbound_host_check(bad).unwrap_err();
-            assert!(wasmops_units::outbound::OutboundRule::parse(bad).is_err(), "{bad}");
+            assert!(
+                wasmops_units::outbound::OutboundRule::parse(bad).is_err(),
+                "{bad}"
+            );
             assert!(!e.contains("; expected"), "{e}");
         }
     }

@@ -726,11 +726,9 @@ impl Validator<'_> {
         let hint = format!("write a number with a unit ({SIZE_UNITS}), e.g. \"8GiB\"");
         match m.get_ref() {
             Scalar::Int(n) if *n > 0 => Ok(*n as u64),
-            Scalar::Int(_) => Err(self.err(
-                m.span(),
-                format!("{what} must be greater than zero"),
-                hint,
-            )),
+            Scalar::Int(_) => {
+                Err(self.err(m.span(), format!("{what} must be greater than zero"), hint))
+            }
             Scalar::Str(s) => parse_size(s).map_err(|why| {
                 self.err(
                     m.span(),

@@ -5,6 +5,10 @@
 //! object `{"error": "..."}` with a 4xx or 5xx status, and a refused change
 //! leaves the node as it was.
 
+// A refusal is the response itself: the handlers return it as their error
+// and send it as it is.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -21,7 +25,7 @@ use crate::{AppSlot, ChangeError, Node, json_error, json_response};
 
 /// A deploy request: the component by digest (uploaded before to
 /// `/v1/blobs`) or by reference, and how the app is reached and run.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     #[serde(default)]
@@ -78,10 +82,7 @@ fn app_json(slot: &AppSlot) -> Value {
 }
 
 /// Reads a whole request body, at most `max` bytes.
-async fn read_body(
-    body: hyper::body::Incoming,
-    max: u64,
-) -> Result<Bytes, Response<Body>> {
+async fn read_body(body: hyper::body::Incoming, max: u64) -> Result<Bytes, Response<Body>> {
     let limited = http_body_util::Limited::new(body, max as usize);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -100,22 +101,8 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid JSON body: {e}"),
-        )
-    })
-}
-
-impl Default for DeployRequest {
-    fn default() -> Self {
-        Self {
-            digest: None,
-            reference: None,
-            spec: AppSpec::default(),
-        }
-    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
 }
 
 impl Admin {
@@ -129,7 +116,10 @@ impl Admin {
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         let unauthorized = |why: &str| {
             let mut r = json_error(StatusCode::UNAUTHORIZED, why);
             r.headers_mut().insert(
@@ -144,7 +134,9 @@ impl Admin {
             ));
         }
         let Some(token) = presented else {
-            return Err(unauthorized("a bearer token is required (Authorization: Bearer TOKEN)"));
+            return Err(unauthorized(
+                "a bearer token is required (Authorization: Bearer TOKEN)",
+            ));
         };
         let Some(caller) = self.tokens.check(token.trim()) else {
             return Err(unauthorized("the token is not valid"));
@@ -169,12 +161,20 @@ impl Admin {
         let method = req.method().clone();
         let node = &self.node;
         match (method.clone(), path.as_str()) {
-            (Method::GET | Method::HEAD, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            (Method::GET | Method::HEAD, "/healthz") => {
+                json_response(StatusCode::OK, &json!({"status": "ok"}))
+            }
             (Method::GET | Method::HEAD, "/readyz") => {
                 if node.ready.load(Ordering::Acquire) {
-                    json_response(StatusCode::OK, &json!({"status": "ready", "apps": node.table().apps.len()}))
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"status": "ready", "apps": node.table().apps.len()}),
+                    )
                 } else {
-                    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "starting"}))
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"status": "starting"}),
+                    )
                 }
             }
             (Method::GET | Method::HEAD, "/metrics") => {
@@ -199,7 +199,10 @@ impl Admin {
                 r
             }
             (_, p) if p == "/v1" || p.starts_with("/v1/") => self.v1(req, &method, &path).await,
-            _ => json_error(StatusCode::NOT_FOUND, &format!("no such endpoint {path}; see /v1/apps")),
+            _ => json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no such endpoint {path}; see /v1/apps"),
+            ),
         }
     }
 
@@ -249,7 +252,9 @@ impl Admin {
                 };
                 let n = node.clone();
                 match tokio::task::spawn_blocking(move || n.upload(&bytes)).await {
-                    Ok(Ok(digest)) => json_response(StatusCode::CREATED, &json!({ "digest": digest })),
+                    Ok(Ok(digest)) => {
+                        json_response(StatusCode::CREATED, &json!({ "digest": digest }))
+                    }
                     Ok(Err(e)) => change_error(e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
@@ -266,7 +271,10 @@ impl Admin {
                     );
                     r
                 }
-                Err(_) => json_error(StatusCode::NOT_FOUND, &format!("no blob {digest} on this node")),
+                Err(_) => json_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no blob {digest} on this node"),
+                ),
             },
             (Method::PUT, ["apps", name]) => {
                 let name = name.to_string();
@@ -280,7 +288,10 @@ impl Admin {
                 };
                 let (digest, source) = match (d.digest, d.reference) {
                     (Some(_), Some(_)) => {
-                        return json_error(StatusCode::BAD_REQUEST, "give `digest` or `reference`, not both");
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "give `digest` or `reference`, not both",
+                        );
                     }
                     (None, None) => {
                         return json_error(
@@ -292,7 +303,9 @@ impl Admin {
                         if node.state.blob_path(&digest).is_none_or(|p| !p.is_file()) {
                             return json_error(
                                 StatusCode::BAD_REQUEST,
-                                &format!("no blob {digest} on this node: upload it to /v1/blobs first"),
+                                &format!(
+                                    "no blob {digest} on this node: upload it to /v1/blobs first"
+                                ),
                             );
                         }
                         (digest, "upload".to_string())
@@ -344,11 +357,16 @@ impl Admin {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "deleted": name })),
                 Err(e) => change_error(e),
             },
-            (_, ["apps"] | ["apps", _] | ["apps", _, "rollback"] | ["blobs"] | ["blobs", _]) => json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &format!("{method} is not allowed on {path}"),
+            (_, ["apps"] | ["apps", _] | ["apps", _, "rollback"] | ["blobs"] | ["blobs", _]) => {
+                json_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("{method} is not allowed on {path}"),
+                )
+            }
+            _ => json_error(
+                StatusCode::NOT_FOUND,
+                &format!("no such endpoint {path}; see /v1/apps"),
             ),
-            _ => json_error(StatusCode::NOT_FOUND, &format!("no such endpoint {path}; see /v1/apps")),
         }
     }
 

@@ -111,8 +111,12 @@ impl Tokens {
             let (Some(scope), Some(h)) = (parts.next(), parts.next()) else {
                 return Err((i + 1, "expected `SCOPE sha256:HEX NAME`".into()));
             };
-            let scope = Scope::parse(scope)
-                .ok_or_else(|| (i + 1, format!("unknown scope `{scope}`: use read or deploy")))?;
+            let scope = Scope::parse(scope).ok_or_else(|| {
+                (
+                    i + 1,
+                    format!("unknown scope `{scope}`: use read or deploy"),
+                )
+            })?;
             let hash = h
                 .strip_prefix("sha256:")
                 .and_then(unhex)
@@ -160,11 +164,20 @@ mod tests {
         );
         assert!(!file.contains(&deploy[3..]), "only hashes are stored");
         let t = Tokens::parse(&file).unwrap();
-        assert_eq!(t.check(&deploy).unwrap(), Caller { name: "ci".into(), scope: Scope::Deploy });
+        assert_eq!(
+            t.check(&deploy).unwrap(),
+            Caller {
+                name: "ci".into(),
+                scope: Scope::Deploy
+            }
+        );
         assert_eq!(t.check(&read).unwrap().scope, Scope::Read);
         assert!(t.check("wo_nope").is_none());
         assert!(t.check("").is_none());
         assert_eq!(Tokens::parse("admin sha256:00 x").unwrap_err().0, 1);
-        assert!(Tokens::parse(&format!("read {deploy} x")).is_err(), "a bare token is refused");
+        assert!(
+            Tokens::parse(&format!("read {deploy} x")).is_err(),
+            "a bare token is refused"
+        );
     }
 }

@@ -179,8 +179,7 @@ pub fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -414,7 +413,8 @@ impl Node {
     /// Runs `sweep` periodically until the node is dropped.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let period = (self.config.idle_unload / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let period =
+            (self.config.idle_unload / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -443,7 +443,10 @@ impl Node {
                 "another deploy, rollback or delete of app `{app}` is under way; try again when it is done"
             )));
         }
-        Ok(ChangeGuard { node: self, app: app.to_string() })
+        Ok(ChangeGuard {
+            node: self,
+            app: app.to_string(),
+        })
     }
 
     /// Puts a new table in place, built from `apps`.
@@ -526,19 +529,22 @@ impl Node {
             .get(name)
             .map(|s| s.version.version)
             .unwrap_or_default();
-        let target = match to {
-            Some(v) => versions
-                .iter()
-                .find(|x| x.version == v)
-                .ok_or(ChangeError::NotFound(format!("app `{name}` has no version {v}")))?,
-            None => versions
-                .iter()
-                .rev()
-                .find(|x| x.version < current)
-                .ok_or(ChangeError::Conflict(format!(
-                    "app `{name}` has no earlier version to roll back to"
-                )))?,
-        };
+        let target =
+            match to {
+                Some(v) => {
+                    versions
+                        .iter()
+                        .find(|x| x.version == v)
+                        .ok_or(ChangeError::NotFound(format!(
+                            "app `{name}` has no version {v}"
+                        )))?
+                }
+                None => versions.iter().rev().find(|x| x.version < current).ok_or(
+                    ChangeError::Conflict(format!(
+                        "app `{name}` has no earlier version to roll back to"
+                    )),
+                )?,
+            };
         let handler = self.handler(name, target)?;
         let trial = self.slot(name, target.clone(), None);
         build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
@@ -571,7 +577,11 @@ impl Node {
                     "this is a core WebAssembly module, not a component; the node serves components that export `wasi:http/incoming-handler` (for Rust: `--target wasm32-wasip2`)".into(),
                 ));
             }
-            Err(e) => return Err(ChangeError::Unusable(format!("not a WebAssembly component: {e}"))),
+            Err(e) => {
+                return Err(ChangeError::Unusable(format!(
+                    "not a WebAssembly component: {e}"
+                )));
+            }
         }
         Ok(self.state.put_blob(bytes)?)
     }
@@ -593,14 +603,19 @@ impl Node {
                     let m = e.to_string();
                     if m.starts_with("refusing") {
                         ChangeError::Source(m)
-                    } else if matches!(e, wasmops_oci::OciError::Missing(_) | wasmops_oci::OciError::NotFound { .. }) {
+                    } else if matches!(
+                        e,
+                        wasmops_oci::OciError::Missing(_) | wasmops_oci::OciError::NotFound { .. }
+                    ) {
                         ChangeError::NotFound(m)
                     } else {
                         ChangeError::Source(m)
                     }
                 })?;
-        let bytes = wasmops_oci::resolve::single_component(reference, &pulled, &store)
-            .map_err(|e| ChangeError::Unusable(format!("{e}; the node deploys single components")))?;
+        let bytes =
+            wasmops_oci::resolve::single_component(reference, &pulled, &store).map_err(|e| {
+                ChangeError::Unusable(format!("{e}; the node deploys single components"))
+            })?;
         let digest = self.upload(&bytes)?;
         Ok((digest, pulled.digest))
     }
@@ -635,9 +650,9 @@ fn check_spec(spec: &AppSpec) -> Result<(), ChangeError> {
         let bare = h.strip_prefix("*.").unwrap_or(h);
         let ok = !bare.is_empty()
             && bare.len() <= 253
-            && bare
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && bare.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !ok {
             return Err(ChangeError::Bad(format!(
                 "invalid host `{h}`: give a host name such as `shop.example.com` or `*.example.com`"
@@ -645,7 +660,11 @@ fn check_spec(spec: &AppSpec) -> Result<(), ChangeError> {
         }
     }
     for r in &spec.routes {
-        if !r.starts_with('/') || r.contains("..") || r.contains('*') || r.chars().any(char::is_whitespace) {
+        if !r.starts_with('/')
+            || r.contains("..")
+            || r.contains('*')
+            || r.chars().any(char::is_whitespace)
+        {
             return Err(ChangeError::Bad(format!(
                 "invalid route `{r}`: give a path prefix such as `/` or `/api`"
             )));
@@ -653,14 +672,21 @@ fn check_spec(spec: &AppSpec) -> Result<(), ChangeError> {
     }
     for k in spec.env.keys() {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(ChangeError::Bad(format!("invalid environment variable name `{k}`")));
+            return Err(ChangeError::Bad(format!(
+                "invalid environment variable name `{k}`"
+            )));
         }
     }
-    if spec.memory.is_some_and(|m| wasmops_units::check_memory(m).is_err()) {
+    if spec
+        .memory
+        .is_some_and(|m| wasmops_units::check_memory(m).is_err())
+    {
         return Err(ChangeError::Bad("memory must be at least 64KiB".into()));
     }
     if spec.timeout_ms == Some(0) || spec.concurrency == Some(0) {
-        return Err(ChangeError::Bad("timeout and concurrency must be greater than zero".into()));
+        return Err(ChangeError::Bad(
+            "timeout and concurrency must be greater than zero".into(),
+        ));
     }
     Ok(())
 }
@@ -674,7 +700,12 @@ fn build_table(apps: Vec<Arc<AppSlot>>) -> Result<Table, String> {
         let hosts: Vec<Option<String>> = if a.version.spec.hosts.is_empty() {
             vec![None]
         } else {
-            a.version.spec.hosts.iter().map(|h| Some(h.to_ascii_lowercase())).collect()
+            a.version
+                .spec
+                .hosts
+                .iter()
+                .map(|h| Some(h.to_ascii_lowercase()))
+                .collect()
         };
         let routes: Vec<String> = if a.version.spec.routes.is_empty() {
             vec!["/".to_string()]
@@ -687,7 +718,9 @@ fn build_table(apps: Vec<Arc<AppSlot>>) -> Result<Table, String> {
                 if let Some(other) = owner.get(&key) {
                     return Err(format!(
                         "{} {r} is already served by app `{other}`; give app `{}` another host or route, or delete `{other}` first",
-                        h.as_deref().map(|h| format!("host `{h}`, route")).unwrap_or_else(|| "route".into()),
+                        h.as_deref()
+                            .map(|h| format!("host `{h}`, route"))
+                            .unwrap_or_else(|| "route".into()),
                         a.name
                     ));
                 }

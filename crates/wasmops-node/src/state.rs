@@ -312,7 +312,10 @@ impl State {
         if let Ok(rd) = std::fs::read_dir(&self.blobs) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.len() == 64 && !used.contains(&name) && std::fs::remove_file(e.path()).is_ok() {
+                if name.len() == 64
+                    && !used.contains(&name)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -328,9 +331,7 @@ impl State {
              FROM apps a JOIN versions v ON v.app = a.name AND v.version = a.current
              ORDER BY a.name",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, version_from(r, 1)?))
-        })?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, version_from(r, 1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (name, v) = row?;
@@ -361,9 +362,8 @@ impl State {
         for v in stmt.query_map(params![app], |r| version_from(r, 0))? {
             versions.push(v?.map_err(StateError::Corrupt)?);
         }
-        let mut stmt = conn.prepare(
-            "SELECT at, action, version, by FROM events WHERE app = ?1 ORDER BY rowid",
-        )?;
+        let mut stmt = conn
+            .prepare("SELECT at, action, version, by FROM events WHERE app = ?1 ORDER BY rowid")?;
         let events = stmt
             .query_map(params![app], |r| {
                 Ok(Event {
@@ -390,11 +390,7 @@ impl State {
     }
 }
 
-fn version_row(
-    conn: &Connection,
-    app: &str,
-    version: i64,
-) -> Result<Option<Version>, StateError> {
+fn version_row(conn: &Connection, app: &str, version: i64) -> Result<Option<Version>, StateError> {
     let v = conn
         .query_row(
             "SELECT version, digest, source, spec, deployed_by, deployed_at
@@ -439,21 +435,39 @@ mod tests {
             hosts: vec!["a.example.com".into()],
             ..AppSpec::default()
         };
-        assert_eq!(s.deploy("a", &d1, "upload", &spec, "ci").unwrap().version, 1);
-        assert_eq!(s.deploy("a", &d2, "upload", &spec, "ci").unwrap().version, 2);
+        assert_eq!(
+            s.deploy("a", &d1, "upload", &spec, "ci").unwrap().version,
+            1
+        );
+        assert_eq!(
+            s.deploy("a", &d2, "upload", &spec, "ci").unwrap().version,
+            2
+        );
         assert_eq!(s.rollback("a", None, "ops").unwrap().digest, d1);
         drop(s);
 
         let s = State::open(dir.path()).unwrap();
         let apps = s.apps().unwrap();
         assert_eq!(apps.len(), 1);
-        assert_eq!((apps[0].current.version, apps[0].current.spec.clone()), (1, spec));
+        assert_eq!(
+            (apps[0].current.version, apps[0].current.spec.clone()),
+            (1, spec)
+        );
         let (_, versions, events) = s.app("a").unwrap();
         assert_eq!(versions.len(), 2);
-        let actions: Vec<_> = events.iter().map(|e| (e.action.as_str(), e.version)).collect();
+        let actions: Vec<_> = events
+            .iter()
+            .map(|e| (e.action.as_str(), e.version))
+            .collect();
         assert_eq!(actions, [("deploy", 1), ("deploy", 2), ("rollback", 1)]);
-        assert!(matches!(s.rollback("a", None, "ops"), Err(StateError::NoEarlier(_))));
-        assert!(matches!(s.rollback("a", Some(9), "ops"), Err(StateError::NoVersion { .. })));
+        assert!(matches!(
+            s.rollback("a", None, "ops"),
+            Err(StateError::NoEarlier(_))
+        ));
+        assert!(matches!(
+            s.rollback("a", Some(9), "ops"),
+            Err(StateError::NoVersion { .. })
+        ));
         assert_eq!(s.rollback("a", Some(2), "ops").unwrap().digest, d2);
 
         s.delete("a").unwrap();

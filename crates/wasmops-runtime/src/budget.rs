@@ -48,17 +48,12 @@ impl MemoryBudget {
 
     /// Reserves `bytes` (capped at the whole budget), waiting until
     /// `deadline` at most; `None` if the budget did not free up in time.
-    pub async fn reserve(
-        &self,
-        bytes: u64,
-        deadline: tokio::time::Instant,
-    ) -> Option<Reservation> {
+    pub async fn reserve(&self, bytes: u64, deadline: tokio::time::Instant) -> Option<Reservation> {
         let n = self.units_for(bytes);
         if let Ok(p) = self.permits.clone().try_acquire_many_owned(n) {
             return Some(Reservation(p));
         }
-        match tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(n)).await
-        {
+        match tokio::time::timeout_at(deadline, self.permits.clone().acquire_many_owned(n)).await {
             Ok(Ok(p)) => Some(Reservation(p)),
             _ => None,
         }

@@ -671,11 +671,17 @@ impl HttpHandler {
         let s = &self.inner.settings;
         match fault {
             BodyFault::TOO_LARGE => {
-                self.inner.stats.rejected_body.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .rejected_body
+                    .fetch_add(1, Ordering::Relaxed);
                 too_large(s.max_body)
             }
             BodyFault::TIMED_OUT => {
-                self.inner.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .body_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
                 let mut r = simple(
                     StatusCode::REQUEST_TIMEOUT,
                     &format!(
@@ -1045,9 +1051,7 @@ where
                         this.rest = None;
                         this.timer = None;
                         this.fault.set(BodyFault::TIMED_OUT);
-                        Poll::Ready(Some(Err(
-                            wasmtime_wasi_http::Error::ConnectionReadTimeout,
-                        )))
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout)))
                     }
                     Poll::Pending => Poll::Pending,
                 }
@@ -1175,9 +1179,9 @@ impl http_body::Body for GuestBody {
                     access.emit(failure);
                 }
                 match failure {
-                    Some(_) => Poll::Ready(Some(Err(
-                        wasmtime_wasi_http::Error::HttpResponseIncomplete,
-                    ))),
+                    Some(_) => {
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)))
+                    }
                     None => Poll::Ready(None),
                 }
             }

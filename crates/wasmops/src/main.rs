@@ -105,6 +105,7 @@ fn init_logging(cli: &Cli, default: &str) {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe_for_pipelines();
     // A panic is a bug in wasmops: say so in one line, without a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
@@ -216,6 +217,34 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Commands that write a report (`inspect`, `scan`, `apps list`, ...) end
+/// quietly when their reader goes away (`| head`, `| jq -e`, `| grep -q`),
+/// as Unix tools do: SIGPIPE is given its default action back (Rust
+/// ignores it, which turns a closed pipe into a panic in `println!`).
+/// Servers and `run` keep ignoring it: a peer closing a socket must not end
+/// the process.
+fn restore_sigpipe_for_pipelines() {
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    let mut sub = None;
+    while let Some(a) = args.next() {
+        if a == "--log-level" || a == "--log-format" {
+            args.next();
+        } else if !a.starts_with('-') {
+            sub = Some(a);
+            break;
+        }
+    }
+    if matches!(sub.as_deref(), Some("serve" | "up" | "node" | "run")) {
+        return;
+    }
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -23,9 +23,15 @@ fn openapi() -> Value {
 fn check_against_spec(method: &str, template: &str, status: u16, body: &Value) {
     let spec = openapi();
     let op = &spec["paths"][template][method.to_ascii_lowercase()];
-    assert!(op.is_object(), "{method} {template} is not in docs/node-api.openapi.json");
+    assert!(
+        op.is_object(),
+        "{method} {template} is not in docs/node-api.openapi.json"
+    );
     let resp = &op["responses"][status.to_string()];
-    assert!(resp.is_object(), "{method} {template} answered {status}, which the description does not list: {body}");
+    assert!(
+        resp.is_object(),
+        "{method} {template} answered {status}, which the description does not list: {body}"
+    );
     let mut resp = resp.clone();
     if let Some(r) = resp["$ref"].as_str() {
         let name = r.rsplit('/').next().unwrap();
@@ -36,9 +42,13 @@ fn check_against_spec(method: &str, template: &str, status: u16, body: &Value) {
         for (k, v) in schema {
             root[k] = v.clone();
         }
-        let validator = jsonschema::validator_for(&root).expect("the description's schema compiles");
+        let validator =
+            jsonschema::validator_for(&root).expect("the description's schema compiles");
         let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{method} {template} {status}: {errors:?} in {body}");
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: {errors:?} in {body}"
+        );
     }
 }
 
@@ -73,7 +83,9 @@ impl Api {
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
         let r = common::send(&self.client, req).await;
         let v: Value = if r.header("content-type").as_deref() == Some("application/json") {
             serde_json::from_slice(&r.body).unwrap_or(Value::Null)
@@ -173,10 +185,38 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert_eq!(s, 200);
 
     // Deploy by file, reached by host name; and another app by path.
-    let out = client(&deployer, &["deploy", test_programs::HELLO, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::HELLO,
+            "--node",
+            url,
+            "--name",
+            "hello",
+            "--host",
+            "hello.test",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("deployed hello version 1"), "{}", out.stdout);
-    let out = client(&deployer, &["deploy", test_programs::ECHO, "--node", url, "--name", "echo", "--route", "/echo"]);
+    assert!(
+        out.stdout.contains("deployed hello version 1"),
+        "{}",
+        out.stdout
+    );
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::ECHO,
+            "--node",
+            url,
+            "--name",
+            "echo",
+            "--route",
+            "/echo",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let r = get_host(&node, "hello.test", "/").await;
     assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
@@ -189,67 +229,210 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     // Scopes: no token 401, a bad token 401, read scope cannot change.
     let (s, v) = api.call("GET", "/v1/apps", "/v1/apps", None, None).await;
     assert_eq!(s, 401, "{v}");
-    let (s, _) = api.call("GET", "/v1/apps", "/v1/apps", Some("wo_forged"), None).await;
+    let (s, _) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some("wo_forged"), None)
+        .await;
     assert_eq!(s, 401);
-    let (s, v) = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await;
+    let (s, v) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&reader), None)
+        .await;
     assert_eq!(s, 200);
-    let names: Vec<&str> = v["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["echo", "hello"]);
     let (s, v) = api
-        .call("DELETE", "/v1/apps/hello", "/v1/apps/{name}", Some(&reader), None)
+        .call(
+            "DELETE",
+            "/v1/apps/hello",
+            "/v1/apps/{name}",
+            Some(&reader),
+            None,
+        )
         .await;
     assert_eq!(s, 403, "{v}");
-    let out = client(&reader, &["deploy", test_programs::STREAM, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    let out = client(
+        &reader,
+        &[
+            "deploy",
+            test_programs::STREAM,
+            "--node",
+            url,
+            "--name",
+            "hello",
+            "--host",
+            "hello.test",
+        ],
+    );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("403"), "{}", out.stderr);
 
     // Bad deploys: each a 4xx with one message, the state unchanged.
-    let before = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await.1;
+    let before = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&reader), None)
+        .await
+        .1;
     let core = std::fs::read(test_programs::CLI_P1).unwrap();
-    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(core)).await;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(core),
+        )
+        .await;
     assert_eq!(s, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("core WebAssembly module"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("core WebAssembly module"),
+        "{v}"
+    );
     let mut broken = std::fs::read(test_programs::HELLO).unwrap();
     broken.truncate(broken.len() / 2);
-    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(broken)).await;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(broken),
+        )
+        .await;
     assert!(s == 422 || s == 201, "{v}");
     if s == 201 {
         // Stored (it starts like a component), but refused at deploy.
         let body = json!({ "digest": v["digest"] }).to_string().into_bytes();
-        let (s, v) = api.call("PUT", "/v1/apps/broken", "/v1/apps/{name}", Some(&deployer), Some(body)).await;
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/v1/apps/broken",
+                "/v1/apps/{name}",
+                Some(&deployer),
+                Some(body),
+            )
+            .await;
         assert_eq!(s, 422, "{v}");
     }
     let cli = std::fs::read(test_programs::CLI).unwrap();
-    let (s, v) = api.call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(cli)).await;
+    let (s, v) = api
+        .call("POST", "/v1/blobs", "/v1/blobs", Some(&deployer), Some(cli))
+        .await;
     assert_eq!(s, 201, "{v}");
     let body = json!({ "digest": v["digest"] }).to_string().into_bytes();
-    let (s, v) = api.call("PUT", "/v1/apps/cli", "/v1/apps/{name}", Some(&deployer), Some(body)).await;
-    assert_eq!(s, 422, "a command is not an HTTP handler: {v}");
-    assert!(v["error"].as_str().unwrap().contains("incoming-handler"), "{v}");
-    let out = client(&deployer, &["deploy", test_programs::STREAM, "--node", url, "--name", "thief", "--host", "hello.test"]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("409") && out.stderr.contains("`hello`"), "{}", out.stderr);
     let (s, v) = api
-        .call("PUT", "/v1/apps/ghost", "/v1/apps/{name}", Some(&deployer), Some(br#"{"reference":"127.0.0.1:9/none/such:v1"}"#.to_vec()))
+        .call(
+            "PUT",
+            "/v1/apps/cli",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, 422, "a command is not an HTTP handler: {v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("incoming-handler"),
+        "{v}"
+    );
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::STREAM,
+            "--node",
+            url,
+            "--name",
+            "thief",
+            "--host",
+            "hello.test",
+        ],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("409") && out.stderr.contains("`hello`"),
+        "{}",
+        out.stderr
+    );
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/ghost",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(br#"{"reference":"127.0.0.1:9/none/such:v1"}"#.to_vec()),
+        )
         .await;
     assert!(s == 404 || s == 502, "{s} {v}");
     let (s, v) = api
-        .call("PUT", "/v1/apps/Bad_Name", "/v1/apps/{name}", Some(&deployer), Some(br#"{"digest":"sha256:00"}"#.to_vec()))
+        .call(
+            "PUT",
+            "/v1/apps/Bad_Name",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(br#"{"digest":"sha256:00"}"#.to_vec()),
+        )
         .await;
     assert_eq!(s, 400, "{v}");
     let (s, _) = api
-        .call("PUT", "/v1/apps/x", "/v1/apps/{name}", Some(&deployer), Some(b"{not json".to_vec()))
+        .call(
+            "PUT",
+            "/v1/apps/x",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(b"{not json".to_vec()),
+        )
         .await;
     assert_eq!(s, 400);
-    let after = api.call("GET", "/v1/apps", "/v1/apps", Some(&reader), None).await.1;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/x",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(br#"{"digest":"sha256:00","hostz":["a"]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(s, 400, "an unknown field is refused: {v}");
+    assert!(v["error"].as_str().unwrap().contains("hostz"), "{v}");
+    let after = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&reader), None)
+        .await
+        .1;
     assert_eq!(
-        before["apps"].as_array().unwrap().iter().map(|a| (&a["name"], &a["version"])).collect::<Vec<_>>(),
-        after["apps"].as_array().unwrap().iter().map(|a| (&a["name"], &a["version"])).collect::<Vec<_>>(),
+        before["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (&a["name"], &a["version"]))
+            .collect::<Vec<_>>(),
+        after["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (&a["name"], &a["version"]))
+            .collect::<Vec<_>>(),
         "refused deploys change nothing"
     );
 
     // A new version, then a rollback to the first.
-    let out = client(&deployer, &["deploy", test_programs::STREAM, "--node", url, "--name", "hello", "--host", "hello.test"]);
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::STREAM,
+            "--node",
+            url,
+            "--name",
+            "hello",
+            "--host",
+            "hello.test",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let r = get_host(&node, "hello.test", "/status/201").await;
     assert_eq!(r.status, 201);
@@ -259,20 +442,45 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let r = get_host(&node, "hello.test", "/").await;
     assert_eq!(r.text(), "Hello, world!\n");
     let (s, v) = api
-        .call("POST", "/v1/apps/hello/rollback", "/v1/apps/{name}/rollback", Some(&deployer), Some(br#"{"version": 2}"#.to_vec()))
+        .call(
+            "POST",
+            "/v1/apps/hello/rollback",
+            "/v1/apps/{name}/rollback",
+            Some(&deployer),
+            Some(br#"{"version": 2}"#.to_vec()),
+        )
         .await;
     assert_eq!((s, v["version"].as_i64()), (200, Some(2)));
     let (s, v) = api
-        .call("GET", "/v1/apps/hello", "/v1/apps/{name}", Some(&reader), None)
+        .call(
+            "GET",
+            "/v1/apps/hello",
+            "/v1/apps/{name}",
+            Some(&reader),
+            None,
+        )
         .await;
     assert_eq!(s, 200);
-    let actions: Vec<&str> = v["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["deploy", "deploy", "rollback", "rollback"]);
     assert_eq!(v["versions"][0]["deployed_by"], "ci");
     let out = client(&reader, &["apps", "status", "hello", "--node", url]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("version:    2"), "{}", out.stdout);
-    let (s, _) = api.call("GET", "/v1/apps/nope", "/v1/apps/{name}", Some(&reader), None).await;
+    let (s, _) = api
+        .call(
+            "GET",
+            "/v1/apps/nope",
+            "/v1/apps/{name}",
+            Some(&reader),
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
 
     // Idle apps are unloaded, and load again on their next request.
@@ -280,17 +488,29 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let start = Instant::now();
     loop {
         let m = common::get(&metrics_url).await.text();
-        if metric(&m, "wasmops_node_apps_loaded") == 0.0 || start.elapsed() > Duration::from_secs(10) {
+        if metric(&m, "wasmops_node_apps_loaded") == 0.0
+            || start.elapsed() > Duration::from_secs(10)
+        {
             assert_eq!(metric(&m, "wasmops_node_apps_loaded"), 0.0, "{m}");
             assert!(metric(&m, "wasmops_node_app_unloads_total") >= 2.0, "{m}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let loads = metric(&common::get(&metrics_url).await.text(), "wasmops_node_app_loads_total");
-    assert_eq!(get_host(&node, "hello.test", "/status/202").await.status, 202);
+    let loads = metric(
+        &common::get(&metrics_url).await.text(),
+        "wasmops_node_app_loads_total",
+    );
+    assert_eq!(
+        get_host(&node, "hello.test", "/status/202").await.status,
+        202
+    );
     let m = common::get(&metrics_url).await.text();
-    assert_eq!(metric(&m, "wasmops_node_app_loads_total"), loads + 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "wasmops_node_app_loads_total"),
+        loads + 1.0,
+        "{m}"
+    );
     assert!(metric(&m, "wasmops_node_apps_loaded") >= 1.0, "{m}");
     let (s, _) = api.call("GET", "/metrics", "/metrics", None, None).await;
     assert_eq!(s, 200);
@@ -301,17 +521,114 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     drop(node);
     let node = start_node(&data, &tokens, &[]);
     let api = Api::new(&node);
-    let url = node.admin_url("");
-    let url = url.trim_end_matches('/');
     wait_ready(&api).await;
-    assert_eq!(get_host(&node, "hello.test", "/status/203").await.status, 203);
+    assert_eq!(
+        get_host(&node, "hello.test", "/status/203").await.status,
+        203
+    );
     assert_eq!(get_host(&node, "x.test", "/echo").await.status, 200);
 
+    // kill -9 in the middle of deploys: after each restart the app runs
+    // the version before or the one deployed, whole.
+    let mut node = node;
+    for (round, wasm) in [
+        test_programs::HOSTILE,
+        test_programs::HELLO,
+        test_programs::STREAM,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let api = Api::new(&node);
+        let (_, before) = api
+            .call(
+                "GET",
+                "/v1/apps/hello",
+                "/v1/apps/{name}",
+                Some(&reader),
+                None,
+            )
+            .await;
+        let before = before["version"].as_i64().unwrap();
+        let admin = node.admin_url("");
+        let deployer = deployer.clone();
+        let wasm = wasm.to_string();
+        let deploying = std::thread::spawn(move || {
+            client(
+                &deployer,
+                &[
+                    "deploy",
+                    &wasm,
+                    "--node",
+                    admin.trim_end_matches('/'),
+                    "--name",
+                    "hello",
+                    "--host",
+                    "hello.test",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(15 * round as u64));
+        node.signal(libc::SIGKILL);
+        node.wait(Duration::from_secs(10));
+        let _ = deploying.join();
+        drop(node);
+        node = start_node(&data, &tokens, &[]);
+        let api = Api::new(&node);
+        wait_ready(&api).await;
+        let (s, after) = api
+            .call(
+                "GET",
+                "/v1/apps/hello",
+                "/v1/apps/{name}",
+                Some(&reader),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+        let after = after["version"].as_i64().unwrap();
+        assert!(
+            after == before || after == before + 1,
+            "round {round}: {before} -> {after}"
+        );
+        // Served by the app (the hostile and stream guests answer 404 on
+        // `/` themselves), not refused by the node.
+        let r = get_host(&node, "hello.test", "/").await;
+        assert!(
+            r.status == 200 || r.status == 404,
+            "round {round}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            !r.text().contains("no app is deployed"),
+            "round {round}: {}",
+            r.text()
+        );
+    }
+    let api = Api::new(&node);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+
     // The component can be fetched back, byte for byte.
-    let (_, v) = api.call("GET", "/v1/apps/echo", "/v1/apps/{name}", Some(&reader), None).await;
+    let (_, v) = api
+        .call(
+            "GET",
+            "/v1/apps/echo",
+            "/v1/apps/{name}",
+            Some(&reader),
+            None,
+        )
+        .await;
     let digest = v["digest"].as_str().unwrap().to_string();
     let (s, _) = api
-        .call("GET", &format!("/v1/blobs/{digest}"), "/v1/blobs/{digest}", Some(&reader), None)
+        .call(
+            "GET",
+            &format!("/v1/blobs/{digest}"),
+            "/v1/blobs/{digest}",
+            Some(&reader),
+            None,
+        )
         .await;
     assert_eq!(s, 200);
 
@@ -320,7 +637,13 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(get_host(&node, "x.test", "/echo").await.status, 404);
     let (s, _) = api
-        .call("DELETE", "/v1/apps/echo", "/v1/apps/{name}", Some(&deployer), None)
+        .call(
+            "DELETE",
+            "/v1/apps/echo",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
         .await;
     assert_eq!(s, 404);
     let m = common::get(&node.admin_url("/metrics")).await.text();
@@ -360,7 +683,16 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
                 .args(args),
         )
     };
-    let out = with_env(&["deploy", test_programs::HELLO, "--env", "staging", "--name", "web", "--route", "/"]);
+    let out = with_env(&[
+        "deploy",
+        test_programs::HELLO,
+        "--env",
+        "staging",
+        "--name",
+        "web",
+        "--route",
+        "/",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = with_env(&["promote", "staging", "production", "--app", "web", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -368,7 +700,10 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
     let out = with_env(&["apps", "status", "web", "--env", "staging", "--json"]);
     let on_staging: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(promoted["digest"], on_staging["digest"], "the exact digest");
-    assert_eq!(common::get(&production.url("/")).await.text(), "Hello, world!\n");
+    assert_eq!(
+        common::get(&production.url("/")).await.text(),
+        "Hello, world!\n"
+    );
 
     // Swap versions under load: no request fails.
     let url = production.url("/status/200");
@@ -379,8 +714,12 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
             let c = common::client(false);
             let (mut ok, mut failed) = (0u64, Vec::new());
             let start = Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
-                let req = http::Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                let req = http::Request::get(&url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
                 match c.request(req).await {
                     Ok(r) if r.status().as_u16() == 200 || r.status().as_u16() == 404 => ok += 1,
                     Ok(r) => failed.push(r.status().as_u16()),
@@ -391,33 +730,84 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
         })
     };
     let padmin = production.admin_url("");
-    for (i, wasm) in [test_programs::STREAM, test_programs::HELLO, test_programs::STREAM].iter().enumerate() {
-        let out = with_env(&["deploy", wasm, "--node", padmin.trim_end_matches('/'), "--name", "web"]);
+    for (i, wasm) in [
+        test_programs::STREAM,
+        test_programs::HELLO,
+        test_programs::STREAM,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = with_env(&[
+            "deploy",
+            wasm,
+            "--node",
+            padmin.trim_end_matches('/'),
+            "--name",
+            "web",
+        ]);
         assert_eq!(out.code, 0, "swap {i}: {}", out.stderr);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = load.await.unwrap();
     assert!(ok > 50, "{ok}");
-    assert!(failed.is_empty(), "{} failed of {}: {failed:?}", failed.len(), ok + failed.len() as u64);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
+    );
 
     // Two deploys of one app at once: one wins, any other is told.
     let a = std::thread::spawn({
         let config = config.clone();
         let t = t.clone();
-        move || output(wasmops().env("WASMOPS_TOKEN", &t).env("XDG_CONFIG_HOME", &config).args(["deploy", test_programs::HOSTILE, "--env", "production", "--name", "race", "--route", "/race"]))
+        move || {
+            output(
+                wasmops()
+                    .env("WASMOPS_TOKEN", &t)
+                    .env("XDG_CONFIG_HOME", &config)
+                    .args([
+                        "deploy",
+                        test_programs::HOSTILE,
+                        "--env",
+                        "production",
+                        "--name",
+                        "race",
+                        "--route",
+                        "/race",
+                    ]),
+            )
+        }
     });
-    let b = with_env(&["deploy", test_programs::ECHO, "--env", "production", "--name", "race", "--route", "/race"]);
+    let b = with_env(&[
+        "deploy",
+        test_programs::ECHO,
+        "--env",
+        "production",
+        "--name",
+        "race",
+        "--route",
+        "/race",
+    ]);
     let a = a.join().unwrap();
     let outcomes = [a.code, b.code];
     assert!(outcomes.contains(&0), "{} / {}", a.stderr, b.stderr);
     for o in [&a, &b] {
         if o.code != 0 {
-            assert!(o.stderr.contains("409") && o.stderr.contains("under way"), "{}", o.stderr);
+            assert!(
+                o.stderr.contains("409") && o.stderr.contains("under way"),
+                "{}",
+                o.stderr
+            );
         }
     }
     let out = with_env(&["apps", "status", "race", "--env", "production", "--json"]);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["versions"].as_array().unwrap().len(), outcomes.iter().filter(|c| **c == 0).count());
+    assert_eq!(
+        v["versions"].as_array().unwrap().len(),
+        outcomes.iter().filter(|c| **c == 0).count()
+    );
 }
 
 #[test]
@@ -457,7 +847,11 @@ fn the_whole_admin_api_is_described_and_exercised() {
                 .body(Full::new(Bytes::new()))
                 .unwrap();
             let r = common::send(&c, req).await;
-            assert!(!r.text().contains("no such endpoint"), "{method} {path}: {}", r.text());
+            assert!(
+                !r.text().contains("no such endpoint"),
+                "{method} {path}: {}",
+                r.text()
+            );
             assert_ne!(r.status, 405, "{method} {path}");
         }
     });

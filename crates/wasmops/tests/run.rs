@@ -49,15 +49,42 @@ fn preview1_core_modules_run_natively_with_their_exit_status() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("note.txt"), "hello").unwrap();
     let grant = format!("{}::/data:ro", data.path().display());
-    let out = run(&["run", "--dir", &grant, test_programs::CLI_P1, "--", "read", "/data/note.txt"]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, "hello"), "{}", out.stderr);
+    let out = run(&[
+        "run",
+        "--dir",
+        &grant,
+        test_programs::CLI_P1,
+        "--",
+        "read",
+        "/data/note.txt",
+    ]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "hello"),
+        "{}",
+        out.stderr
+    );
     let out = run(&["run", test_programs::CLI_P1, "--", "read", "/etc/passwd"]);
     assert_eq!(out.code, 3, "no file is granted: {}", out.stdout);
     let out = run(&["run", test_programs::CLI_P1, "--", "env"]);
     assert_eq!(out.stdout, "");
-    let out = run(&["run", "--timeout", "300ms", test_programs::CLI_P1, "--", "loop"]);
+    let out = run(&[
+        "run",
+        "--timeout",
+        "300ms",
+        test_programs::CLI_P1,
+        "--",
+        "loop",
+    ]);
     assert_eq!(out.code, 124, "{}", out.stderr);
-    let out = run(&["run", "--max-memory", "16MiB", test_programs::CLI_P1, "--", "hog"]);
+    let out = run(&[
+        "run",
+        "--max-memory",
+        "16MiB",
+        test_programs::CLI_P1,
+        "--",
+        "hog",
+    ]);
     assert_eq!(out.code, 134, "{}", out.stderr);
     assert!(out.stderr.contains("memory limit"), "{}", out.stderr);
 }
@@ -76,7 +103,11 @@ fn preview1_modules_importing_other_modules_are_one_line_errors() {
     .unwrap();
     let out = run(&["run", wat.to_str().unwrap()]);
     common::assert_one_line_error(&out);
-    assert!(out.stderr.contains("`host_log` from `env`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`host_log` from `env`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -462,7 +493,11 @@ fn text_format_is_read_by_inspect_and_validate_too() {
     assert_eq!(run(&["run", f]).code, 0);
     let out = run(&["inspect", f]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("module") && out.stdout.contains("valid:   yes"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("module") && out.stdout.contains("valid:   yes"),
+        "{}",
+        out.stdout
+    );
     let out = run(&["validate", f]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     std::fs::write(&wat, "(module (func (export \"_start\") (i32.add)))").unwrap();
@@ -487,4 +522,35 @@ fn wasi_testsuite_passes_but_the_expected_failures() {
     );
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("wasi-testsuite: "), "{}", out.stdout);
+}
+
+#[test]
+fn a_closed_pipe_ends_a_report_quietly() {
+    for args in [
+        &["inspect", test_programs::HELLO, "--format", "json"][..],
+        &[
+            "--log-level",
+            "warn",
+            "inspect",
+            test_programs::ECHO,
+            "--format",
+            "json",
+        ],
+    ] {
+        let mut child = wasmops()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the pipe before wasmops writes, as `| head -c 0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("internal error") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert_ne!(out.status.code(), Some(101), "{stderr}");
+    }
 }

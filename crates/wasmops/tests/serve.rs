@@ -476,7 +476,10 @@ async fn a_guest_failing_mid_body_aborts_the_response() {
         );
         let text = String::from_utf8_lossy(&raw);
         assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
-        assert!(text.contains("transfer-encoding: chunked"), "{path}: {text}");
+        assert!(
+            text.contains("transfer-encoding: chunked"),
+            "{path}: {text}"
+        );
         assert!(
             !text.ends_with("0\r\n\r\n"),
             "{path}: a cut-off body must not end with the last chunk: {:?}",
@@ -506,10 +509,17 @@ async fn a_guest_failing_mid_body_aborts_the_response() {
         .filter(|l| l.contains("wasmops::access") && l.contains("\"aborted\":true"))
         .collect();
     assert!(aborted.len() >= 4, "{log}");
-    assert!(aborted.iter().any(|l| l.contains("\"status\":500")), "{log}");
-    assert!(aborted.iter().any(|l| l.contains("\"status\":504")), "{log}");
     assert!(
-        log.lines().any(|l| l.contains("/huge") && l.contains("\"status\":200") && !l.contains("aborted")),
+        aborted.iter().any(|l| l.contains("\"status\":500")),
+        "{log}"
+    );
+    assert!(
+        aborted.iter().any(|l| l.contains("\"status\":504")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/huge") && l.contains("\"status\":200") && !l.contains("aborted")),
         "{log}"
     );
     let metrics = get(&server.admin_url("/metrics")).await.text();
@@ -526,7 +536,14 @@ async fn trickling_bodies_get_408_and_others_are_still_served() {
     use std::io::Write;
     let server = Server::start(
         test_programs::HOSTILE,
-        &["--max-concurrency", "4", "--max-queue", "4", "--body-timeout", "2s"],
+        &[
+            "--max-concurrency",
+            "4",
+            "--max-queue",
+            "4",
+            "--body-timeout",
+            "2s",
+        ],
     );
     // 64 clients announce a 1 MB body and send it a byte at a time.
     let mut slow = Vec::new();
@@ -651,7 +668,10 @@ async fn the_memory_budget_bounds_what_instances_hold_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_are_contained() {
-    let server = Server::start(test_programs::HOSTILE, &["--timeout", "2s", "--max-memory", "32MiB"]);
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--timeout", "2s", "--max-memory", "32MiB"],
+    );
     // Deep recursion traps on stack exhaustion.
     assert_eq!(get(&server.url("/deep")).await.status, 500);
     // A memory bomb stops at the limit.
@@ -695,7 +715,13 @@ async fn malformed_requests_are_4xx() {
         .build_http();
     let resp = c.request(req).await.unwrap();
     assert_eq!(resp.status(), 413);
-    let r = send(&client(true), http::Request::post(server.url("/")).body(Full::new(Bytes::from(vec![b'z'; 2000]))).unwrap()).await;
+    let r = send(
+        &client(true),
+        http::Request::post(server.url("/"))
+            .body(Full::new(Bytes::from(vec![b'z'; 2000])))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 413);
 }
 

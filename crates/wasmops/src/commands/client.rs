@@ -201,7 +201,8 @@ fn credentials_token(path: &Path, url: &str) -> anyhow::Result<Option<String>> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
     Ok(table
@@ -232,16 +233,32 @@ impl Client {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        Ok(Self { url, token, http, rt })
+        Ok(Self {
+            url,
+            token,
+            http,
+            rt,
+        })
     }
 
     /// Sends a request; a JSON error from the node becomes this error.
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> anyhow::Result<Value> {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<Value> {
         let bytes = self.call_raw(method, path, body)?;
-        serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}{path}: not JSON: {e}", self.url))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}{path}: not JSON: {e}", self.url))
     }
 
-    fn call_raw(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> anyhow::Result<Vec<u8>> {
+    fn call_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<Vec<u8>> {
         let url = format!("{}{path}", self.url);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         req = match body {
@@ -264,7 +281,11 @@ impl Client {
                     .ok()
                     .and_then(|v| v["error"].as_str().map(str::to_string))
                     .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-                anyhow::bail!("the node at {} answered {}: {msg}", self.url, status.as_u16());
+                anyhow::bail!(
+                    "the node at {} answered {}: {msg}",
+                    self.url,
+                    status.as_u16()
+                );
             }
             Ok(bytes.to_vec())
         })
@@ -322,9 +343,14 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
         (name, json!({ "reference": a.what }))
     } else {
         let path = Path::new(&a.what);
-        let (default_name, wasm) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml") {
+        let (default_name, wasm) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml")
+        {
             let app = wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let served: Vec<_> = app.components.iter().filter(|c| !c.routes.is_empty()).collect();
+            let served: Vec<_> = app
+                .components
+                .iter()
+                .filter(|c| !c.routes.is_empty())
+                .collect();
             let [c] = served.as_slice() else {
                 anyhow::bail!(
                     "app `{}` has {} served components; the node deploys one component per app: deploy each with its own --name, or give the .wasm file",
@@ -344,7 +370,8 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot read {}", c.source.display()))?;
             (app.name.clone(), wasm)
         } else {
-            let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let wasm =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_lowercase().replace('_', "-"))
@@ -353,13 +380,20 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
         };
         let uploaded = client.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
         let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
-        (a.name.clone().unwrap_or(default_name), json!({ "digest": digest }))
+        (
+            a.name.clone().unwrap_or(default_name),
+            json!({ "digest": digest }),
+        )
     };
     let spec = spec_json(a, &routes, &hosts)?;
     if let (Some(b), Some(s)) = (body.as_object_mut(), spec.as_object()) {
         b.extend(s.clone());
     }
-    let v = client.call(reqwest::Method::PUT, &format!("/v1/apps/{name}"), Some(Body::Json(body)))?;
+    let v = client.call(
+        reqwest::Method::PUT,
+        &format!("/v1/apps/{name}"),
+        Some(Body::Json(body)),
+    )?;
     print_version(&v, &name, "deployed", a.target.json);
     Ok(0)
 }
@@ -382,8 +416,13 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
                     "{:<24} v{:<4} {} {} {}",
                     app["name"].as_str().unwrap_or(""),
                     app["version"],
-                    &app["digest"].as_str().unwrap_or("")[..19.min(app["digest"].as_str().unwrap_or("").len())],
-                    if app["loaded"].as_bool() == Some(true) { "loaded  " } else { "unloaded" },
+                    &app["digest"].as_str().unwrap_or("")
+                        [..19.min(app["digest"].as_str().unwrap_or("").len())],
+                    if app["loaded"].as_bool() == Some(true) {
+                        "loaded  "
+                    } else {
+                        "unloaded"
+                    },
                     app["requests"]
                 );
             }
@@ -396,9 +435,17 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             println!("app:        {}", v["name"].as_str().unwrap_or(""));
-            println!("version:    {} ({})", v["version"], v["digest"].as_str().unwrap_or(""));
+            println!(
+                "version:    {} ({})",
+                v["version"],
+                v["digest"].as_str().unwrap_or("")
+            );
             println!("source:     {}", v["source"].as_str().unwrap_or(""));
-            println!("deployed:   {} by {}", v["deployed_at"].as_str().unwrap_or(""), v["deployed_by"].as_str().unwrap_or(""));
+            println!(
+                "deployed:   {} by {}",
+                v["deployed_at"].as_str().unwrap_or(""),
+                v["deployed_by"].as_str().unwrap_or("")
+            );
             println!("hosts:      {}", v["hosts"]);
             println!("routes:     {}", v["routes"]);
             println!("loaded:     {}", v["loaded"]);
@@ -463,17 +510,27 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
         format!("sha256:{:x}", sha2::Sha256::digest(&wasm))
     };
     if got != digest {
-        anyhow::bail!("the component fetched from {} is {got}, not {digest}; nothing was deployed", from.url);
+        anyhow::bail!(
+            "the component fetched from {} is {got}, not {digest}; nothing was deployed",
+            from.url
+        );
     }
     let uploaded = to.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
     if uploaded["digest"].as_str() != Some(digest.as_str()) {
-        anyhow::bail!("{} stored the component under another digest; nothing was deployed", to.url);
+        anyhow::bail!(
+            "{} stored the component under another digest; nothing was deployed",
+            to.url
+        );
     }
     let mut body = json!({ "digest": digest });
     if let (Some(b), Some(s)) = (body.as_object_mut(), spec.as_object()) {
         b.extend(s.clone());
     }
-    let v = to.call(reqwest::Method::PUT, &format!("/v1/apps/{}", a.app), Some(Body::Json(body)))?;
+    let v = to.call(
+        reqwest::Method::PUT,
+        &format!("/v1/apps/{}", a.app),
+        Some(Body::Json(body)),
+    )?;
     if a.json {
         println!("{v}");
     } else {

@@ -13,9 +13,7 @@ use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_server::hosting;
 use wasmops_telemetry::Metrics;
 
-use crate::options::{
-    LimitArgs, ServerArgs, nonzero_duration, nonzero_size, positive,
-};
+use crate::options::{LimitArgs, ServerArgs, nonzero_duration, nonzero_size, positive};
 
 /// Run a node: one long-running process serving many apps, each deployed
 /// under a name (with `wasmops deploy` or the admin API) and reached by host
@@ -59,7 +57,12 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 pub struct NodeRunArgs {
     /// Where the node keeps its state (deployments, components, compiled
     /// code).
-    #[arg(long, value_name = "DIR", env = "WASMOPS_NODE_DATA_DIR", default_value = ".wasmops-node")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "WASMOPS_NODE_DATA_DIR",
+        default_value = ".wasmops-node"
+    )]
     pub data_dir: PathBuf,
     /// The admin API's tokens: lines `SCOPE sha256:HEX NAME` (see `wasmops
     /// node token`). Without it, the API refuses every request.
@@ -107,7 +110,11 @@ fn token(args: &TokenArgs) -> anyhow::Result<i32> {
     }
     let token = auth::generate().map_err(anyhow::Error::msg)?;
     let line = auth::line(&token, args.scope, &args.name);
-    if let Some(dir) = args.tokens_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = args
+        .tokens_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     {
@@ -119,7 +126,8 @@ fn token(args: &TokenArgs) -> anyhow::Result<i32> {
             .mode(0o600)
             .open(&args.tokens_file)
             .with_context(|| format!("cannot open {}", args.tokens_file.display()))?;
-        writeln!(f, "{line}").with_context(|| format!("cannot write {}", args.tokens_file.display()))?;
+        writeln!(f, "{line}")
+            .with_context(|| format!("cannot write {}", args.tokens_file.display()))?;
     }
     eprintln!(
         "added a {} token named `{}` to {} (only its hash is stored); the token:",
@@ -135,12 +143,18 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     let tokens = match &args.tokens_file {
         Some(f) => Tokens::load(f).map_err(anyhow::Error::msg)?,
         None => {
-            tracing::warn!("no --tokens-file: the admin API refuses every change until the node is started with one");
+            tracing::warn!(
+                "no --tokens-file: the admin API refuses every change until the node is started with one"
+            );
             Tokens::default()
         }
     };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
     let budget = args.server.memory_budget(None, args.limits.max_memory)?;
     let mut settings = EngineSettings::default();
     args.server.engine.apply(&mut settings);
@@ -233,7 +247,11 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
         if let Some(t) = admin_task {
             let _ = t.await;
         }
-        tracing::info!(connections = summary.connections, abandoned = summary.abandoned, "stopped");
+        tracing::info!(
+            connections = summary.connections,
+            abandoned = summary.abandoned,
+            "stopped"
+        );
         anyhow::Ok(())
     })?;
     Ok(0)

@@ -12,8 +12,8 @@ use wasmops_runtime::load::CacheOutcome;
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_telemetry::Metrics;
 
-use wasmops_server::hosting;
 use crate::options::{GrantArgs, LimitArgs, ServerArgs, limits, nonzero_duration, positive};
+use wasmops_server::hosting;
 
 /// Serve a `wasi:http` incoming-handler component (the WASI 0.2 proxy world).
 /// Every request runs in a fresh instance. HTTP/1.1 with keep-alive and
@@ -54,9 +54,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     settings.max_memory = args.limits.max_memory;
     settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
     settings.warm_slots = args.server.pool.warm_slots;
-    let budget = args
-        .server
-        .memory_budget(None, args.limits.max_memory)?;
+    let budget = args.server.memory_budget(None, args.limits.max_memory)?;
     // The pool holds every instance that may run at once: no more than the
     // concurrency, nor than the memory budget can cover.
     let by_budget = (budget.bytes() / args.limits.max_memory).max(1);

@@ -17,8 +17,8 @@ use wasmops_server::router::Router;
 use wasmops_telemetry::trace::Tracer;
 use wasmops_telemetry::{ComponentMetrics, Metrics};
 
-use wasmops_server::hosting;
 use crate::options::ServerArgs;
+use wasmops_server::hosting;
 
 /// Serve an app: every component of its `wasmops.toml` behind its routes,
 /// with the key-value stores, variables, files and outbound hosts the

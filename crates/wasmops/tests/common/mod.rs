@@ -139,7 +139,10 @@ impl Server {
     pub fn node(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = wasmops();
         cmd.envs(envs.iter().copied());
-        cmd.arg("node").arg("--listen").arg("127.0.0.1:0").args(args);
+        cmd.arg("node")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args);
         Server::launch(cmd, args)
             .unwrap_or_else(|(code, log)| panic!("wasmops node did not start (exit {code}): {log}"))
     }
