@@ -5,7 +5,9 @@ Each round starts each binary fresh (`wasmops serve`, metrics and JSON
 access log on, the log to /dev/null), warms it up, and runs wrk: a GET of
 the hello component, then a POST of 4 KiB to the echo component. The
 binaries take turns so drift hits both alike; a first pair of rounds is
-discarded. Prints the median requests/s of each and the ratio new/base.
+discarded. Prints the median requests/s of each, the server's CPU time per
+request (utime + stime over the wrk run, steadier than requests/s on a
+machine that wrk shares), and the ratios new/base.
 """
 import argparse, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request, re, signal
 
@@ -41,6 +43,12 @@ def wrk(url, conns, duration, lua=None):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(binary, component, conns, duration, lua, cache):
     port, admin = free_port(), free_port()
     proc = subprocess.Popen([binary, "serve", component, "--listen", f"127.0.0.1:{port}",
@@ -51,7 +59,10 @@ def run(binary, component, conns, duration, lua, cache):
         url = f"http://127.0.0.1:{port}/"
         wait_200(url)
         wrk(url, conns, 1, lua)
-        return wrk(url, conns, duration, lua)
+        before = cpu_seconds(proc.pid)
+        rps = wrk(url, conns, duration, lua)
+        used = cpu_seconds(proc.pid) - before
+        return rps, used / (rps * duration) * 1e6
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -73,21 +84,26 @@ def main():
                 'wrk.headers["Content-Type"] = "application/octet-stream"\n')
     cases = [("GET hello", a.hello, None), ("POST 4 KiB echo", a.echo, lua)]
     results = {(c, b): [] for c, _, _ in cases for b in ("base", "new")}
+    cpu = {(c, b): [] for c, _, _ in cases for b in ("base", "new")}
     for rnd in range(a.rounds + 1):
         for case, comp, script in cases:
             order = [("base", a.base), ("new", a.new)] if rnd % 2 == 0 else [("new", a.new), ("base", a.base)]
             for name, binary in order:
-                rps = run(binary, comp, a.connections, a.duration, script, os.path.join(work, name))
+                rps, us = run(binary, comp, a.connections, a.duration, script, os.path.join(work, name))
                 if rnd > 0:
                     results[(case, name)].append(rps)
-                print(f"round {rnd} {case} {name}: {rps:.0f} req/s", file=sys.stderr)
+                    cpu[(case, name)].append(us)
+                print(f"round {rnd} {case} {name}: {rps:.0f} req/s, {us:.1f} µs CPU/request", file=sys.stderr)
     lines = [f"Base {a.base_rev} against the working tree; wrk -t2 -c{a.connections} -d{a.duration}s, "
              f"{a.rounds} alternated rounds (median; a first pair discarded).", "",
-             "| case | base req/s | new req/s | new/base |", "|---|---|---|---|"]
+             "| case | base req/s | new req/s | new/base | base µs CPU/req | new µs CPU/req | new/base |",
+             "|---|---|---|---|---|---|---|"]
     for case, _, _ in cases:
         b = statistics.median(results[(case, "base")])
         n = statistics.median(results[(case, "new")])
-        lines.append(f"| {case} | {b:.0f} | {n:.0f} | {n / b:.3f} |")
+        bc = statistics.median(cpu[(case, "base")])
+        nc = statistics.median(cpu[(case, "new")])
+        lines.append(f"| {case} | {b:.0f} | {n:.0f} | {n / b:.3f} | {bc:.1f} | {nc:.1f} | {nc / bc:.3f} |")
     text = "\n".join(lines)
     print(text)
     os.makedirs(a.out, exist_ok=True)

@@ -409,4 +409,32 @@ mod tests {
         assert!(e.contains("unsafe path"), "{e}");
         assert!(!out.path().join("evil").exists());
     }
+
+    #[test]
+    fn links_in_a_pulled_files_layer_are_refused() {
+        // A symbolic link, then a file written "through" it: neither may
+        // reach outside the directory the app is unpacked into.
+        let outside = tempfile::tempdir().unwrap();
+        for kind in [tar::EntryType::Symlink, tar::EntryType::Link] {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_link_name(outside.path()).unwrap();
+            h.set_cksum();
+            b.append_data(&mut h, "static", std::io::empty()).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(4);
+            h.set_cksum();
+            b.append_data(&mut h, "static/owned.txt", &b"evil"[..]).unwrap();
+            let data = b.into_inner().unwrap();
+            let out = tempfile::tempdir().unwrap();
+            let e = unpack_tar(&data, &out.path().join("d"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a file"), "{kind:?}: {e}");
+            assert!(!outside.path().join("owned.txt").exists());
+        }
+    }
 }

@@ -291,15 +291,35 @@ impl HttpHandler {
         if let Ok(v) = http::HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        if let (Some(tracer), Some((ctx, parent)), Some(span_start)) =
+            (&self.inner.tracer, trace, span_start)
+        {
+            // Attributes are borrowed from the request: the span is encoded
+            // as it ends, so nothing is copied or moved for it.
+            let mut span = SpanRecord::start_at("request", Kind::Server, ctx, parent, span_start);
+            if status >= 500 {
+                span.error = Some(format!("status {status}"));
+            }
+            tracer.end_with(
+                span,
+                &[
+                    ("http.request.method", Attr::Str(method.as_str())),
+                    ("url.path", Attr::Str(&path)),
+                    ("http.response.status_code", Attr::Int(i64::from(status))),
+                    ("wasmops.component", Attr::Str(&self.inner.settings.name)),
+                    ("wasmops.request_id", Attr::Str(&request_id)),
+                ],
+            );
+        }
         match outcome {
             // The guest may still be writing the body: its access line is
             // written when the body ends, with the real outcome.
             Some(outcome) => {
                 let access = PendingAccess {
                     handler: self.inner.clone(),
-                    method: method.clone(),
-                    path: path.clone(),
-                    request_id: request_id.clone(),
+                    method,
+                    path,
+                    request_id,
                     trace_id,
                     start,
                     status,
@@ -326,26 +346,6 @@ impl HttpHandler {
             }
             .emit(),
         }
-        if let (Some(tracer), Some((ctx, parent)), Some(span_start)) =
-            (&self.inner.tracer, trace, span_start)
-        {
-            // Attributes are borrowed from the request: the span is encoded
-            // as it ends, so nothing is copied or moved for it.
-            let mut span = SpanRecord::start_at("request", Kind::Server, ctx, parent, span_start);
-            if status >= 500 {
-                span.error = Some(format!("status {status}"));
-            }
-            tracer.end_with(
-                span,
-                &[
-                    ("http.request.method", Attr::Str(method.as_str())),
-                    ("url.path", Attr::Str(&path)),
-                    ("http.response.status_code", Attr::Int(i64::from(status))),
-                    ("wasmops.component", Attr::Str(&self.inner.settings.name)),
-                    ("wasmops.request_id", Attr::Str(&request_id)),
-                ],
-            );
-        }
         resp
     }
 
@@ -354,7 +354,7 @@ impl HttpHandler {
         req: Request<B>,
         request_id: Arc<str>,
         trace: Option<SpanContext>,
-        guest_outcome: &mut Option<Arc<Outcome>>,
+        guest_outcome: &mut Option<Arc<RequestState>>,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -374,8 +374,11 @@ impl HttpHandler {
         // instance is taken, within the body timeout: a client trickling
         // its body holds a connection, never an instance or a queue place.
         let (parts, body) = req.into_parts();
-        let fault = Arc::new(BodyFault::default());
-        let body = match RequestBody::prefetch(body, settings, fault.clone()).await {
+        // What the body and the guest's task tell the response: one
+        // allocation per request.
+        let state = Arc::new(RequestState::default());
+        let fault = &state.fault;
+        let body = match RequestBody::prefetch(body, settings, state.clone()).await {
             Ok(b) => b,
             Err(f) => return self.body_fault_response(f),
         };
@@ -433,7 +436,7 @@ impl HttpHandler {
         let pre = match &inner.flavor {
             Flavor::P2(pre) => pre.clone(),
             Flavor::P3(handler) => {
-                return self.handle_p3(handler, req, permit, &fault).await;
+                return self.handle_p3(handler, req, permit, fault).await;
             }
         };
 
@@ -480,8 +483,7 @@ impl HttpHandler {
             }
         };
 
-        let outcome = Arc::new(Outcome::default());
-        let task_outcome = outcome.clone();
+        let task_state = state.clone();
         let this = self.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
@@ -554,12 +556,12 @@ impl HttpHandler {
             // because its writer is gone finds out why.
             let r = match result {
                 Ok(()) => {
-                    task_outcome.set(Outcome::OK);
+                    task_state.outcome.set(Outcome::OK);
                     Ok(())
                 }
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
-                    task_outcome.set(if matches!(err, RunError::Timeout(_)) {
+                    task_state.outcome.set(if matches!(err, RunError::Timeout(_)) {
                         Outcome::TIMED_OUT
                     } else {
                         Outcome::FAILED
@@ -578,7 +580,7 @@ impl HttpHandler {
                 if let Some(f) = fault.get() {
                     return self.body_fault_response(f);
                 }
-                *guest_outcome = Some(outcome);
+                *guest_outcome = Some(state.clone());
                 resp
             }
             Ok(Err(code)) => {
@@ -929,7 +931,7 @@ pub(crate) struct RequestBody<B> {
     max: u64,
     idle: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    fault: Arc<BodyFault>,
+    state: Arc<RequestState>,
 }
 
 impl<B> RequestBody<B>
@@ -942,7 +944,7 @@ where
     async fn prefetch(
         mut body: B,
         settings: &HttpSettings,
-        fault: Arc<BodyFault>,
+        state: Arc<RequestState>,
     ) -> Result<Self, u8> {
         let mut this = RequestBody {
             head: std::collections::VecDeque::new(),
@@ -952,7 +954,7 @@ where
             max: settings.max_body,
             idle: settings.body_timeout,
             timer: None,
-            fault,
+            state,
         };
         if body.is_end_stream() {
             return Ok(this);
@@ -1020,7 +1022,7 @@ where
                     if n > this.remaining {
                         this.remaining = 0;
                         this.rest = None;
-                        this.fault.set(BodyFault::TOO_LARGE);
+                        this.state.fault.set(BodyFault::TOO_LARGE);
                         return Poll::Ready(Some(Err(
                             wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.max)),
                         )));
@@ -1031,7 +1033,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 this.rest = None;
-                this.fault.set(BodyFault::MALFORMED);
+                this.state.fault.set(BodyFault::MALFORMED);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
@@ -1050,7 +1052,7 @@ where
                     Poll::Ready(()) => {
                         this.rest = None;
                         this.timer = None;
-                        this.fault.set(BodyFault::TIMED_OUT);
+                        this.state.fault.set(BodyFault::TIMED_OUT);
                         Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout)))
                     }
                     Poll::Pending => Poll::Pending,
@@ -1080,6 +1082,13 @@ where
             }
         }
     }
+}
+
+/// What one request's body and guest task report to its response.
+#[derive(Debug, Default)]
+pub(crate) struct RequestState {
+    fault: BodyFault,
+    outcome: Outcome,
 }
 
 /// How a guest's call ended, as far as its response body needs to know:
@@ -1156,7 +1165,7 @@ impl PendingAccess {
 /// when it ends.
 struct GuestBody {
     inner: Body,
-    outcome: Arc<Outcome>,
+    outcome: Arc<RequestState>,
     access: Option<PendingAccess>,
 }
 
@@ -1174,7 +1183,7 @@ impl http_body::Body for GuestBody {
                 // wasmtime ends the stream cleanly both when the guest
                 // finished the body and when the body's writer was dropped
                 // with the guest's store: only the outcome tells them apart.
-                let failure = this.outcome.failure_status();
+                let failure = this.outcome.outcome.failure_status();
                 if let Some(access) = this.access.take() {
                     access.emit(failure);
                 }
@@ -1187,7 +1196,7 @@ impl http_body::Body for GuestBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 if let Some(access) = this.access.take() {
-                    access.emit(Some(this.outcome.failure_status().unwrap_or(500)));
+                    access.emit(Some(this.outcome.outcome.failure_status().unwrap_or(500)));
                 }
                 Poll::Ready(Some(Err(e)))
             }
@@ -1209,7 +1218,7 @@ impl Drop for GuestBody {
         // Not read to its end: a HEAD request, a known length reached, or
         // the client went away.
         if let Some(access) = self.access.take() {
-            access.emit(self.outcome.failure_status());
+            access.emit(self.outcome.outcome.failure_status());
         }
     }
 }

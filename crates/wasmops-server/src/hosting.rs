@@ -50,11 +50,41 @@ pub struct Listeners {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `handler` on the listener (and the admin endpoints beside it)
-/// until SIGINT/SIGTERM, then drains. `on_ready` runs once both listeners
-/// are bound, with the app listener's address.
+/// The listeners, bound: a taken port is reported before anything slow
+/// (building, compiling) happens.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    shutdown_grace: Duration,
+}
+
+impl Listeners {
+    /// Binds both listeners (inside the async runtime). The admin
+    /// listener's errors name the flag that moves or disables it.
+    pub fn bind(self) -> anyhow::Result<Bound> {
+        let listener = crate::bind(self.listen)?;
+        let admin = match self.admin {
+            None => None,
+            Some(addr) => Some(crate::bind(addr).map_err(|e| match e {
+                crate::BindError::InUse { addr } => anyhow::anyhow!(
+                    "cannot listen on {addr} for the admin endpoints (/metrics, /healthz): the address is already in use, perhaps by another wasmops; pick another with --admin-listen ADDR, or turn them off with --admin-listen off"
+                ),
+                other => anyhow::anyhow!("{other} (the admin endpoints: see --admin-listen)"),
+            })?),
+        };
+        Ok(Bound {
+            listener,
+            admin,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+}
+
+/// Serves `handler` on the bound listener (and the admin endpoints beside
+/// it) until SIGINT/SIGTERM, then drains. `on_ready` runs once, with the
+/// app listener's address.
 pub async fn serve_until_signal<H, Fut, B>(
-    l: Listeners,
+    l: Bound,
     metrics: Arc<Metrics>,
     tracer: Option<Tracer>,
     handler: H,
@@ -66,9 +96,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let listener = crate::bind(l.listen)?;
+    let listener = l.listener;
     let addr = listener.local_addr()?;
-    let admin_listener = l.admin.map(crate::bind).transpose()?;
+    let admin_listener = l.admin;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
     let admin_task = match admin_listener {

@@ -100,10 +100,62 @@ pub struct ServeSummary {
     pub abandoned: bool,
 }
 
+/// TLS for a listener: a certificate chain and its private key.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
+    /// or SEC1). Offers HTTP/2 and HTTP/1.1 by ALPN.
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| format!("cannot read the certificate {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        })
+    }
+}
+
 /// Serves until `shutdown` completes, then stops accepting, lets in-flight
 /// requests finish for up to `shutdown_grace`, and returns.
 pub async fn serve<H, Fut, B>(
     listener: TcpListener,
+    handler: H,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<ServeSummary>
+where
+    H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_with(listener, None, handler, options, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given (the handshake must finish
+/// within the header read timeout).
+pub async fn serve_with<H, Fut, B>(
+    listener: TcpListener,
+    tls: Option<Tls>,
     handler: H,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
@@ -155,15 +207,45 @@ where
                 })
             }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(tls) => {
+                let acceptor = tls.acceptor.clone();
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let handshake = options.header_read_timeout;
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");

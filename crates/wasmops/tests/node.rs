@@ -856,3 +856,63 @@ fn the_whole_admin_api_is_described_and_exercised() {
         }
     });
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=wasmops test CA"]);
+    run(&a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend(["-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1"]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "node.pem", "-days", "2", "-extfile", "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("node.pem"), dir.join("node.key"))
+}
+
+#[test]
+fn the_admin_api_speaks_tls_with_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(dir.path());
+    let tokens = dir.path().join("tokens");
+    let t = token(&tokens, "deploy", "tls");
+    let node = start_node(
+        &dir.path().join("data"),
+        &tokens,
+        &["--admin-tls-cert", cert.to_str().unwrap(), "--admin-tls-key", key.to_str().unwrap()],
+    );
+    let url = format!("https://{}", node.admin.unwrap());
+    let out = client(&t, &["deploy", test_programs::HELLO, "--node", &url, "--ca", ca.to_str().unwrap(), "--name", "secure"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = client(&t, &["apps", "list", "--node", &url, "--ca", ca.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("\"secure\""), "{}", out.stdout);
+    // A client that does not trust the CA is refused, in one line.
+    let out = client(&t, &["apps", "list", "--node", &url]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.to_lowercase().contains("certificate"), "{}", out.stderr);
+    // Plain HTTP is not answered on the TLS port.
+    let out = client(&t, &["apps", "list", "--node", &format!("http://{}", node.admin.unwrap())]);
+    assert_ne!(out.code, 0);
+    // A certificate that does not parse stops the node at start, in one line.
+    let out = common::run(&["node", "--data-dir", dir.path().join("d2").to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--admin-tls-cert", key.to_str().unwrap(), "--admin-tls-key", key.to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+}

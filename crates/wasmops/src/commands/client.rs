@@ -24,6 +24,10 @@ pub struct NodeTarget {
     /// (`$XDG_CONFIG_HOME/wasmops/environments.toml`: `[NAME] node = "URL"`).
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// A PEM certificate authority to trust for the node's TLS (besides the
+    /// system's) [default: the environment's `ca`].
+    #[arg(long, value_name = "FILE", env = "WASMOPS_NODE_CA")]
+    pub ca: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -129,8 +133,9 @@ fn config_dir() -> PathBuf {
         .join("wasmops")
 }
 
-/// The URL of an environment from the environments file.
-fn environment_url(name: &str) -> anyhow::Result<String> {
+/// The URL of an environment from the environments file, and the CA it
+/// names (`ca = "FILE"`), if any.
+fn environment(name: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
     let path = config_dir().join("environments.toml");
     let text = std::fs::read_to_string(&path).map_err(|_| {
         anyhow::anyhow!(
@@ -140,8 +145,8 @@ fn environment_url(name: &str) -> anyhow::Result<String> {
     })?;
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
-    table
-        .get(name)
+    let env = table.get(name);
+    let url = env
         .and_then(|e| e.get("node"))
         .and_then(|n| n.as_str())
         .map(str::to_string)
@@ -150,25 +155,32 @@ fn environment_url(name: &str) -> anyhow::Result<String> {
                 "no environment `{name}` in {}: add `[{name}]` with `node = \"http://HOST:PORT\"`",
                 path.display()
             )
-        })
+        })?;
+    let ca = env
+        .and_then(|e| e.get("ca"))
+        .and_then(|c| c.as_str())
+        .map(PathBuf::from);
+    Ok((url, ca))
 }
 
-/// The node URL a target names.
-fn node_url(t: &NodeTarget) -> anyhow::Result<String> {
-    let url = match (&t.node, &t.env) {
-        (Some(u), _) => u.clone(),
-        (None, Some(e)) => environment_url(e)?,
+/// The node (URL and CA to trust) a target names.
+fn node_url(t: &NodeTarget) -> anyhow::Result<(String, Option<PathBuf>)> {
+    let (url, ca) = match (&t.node, &t.env) {
+        (Some(u), _) => (u.clone(), None),
+        (None, Some(e)) => environment(e)?,
         (None, None) => anyhow::bail!("which node? give --node URL or --env NAME"),
     };
-    Ok(url.trim_end_matches('/').to_string())
+    Ok((url.trim_end_matches('/').to_string(), t.ca.clone().or(ca)))
 }
 
-/// An environment name or a URL.
-fn url_of(s: &str) -> anyhow::Result<String> {
+/// An environment name or a URL (its CA from `WASMOPS_NODE_CA`).
+fn url_of(s: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
     if s.starts_with("http://") || s.starts_with("https://") {
-        Ok(s.trim_end_matches('/').to_string())
+        let ca = std::env::var_os("WASMOPS_NODE_CA").map(PathBuf::from);
+        Ok((s.trim_end_matches('/').to_string(), ca))
     } else {
-        Ok(environment_url(s)?.trim_end_matches('/').to_string())
+        let (url, ca) = environment(s)?;
+        Ok((url.trim_end_matches('/').to_string(), ca))
     }
 }
 
@@ -222,13 +234,19 @@ struct Client {
 }
 
 impl Client {
-    fn new(url: String) -> anyhow::Result<Self> {
+    fn new((url, ca): (String, Option<PathBuf>)) -> anyhow::Result<Self> {
         let token = token_for(&url)?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(600))
-            .build()
-            .context("cannot make an HTTP client")?;
+            .timeout(Duration::from_secs(600));
+        if let Some(ca) = &ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().context("cannot make an HTTP client")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -270,7 +288,15 @@ impl Client {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot reach the node at {}: {e}", self.url))?;
+                .map_err(|e| {
+                    let mut why = e.to_string();
+                    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        why = format!("{why}: {s}");
+                        src = s.source();
+                    }
+                    anyhow::anyhow!("cannot reach the node at {}: {why}", self.url)
+                })?;
             let status = resp.status();
             let bytes = resp
                 .bytes()

@@ -88,6 +88,12 @@ pub struct NodeRunArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Serve the admin API over TLS with this PEM certificate (chain).
+    #[arg(long, value_name = "FILE", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --admin-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
     /// Largest component accepted by upload.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = nonzero_size)]
     pub max_upload: u64,
@@ -149,6 +155,12 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
             Tokens::default()
         }
     };
+    let tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(wasmops_server::Tls::from_pem_files(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -204,10 +216,12 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
         let admin_task = match args.server.admin_listen.0 {
             Some(addr) => {
                 let listener = wasmops_server::bind(addr)?;
-                eprintln!("wasmops: admin on http://{}/", listener.local_addr()?);
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                eprintln!("wasmops: admin on {scheme}://{}/", listener.local_addr()?);
                 let admin = admin.clone();
-                Some(tokio::spawn(wasmops_server::serve(
+                Some(tokio::spawn(wasmops_server::serve_with(
                     listener,
+                    tls.clone(),
                     move |req| {
                         let admin = admin.clone();
                         async move { admin.handle(req).await }

@@ -62,6 +62,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .unwrap_or(u32::MAX)
         .max(1);
 
+    // The listeners first: a taken port is reported before compiling.
+    let tokio = hosting::tokio_runtime(args.server.threads)?;
+    let bound = {
+        let _enter = tokio.enter();
+        hosting::Listeners {
+            listen: args.server.listen,
+            admin: args.server.admin_listen.0,
+            shutdown_grace: args.server.shutdown_grace,
+        }
+        .bind()?
+    };
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
     let loaded = match super::oci::read_source(&args.file, &args.source)? {
@@ -92,7 +103,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .admin_listen
         .0
         .map(|_| metrics.component(&name, &name, "/"));
-    let tokio = hosting::tokio_runtime(args.server.threads)?;
     let _enter = tokio.enter();
     let tracer = hosting::tracer(&name)?;
     let handler = HttpHandler::new(
@@ -119,11 +129,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     tokio.block_on(async {
         let h = handler.clone();
         let summary = hosting::serve_until_signal(
-            hosting::Listeners {
-                listen: args.server.listen,
-                admin: args.server.admin_listen.0,
-                shutdown_grace: args.server.shutdown_grace,
-            },
+            bound,
             metrics,
             tracer,
             move |req| {

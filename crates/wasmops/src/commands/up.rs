@@ -152,6 +152,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         return run(&args);
     }
     let app = load_app(&args.app)?;
+    // The listeners before building and compiling: a taken port is
+    // reported at once.
+    let tokio = hosting::tokio_runtime(args.server.threads)?;
+    let _enter = tokio.enter();
+    let bound = if args.check {
+        None
+    } else {
+        Some(
+            hosting::Listeners {
+                listen: args.server.listen,
+                admin: args.server.admin_listen.0,
+                shutdown_grace: args.server.shutdown_grace,
+            }
+            .bind()?,
+        )
+    };
     if !args.no_build && !args.check {
         let stale: Vec<String> = app
             .components
@@ -225,8 +241,6 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
     let metrics = Arc::new(Metrics::new());
     let metrics_on = args.server.admin_listen.0.is_some();
 
-    let tokio = hosting::tokio_runtime(args.server.threads)?;
-    let _enter = tokio.enter();
     let tracer = if args.check {
         None
     } else {
@@ -375,12 +389,11 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
                 }
             }
         };
+        let Some(bound) = bound else {
+            anyhow::bail!("internal: no listener was bound");
+        };
         let summary = hosting::serve_until_signal(
-            hosting::Listeners {
-                listen: args.server.listen,
-                admin: args.server.admin_listen.0,
-                shutdown_grace: args.server.shutdown_grace,
-            },
+            bound,
             metrics.clone(),
             tracer,
             handler,

@@ -196,7 +196,10 @@ impl Server {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.strip_prefix("wasmops: admin on http://") {
+                    if let Some(rest) = line
+                        .strip_prefix("wasmops: admin on http://")
+                        .or_else(|| line.strip_prefix("wasmops: admin on https://"))
+                    {
                         *admin.lock().unwrap() =
                             rest.trim_end_matches('/').parse::<SocketAddr>().ok();
                     }
