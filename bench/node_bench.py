@@ -64,6 +64,7 @@ def start_node(wasmops, data, tokens, port, admin_port, log):
     argv = [wasmops, "node", "--data-dir", data, "--tokens-file", tokens,
             "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
             "--log-format", "json", "--log-level", "warn", "--idle-unload", "10m"]
+    argv += os.environ.get("NODE_ARGS", "").split()
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
 
 

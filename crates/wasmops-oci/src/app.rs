@@ -427,7 +427,8 @@ mod tests {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(4);
             h.set_cksum();
-            b.append_data(&mut h, "static/owned.txt", &b"evil"[..]).unwrap();
+            b.append_data(&mut h, "static/owned.txt", &b"evil"[..])
+                .unwrap();
             let data = b.into_inner().unwrap();
             let out = tempfile::tempdir().unwrap();
             let e = unpack_tar(&data, &out.path().join("d"))

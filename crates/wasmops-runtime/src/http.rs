@@ -561,11 +561,13 @@ impl HttpHandler {
                 }
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
-                    task_state.outcome.set(if matches!(err, RunError::Timeout(_)) {
-                        Outcome::TIMED_OUT
-                    } else {
-                        Outcome::FAILED
-                    });
+                    task_state
+                        .outcome
+                        .set(if matches!(err, RunError::Timeout(_)) {
+                            Outcome::TIMED_OUT
+                        } else {
+                            Outcome::FAILED
+                        });
                     inner.count_failure(&err);
                     tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
                     Err(err)

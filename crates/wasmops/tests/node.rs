@@ -865,16 +865,42 @@ fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pa
             .current_dir(dir)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut a = vec!["req", "-x509"];
     a.extend(ec);
-    a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=wasmops test CA"]);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wasmops test CA",
+    ]);
     run(&a);
     let mut a = vec!["req"];
     a.extend(ec);
-    a.extend(["-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=127.0.0.1"]);
+    a.extend([
+        "-keyout",
+        "node.key",
+        "-out",
+        "node.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
     run(&a);
     std::fs::write(
         dir.join("ext.cnf"),
@@ -882,10 +908,27 @@ fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pa
     )
     .unwrap();
     run(&[
-        "x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "node.pem", "-days", "2", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
-    (dir.join("ca.pem"), dir.join("node.pem"), dir.join("node.key"))
+    (
+        dir.join("ca.pem"),
+        dir.join("node.pem"),
+        dir.join("node.key"),
+    )
 }
 
 #[test]
@@ -897,22 +940,72 @@ fn the_admin_api_speaks_tls_with_a_certificate() {
     let node = start_node(
         &dir.path().join("data"),
         &tokens,
-        &["--admin-tls-cert", cert.to_str().unwrap(), "--admin-tls-key", key.to_str().unwrap()],
+        &[
+            "--admin-tls-cert",
+            cert.to_str().unwrap(),
+            "--admin-tls-key",
+            key.to_str().unwrap(),
+        ],
     );
     let url = format!("https://{}", node.admin.unwrap());
-    let out = client(&t, &["deploy", test_programs::HELLO, "--node", &url, "--ca", ca.to_str().unwrap(), "--name", "secure"]);
+    let out = client(
+        &t,
+        &[
+            "deploy",
+            test_programs::HELLO,
+            "--node",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--name",
+            "secure",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = client(&t, &["apps", "list", "--node", &url, "--ca", ca.to_str().unwrap(), "--json"]);
+    let out = client(
+        &t,
+        &[
+            "apps",
+            "list",
+            "--node",
+            &url,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("\"secure\""), "{}", out.stdout);
     // A client that does not trust the CA is refused, in one line.
     let out = client(&t, &["apps", "list", "--node", &url]);
     common::assert_one_line_error(&out);
-    assert!(out.stderr.to_lowercase().contains("certificate"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
     // Plain HTTP is not answered on the TLS port.
-    let out = client(&t, &["apps", "list", "--node", &format!("http://{}", node.admin.unwrap())]);
+    let out = client(
+        &t,
+        &[
+            "apps",
+            "list",
+            "--node",
+            &format!("http://{}", node.admin.unwrap()),
+        ],
+    );
     assert_ne!(out.code, 0);
     // A certificate that does not parse stops the node at start, in one line.
-    let out = common::run(&["node", "--data-dir", dir.path().join("d2").to_str().unwrap(), "--tokens-file", tokens.to_str().unwrap(), "--admin-tls-cert", key.to_str().unwrap(), "--admin-tls-key", key.to_str().unwrap()]);
+    let out = common::run(&[
+        "node",
+        "--data-dir",
+        dir.path().join("d2").to_str().unwrap(),
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+        "--admin-tls-cert",
+        key.to_str().unwrap(),
+        "--admin-tls-key",
+        key.to_str().unwrap(),
+    ]);
     common::assert_one_line_error(&out);
 }

@@ -750,12 +750,26 @@ fn flags_follow_the_manifest_rules() {
 fn a_taken_admin_port_names_the_flag_and_a_taken_port_is_reported_before_compiling() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
-    let out = run(&["serve", test_programs::HELLO, "--listen", "127.0.0.1:0", "--admin-listen", &port]);
+    let out = run(&[
+        "serve",
+        test_programs::HELLO,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        &port,
+    ]);
     assert_one_line_error(&out);
     assert!(out.stderr.contains("--admin-listen"), "{}", out.stderr);
     // Reported before the component is even read: a missing file is not
     // what the user hears about first.
-    let out = run(&["serve", "/nonexistent/never.wasm", "--listen", &port, "--admin-listen", "off"]);
+    let out = run(&[
+        "serve",
+        "/nonexistent/never.wasm",
+        "--listen",
+        &port,
+        "--admin-listen",
+        "off",
+    ]);
     assert_one_line_error(&out);
     assert!(out.stderr.contains("already in use"), "{}", out.stderr);
 }

@@ -285,18 +285,15 @@ impl Client {
             None => req,
         };
         self.rt.block_on(async {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| {
-                    let mut why = e.to_string();
-                    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        why = format!("{why}: {s}");
-                        src = s.source();
-                    }
-                    anyhow::anyhow!("cannot reach the node at {}: {why}", self.url)
-                })?;
+            let resp = req.send().await.map_err(|e| {
+                let mut why = e.to_string();
+                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = format!("{why}: {s}");
+                    src = s.source();
+                }
+                anyhow::anyhow!("cannot reach the node at {}: {why}", self.url)
+            })?;
             let status = resp.status();
             let bytes = resp
                 .bytes()

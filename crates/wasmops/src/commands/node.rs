@@ -74,8 +74,11 @@ pub struct NodeRunArgs {
     /// Apps loaded at once, at most (least recently used first out).
     #[arg(long, value_name = "N", default_value = "2000", value_parser = positive)]
     pub max_loaded: usize,
-    /// Instances running at once in the whole node (the pool's size).
-    #[arg(long, value_name = "N", default_value = "512", value_parser = positive)]
+    /// Pool slots of the whole node. Each slot keeps the app it last ran
+    /// (its memory image stays mapped), so as many slots as apps busy at
+    /// once keeps traffic spread over many apps cheap. Instances running at
+    /// once are bounded by the memory budget, not by this.
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = positive)]
     pub max_instances: usize,
     /// Requests one app handles at once, unless its deployment says.
     #[arg(long, value_name = "N", default_value = "64", value_parser = positive)]
@@ -176,11 +179,12 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     settings.pooling = args.server.pool.allocator;
     settings.max_memory = args.limits.max_memory;
     settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
-    settings.warm_slots = args.server.pool.warm_slots;
-    let by_budget = (budget.bytes() / args.limits.max_memory).max(1);
-    settings.max_instances = u32::try_from((args.max_instances as u64).min(by_budget))
-        .unwrap_or(u32::MAX)
-        .max(1);
+    // Every slot may stay warm with its app: a slot that runs another app
+    // must be re-imaged, which halved requests/s with traffic spread over
+    // 200 apps (bench/node.sh). Running instances are bounded by the
+    // memory budget, which reserves each one's limit.
+    settings.max_instances = u32::try_from(args.max_instances).unwrap_or(u32::MAX).max(1);
+    settings.warm_slots = args.server.pool.warm_slots.max(settings.max_instances);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
     let metrics = Arc::new(Metrics::new());
     let metrics_on = args.server.admin_listen.0.is_some();

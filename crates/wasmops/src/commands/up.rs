@@ -392,16 +392,11 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         let Some(bound) = bound else {
             anyhow::bail!("internal: no listener was bound");
         };
-        let summary = hosting::serve_until_signal(
-            bound,
-            metrics.clone(),
-            tracer,
-            handler,
-            |addr| {
+        let summary =
+            hosting::serve_until_signal(bound, metrics.clone(), tracer, handler, |addr| {
                 tracing::info!(app = %app.name, watch = args.watch, "serving on http://{addr}/");
-            },
-        )
-        .await?;
+            })
+            .await?;
         let _ = stop_watch.send(true);
         if let Some(w) = watcher {
             let _ = w.await;
