@@ -76,6 +76,10 @@ impl EngineSettings {
 /// The process's runtime: the engine, the artifact cache and the epoch ticker.
 pub struct Runtime {
     pub(crate) engine: Engine,
+    /// The host's linker, built once: adding every WASI, HTTP, key-value
+    /// and config function costs more than linking a component to it, and
+    /// a node links a component on every app load.
+    linker: std::sync::OnceLock<Arc<wasmtime::component::Linker<crate::host::Host>>>,
     pub(crate) cache: Option<ArtifactCache>,
     pub(crate) fingerprint: String,
     pooling: bool,
@@ -156,6 +160,7 @@ impl Runtime {
         let ticker = Some(EpochTicker::spawn(engine.clone()));
         Ok(Self {
             engine,
+            linker: std::sync::OnceLock::new(),
             cache,
             fingerprint,
             pooling,
@@ -166,6 +171,17 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The linker with everything the host provides, made on first use.
+    pub fn linker(
+        &self,
+    ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+        if let Some(l) = self.linker.get() {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(crate::host::linker(&self.engine)?);
+        Ok(self.linker.get_or_init(|| l).clone())
     }
 
     pub fn pooling(&self) -> bool {
