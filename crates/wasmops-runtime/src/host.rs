@@ -251,12 +251,22 @@ pub fn new_store(
 
 /// Every epoch tick the guest yields its thread; past the deadline it traps.
 pub fn arm_deadline(store: &mut Store<Host>, deadline: Option<Instant>) {
+    arm_deadline_with(store, deadline, |h| &mut h.timed_out);
+}
+
+/// [`arm_deadline`] for any store: `timed_out` says where to record that
+/// the deadline passed.
+pub fn arm_deadline_with<T: 'static>(
+    store: &mut Store<T>,
+    deadline: Option<Instant>,
+    timed_out: fn(&mut T) -> &mut bool,
+) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut ctx| {
         if let Some(d) = deadline
             && Instant::now() >= d
         {
-            ctx.data_mut().timed_out = true;
+            *timed_out(ctx.data_mut()) = true;
             return Err(wasmtime::Trap::Interrupt.into());
         }
         Ok(UpdateDeadline::Yield(1))

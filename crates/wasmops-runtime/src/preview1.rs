@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use wasmtime::{Linker, Module, Store, UpdateDeadline};
+use wasmtime::{Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -74,16 +74,7 @@ pub async fn run(
     );
     store.limiter(|h| &mut h.limiter);
     let deadline = limits.timeout.map(|t| Instant::now() + t);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |mut ctx| {
-        if let Some(d) = deadline
-            && Instant::now() >= d
-        {
-            ctx.data_mut().timed_out = true;
-            return Err(wasmtime::Trap::Interrupt.into());
-        }
-        Ok(UpdateDeadline::Yield(1))
-    });
+    crate::host::arm_deadline_with(&mut store, deadline, |h| &mut h.timed_out);
 
     let call = async {
         let instance = linker.instantiate_async(&mut store, module).await?;
