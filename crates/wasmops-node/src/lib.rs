@@ -15,8 +15,7 @@ pub mod auth;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -430,11 +429,6 @@ impl Node {
         self.table().apps.len()
     }
 
-    /// Apps loaded now.
-    pub fn loaded_count(&self) -> usize {
-        self.table().apps.iter().filter(|a| a.is_loaded()).count()
-    }
-
     /// Marks `app` as changing; refused when another change is under way.
     fn begin_change(&self, app: &str) -> Result<ChangeGuard<'_>, ChangeError> {
         let mut c = self.changing.lock().unwrap_or_else(|p| p.into_inner());
@@ -623,10 +617,6 @@ impl Node {
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
     }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
-    }
 }
 
 struct ChangeGuard<'a> {
@@ -752,9 +742,4 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
         http::HeaderValue::from_static("application/json"),
     );
     r
-}
-
-/// The node's address for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
 }

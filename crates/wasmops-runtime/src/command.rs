@@ -48,7 +48,9 @@ impl RunError {
 /// Prepares a command: links it and checks that it exports `wasi:cli/run`.
 pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::Host>, WorldError> {
     let engine = rt.engine();
-    let linker = rt.linker().map_err(|e| WorldError::Link(format!("{e:#}")))?;
+    let linker = rt
+        .linker()
+        .map_err(|e| WorldError::Link(format!("{e:#}")))?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| WorldError::from_link(component, engine, &e))?;

@@ -174,9 +174,7 @@ impl Runtime {
     }
 
     /// The linker with everything the host provides, made on first use.
-    pub fn linker(
-        &self,
-    ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+    pub fn linker(&self) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
         if let Some(l) = self.linker.get() {
             return Ok(l.clone());
         }

@@ -173,7 +173,9 @@ impl HttpHandler {
         tracer: Option<Tracer>,
     ) -> Result<Self, WorldError> {
         let engine = rt.engine();
-        let linker = rt.linker().map_err(|e| WorldError::Link(format!("{e:#}")))?;
+        let linker = rt
+            .linker()
+            .map_err(|e| WorldError::Link(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
