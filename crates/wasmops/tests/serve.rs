@@ -475,6 +475,11 @@ async fn a_guest_failing_mid_body_aborts_the_response() {
             Duration::from_secs(10),
         );
         let text = String::from_utf8_lossy(&raw);
+        // The guest may fail before hyper has written the head: then the
+        // connection closes with nothing sent, which is as good.
+        if text.is_empty() {
+            continue;
+        }
         assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
         assert!(
             text.contains("transfer-encoding: chunked"),
