@@ -167,6 +167,66 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, OciError> {
         .map_err(|e| OciError::Io(format!("{}: {e}", dir.display())))
 }
 
+/// An app bundle: the app as one tar, laid out as an unpacked app artifact
+/// (`wasmops.toml`, `components/<id>.wasm`, `files/...`), with zeroed
+/// times and owners so equal inputs give equal digests. What `deploy`
+/// uploads to a node.
+pub fn app_bundle(input: &AppInput) -> Result<Vec<u8>, OciError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        builder
+            .append_data(&mut h, name, data)
+            .map_err(|e| OciError::Io(format!("{name}: {e}")))
+    };
+    add("wasmops.toml", input.manifest.as_bytes())?;
+    for (id, wasm) in &input.components {
+        add(&format!("components/{id}.wasm"), wasm)?;
+    }
+    for (title, dir) in &input.files {
+        let tar = pack_dir(dir)?;
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries = archive
+            .entries()
+            .map_err(|e| OciError::Io(format!("{}: {e}", dir.display())))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| OciError::Io(e.to_string()))?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .map_err(|e| OciError::Io(e.to_string()))?
+                .into_owned();
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| OciError::Io(e.to_string()))?;
+            add(&format!("{title}/{}", rel.display()), &data)?;
+        }
+    }
+    builder
+        .into_inner()
+        .map_err(|e| OciError::Io(format!("app bundle: {e}")))
+}
+
+/// Whether `data` is a tar archive (the `ustar` magic).
+pub fn is_tar(data: &[u8]) -> bool {
+    data.get(257..262) == Some(b"ustar")
+}
+
+/// Unpacks an app bundle (or a files layer) into `dest`, refusing anything
+/// but regular files and directories under it.
+pub fn unpack_bundle(data: &[u8], dest: &Path) -> Result<(), OciError> {
+    unpack_tar(data, dest)
+}
+
 /// Unpacks a tar of [`pack_dir`] into `dest`, refusing anything but
 /// regular files and directories under it.
 fn unpack_tar(data: &[u8], dest: &Path) -> Result<(), OciError> {

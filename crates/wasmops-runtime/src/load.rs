@@ -61,6 +61,25 @@ impl Runtime {
         self.load_bytes(path, &bytes)
     }
 
+    /// Whether the artifact cache holds the compiled form of the component
+    /// in `path` (checked by name, not loaded: a damaged entry is found and
+    /// rebuilt when the component is loaded).
+    pub fn is_cached(&self, path: &Path) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        let Ok((bytes, Kind::Component | Kind::CoreModule)) = decode_input(path, &bytes) else {
+            return false;
+        };
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        cache
+            .path_for(&format!("{digest}-{}", self.fingerprint))
+            .is_file()
+    }
+
     /// Loads a component from bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let start = Instant::now();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod accesslog;
+mod artifact;
 mod commands;
 mod logwriter;
 mod options;

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use wasmops_oci::app::AppInput;
 use wasmops_oci::auth::{Credential, Credentials};
 use wasmops_oci::distribution::{self, ArtifactKind, Blob, Target};
 use wasmops_oci::registry::{Progress, ProgressFn, Registry, RegistryOptions};
@@ -162,22 +161,6 @@ pub struct LogoutArgs {
     pub host: String,
 }
 
-/// RFC 3339 UTC time of now (or of `SOURCE_DATE_EPOCH`, for reproducible
-/// artifacts), to the second.
-fn now_rfc3339() -> String {
-    let now = match std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-    {
-        Some(secs) => std::time::Duration::from_secs(secs),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    };
-    let mut s = String::with_capacity(20);
-    crate::accesslog::write_rfc3339(&mut s, now, false);
-    s
-}
 
 fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -278,7 +261,7 @@ fn component_info(path: &Path, wasm: &[u8]) -> anyhow::Result<ComponentInfo> {
         exports,
         author: report.metadata_value("authors").map(str::to_string),
         annotations,
-        created: now_rfc3339(),
+        created: crate::artifact::now_rfc3339(),
     })
 }
 
@@ -300,72 +283,6 @@ fn target_world(exports: &[String]) -> Option<String> {
     })
 }
 
-/// An app's artifact: the manifest rewritten so sources point into the
-/// artifact, each component validated.
-fn app_input(path: &Path) -> anyhow::Result<AppInput> {
-    let app = wasmops_manifest::load(path)?;
-    let text = std::fs::read_to_string(&app.manifest_path)
-        .with_context(|| format!("cannot read {}", app.manifest_path.display()))?;
-    let mut doc: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("{}: not TOML", app.manifest_path.display()))?;
-    let mut components = Vec::new();
-    let mut files = Vec::new();
-    for c in &app.components {
-        let wasm = std::fs::read(&c.source).map_err(|e| {
-            anyhow::anyhow!(
-                "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
-                c.id,
-                c.source.display()
-            )
-        })?;
-        let kind = wasmops_component::validate(&wasm);
-        if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
-            anyhow::bail!(
-                "component `{}`: {} is not a WebAssembly component; build it first (`wasmops build`)",
-                c.id,
-                c.source.display()
-            );
-        }
-        let Some(table) = doc
-            .get_mut("component")
-            .and_then(|t| t.get_mut(&c.id))
-            .and_then(|t| t.as_table_mut())
-        else {
-            anyhow::bail!("component `{}` is not a table in the manifest", c.id);
-        };
-        table.insert(
-            "source".into(),
-            toml::Value::String(format!("components/{}.wasm", c.id)),
-        );
-        table.remove("build");
-        if !c.files.is_empty() {
-            let mut mounts = toml::value::Array::new();
-            for (n, f) in c.files.iter().enumerate() {
-                let title = format!("files/{}/{n}", c.id);
-                let mut t = toml::Table::new();
-                t.insert("source".into(), toml::Value::String(title.clone()));
-                t.insert(
-                    "destination".into(),
-                    toml::Value::String(f.destination.clone()),
-                );
-                mounts.push(toml::Value::Table(t));
-                files.push((title, f.source.clone()));
-            }
-            table.insert("files".into(), toml::Value::Array(mounts));
-        }
-        components.push((c.id.clone(), wasm));
-    }
-    Ok(AppInput {
-        name: app.name.clone(),
-        version: app.version.clone(),
-        description: app.description.clone(),
-        created: now_rfc3339(),
-        manifest: toml::to_string(&doc).context("cannot write the manifest")?,
-        components,
-        files,
-    })
-}
-
 pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
     let t = target(&args.reference, &args.registry, true)?;
     match &t {
@@ -379,7 +296,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
     }
     let is_app = args.source.is_dir() || args.source.extension().is_some_and(|e| e == "toml");
     let (blobs, manifest, kind) = if is_app {
-        let input = app_input(&args.source)?;
+        let input = crate::artifact::app_input(&args.source)?;
         let (blobs, manifest) = wasmops_oci::app::app_artifact(&input)?;
         (blobs, manifest, "app")
     } else {
@@ -713,7 +630,7 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
 mod tests {
     #[test]
     fn rfc3339_shape() {
-        let t = super::now_rfc3339();
+        let t = super::crate::artifact::now_rfc3339();
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T");
     }

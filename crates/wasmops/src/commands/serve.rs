@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use wasmops_runtime::http::{HttpHandler, HttpSettings};
-use wasmops_runtime::load::CacheOutcome;
+use wasmops_app::{AppHost, HostError, Observe, RouteSpec, Served, Source};
+use wasmops_runtime::http::HttpSettings;
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_telemetry::Metrics;
 
@@ -73,43 +73,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         }
         .bind()?
     };
-    let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
+    let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
-    let loaded = match super::oci::read_source(&args.file, &args.source)? {
-        Some(bytes) => rt.load_bytes(&args.file, &bytes)?,
-        None => rt.load(&args.file)?,
+    let source = match super::oci::read_source(&args.file, &args.source)? {
+        Some(bytes) => Source::Bytes {
+            name: args.file.clone(),
+            bytes: bytes.into(),
+        },
+        None => Source::File(args.file.clone()),
     };
-    if loaded.source_kind == wasmops_component::Kind::CoreModule {
-        anyhow::bail!(
-            "{}: is a core WebAssembly module, not a component; `serve` needs a component that exports `wasi:http/incoming-handler@0.2.x` (for Rust: `--target wasm32-wasip2` with the wasi:http proxy world)",
-            args.file.display()
-        );
-    }
     let metrics = Arc::new(Metrics::new());
-    metrics.cache_lookup(match &loaded.cache {
-        CacheOutcome::Hit => "hit",
-        CacheOutcome::Miss => "miss",
-        CacheOutcome::Rebuilt(_) => "rebuilt",
-        _ => "disabled",
-    });
     let name = args
         .file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "component".into());
-    // Metrics are kept only when something can read them.
-    let component_metrics = args
-        .server
-        .admin_listen
-        .0
-        .map(|_| metrics.component(&name, &name, "/"));
     let _enter = tokio.enter();
     let tracer = hosting::tracer(&name)?;
-    let handler = HttpHandler::new(
-        &rt,
-        &loaded.component,
+    // The one-component app: everything goes to it.
+    let served = Served {
+        id: name.clone(),
+        source,
+        routes: vec![RouteSpec::everything()],
         grants,
-        HttpSettings {
+        settings: HttpSettings {
             limits,
             max_concurrency: args.max_concurrency,
             max_queue: args.max_queue,
@@ -121,13 +108,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             name: Arc::from(name.as_str()),
             app: Arc::from(name.as_str()),
         },
-        component_metrics,
-        tracer.clone(),
-    )
-    .with_context(|| format!("{}", args.file.display()))?;
+    };
+    let observe = Observe {
+        metrics: metrics.clone(),
+        // Metrics are kept only when something can read them.
+        per_route: args.server.admin_listen.0.is_some(),
+        tracer: tracer.clone(),
+    };
+    let host = match AppHost::new(&rt, &name, vec![served], observe) {
+        Ok(h) => Arc::new(h),
+        // One component: the message names its file, no id is needed.
+        Err(HostError::Component { message, .. }) => anyhow::bail!("{message}"),
+        Err(e) => return Err(e.into()),
+    };
+    let (cache, load_time) = host
+        .first_load(0)
+        .cloned()
+        .context("internal: nothing loaded")?;
 
     tokio.block_on(async {
-        let h = handler.clone();
+        let h = host.clone();
         let summary = hosting::serve_until_signal(
             bound,
             metrics,
@@ -142,13 +142,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
                     pooling = rt.pooling(),
                     memory_budget = budget.bytes(),
                     dirty_page_reset = rt.dirty_page_reset(),
-                    cache = ?loaded.cache,
-                    load_ms = loaded.elapsed.as_secs_f64() * 1000.0,
+                    cache = ?cache,
+                    load_ms = load_time.as_secs_f64() * 1000.0,
                     "serving on http://{addr}/"
                 );
             },
         )
         .await?;
+        let handler = host.handler(0).context("internal: no handler")?;
         let stats = handler.stats();
         tracing::info!(
             connections = summary.connections,

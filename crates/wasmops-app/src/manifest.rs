@@ -1,0 +1,252 @@
+//! An app host from a `wasmops.toml`: what the manifest grants each
+//! component (files, environment, outbound hosts, variables, key-value
+//! stores), its limits, and its routes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmops_manifest::{App, ComponentSpec, KvBackend, ResolvedVariable};
+use wasmops_runtime::budget::MemoryBudget;
+use wasmops_runtime::http::HttpSettings;
+use wasmops_runtime::kv::{Durability, KvAccess, KvStore};
+use wasmops_runtime::{DirGrant, Grants, Limits, OutboundRule, Runtime};
+
+use crate::{AppHost, HostError, Observe, RouteSpec, Served, Source};
+
+/// How a manifest's app is hosted.
+#[derive(Clone)]
+pub struct ManifestOptions {
+    /// The app's name in metrics, logs and Redis keys, instead of the
+    /// manifest's (a node may run one app under several names).
+    pub name: Option<String>,
+    /// Where embedded key-value stores live instead of the app's own
+    /// `.wasmops` directory (an app pulled or deployed keeps its state
+    /// outside its unpacked files).
+    pub state_dir: Option<PathBuf>,
+    /// Open the key-value stores; `false` when only checking the app.
+    pub open_stores: bool,
+    /// Requests that may wait for an instance, per component.
+    pub max_queue: usize,
+    pub max_body: u64,
+    pub body_timeout: Duration,
+    pub debug_errors: bool,
+    pub budget: Option<Arc<MemoryBudget>>,
+}
+
+/// The memory limits and total concurrency of an app's components, for
+/// sizing the engine's pool: `(largest, smallest, sum of concurrency)`.
+pub fn sizing(app: &App) -> (u64, u64, usize) {
+    let largest = app
+        .components
+        .iter()
+        .map(|c| c.limits.memory_or_default())
+        .max()
+        .unwrap_or(wasmops_manifest::DEFAULT_MEMORY);
+    let smallest = app
+        .components
+        .iter()
+        .map(|c| c.limits.memory_or_default())
+        .min()
+        .unwrap_or(largest)
+        .max(1);
+    let total = app
+        .components
+        .iter()
+        .map(|c| c.limits.concurrency_or_default())
+        .sum();
+    (largest, smallest, total)
+}
+
+/// Builds the host of `app` with its variables resolved (`vars`).
+pub async fn from_manifest(
+    rt: &Arc<Runtime>,
+    app: &App,
+    vars: &[ResolvedVariable],
+    options: &ManifestOptions,
+    observe: Observe,
+) -> Result<AppHost, HostError> {
+    let name = options.name.as_deref().unwrap_or(&app.name);
+    let stores = if options.open_stores {
+        open_stores(app, name, options.state_dir.as_deref()).await?
+    } else {
+        HashMap::new()
+    };
+    let mut served = Vec::new();
+    for c in &app.components {
+        let mut grants = component_grants(app, c, vars)?;
+        grants.key_value = KvAccess::new(
+            c.key_value_stores
+                .iter()
+                .filter_map(|l| stores.get(l).cloned()),
+        );
+        served.push(Served {
+            id: c.id.clone(),
+            source: Source::File(c.source.clone()),
+            routes: c
+                .routes
+                .iter()
+                .map(|r| RouteSpec {
+                    host: r.host.clone(),
+                    path: r.path.clone(),
+                    prefix: r.prefix,
+                    label: r.to_string(),
+                })
+                .collect(),
+            grants,
+            settings: HttpSettings {
+                limits: Limits {
+                    max_memory: c.limits.memory_or_default(),
+                    timeout: Some(c.limits.timeout_or_default()),
+                    ..Limits::default()
+                },
+                max_concurrency: c.limits.concurrency_or_default(),
+                max_queue: options.max_queue,
+                max_body: options.max_body,
+                body_timeout: options.body_timeout,
+                body_buffer: wasmops_runtime::http::DEFAULT_BODY_BUFFER,
+                memory_budget: options.budget.clone(),
+                debug_errors: options.debug_errors,
+                name: Arc::from(c.id.as_str()),
+                app: Arc::from(name),
+            },
+        });
+    }
+    AppHost::new(rt, name, served, observe)
+}
+
+/// Replaces `{{ name }}` with the variable's value; also says whether a
+/// secret went in.
+pub fn expand(template: &str, vars: &[ResolvedVariable]) -> Result<(String, bool), String> {
+    let mut out = String::new();
+    let mut secret = false;
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
+        let name = after[..end].trim();
+        let var = vars
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| format!("`{template}` uses variable `{name}`, which has no value; declare it in [variables] and give it a value"))?;
+        secret |= var.secret;
+        out.push_str(&var.value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok((out, secret))
+}
+
+/// What the manifest grants one component (key-value stores aside).
+pub fn component_grants(
+    app: &App,
+    c: &ComponentSpec,
+    vars: &[ResolvedVariable],
+) -> Result<Grants, HostError> {
+    let at = |e: String| {
+        HostError::Config(format!(
+            "{}: component `{}`: {e}",
+            app.manifest_path.display(),
+            c.id
+        ))
+    };
+    let mut outbound = Vec::new();
+    for h in &c.allowed_outbound_hosts {
+        let (spec, secret) = expand(h, vars).map_err(at)?;
+        let rule = OutboundRule::parse(&spec).map_err(|e| {
+            at(if secret {
+                format!("allowed outbound host `{h}` (from a secret variable) is invalid")
+            } else {
+                e
+            })
+        })?;
+        outbound.push(rule);
+    }
+    let config = wasmops_runtime::grants::ConfigVars::new(
+        vars.iter()
+            .filter(|v| c.variables.contains(&v.name))
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
+    Ok(Grants {
+        dirs: c
+            .files
+            .iter()
+            .map(|f| DirGrant {
+                host: f.source.clone(),
+                guest: f.destination.clone(),
+                read_only: true,
+            })
+            .collect(),
+        env: c.environment.clone(),
+        outbound_http: outbound,
+        config,
+        ..Grants::default()
+    })
+}
+
+/// Opens every store of the app. Stores are the app's own: embedded ones
+/// live in its state directory, Redis keys carry the app's `name`.
+pub async fn open_stores(
+    app: &App,
+    name: &str,
+    state_dir: Option<&Path>,
+) -> Result<HashMap<String, KvStore>, HostError> {
+    let mut stores = HashMap::new();
+    for s in &app.key_value {
+        let store = match &s.backend {
+            KvBackend::Embedded { path, durability } => {
+                let default = app.state_dir().join("kv").join(format!("{}.db", s.label));
+                let path = match state_dir {
+                    Some(d) if *path == default => d.join("kv").join(format!("{}.db", s.label)),
+                    _ => path.clone(),
+                };
+                let durability = match durability {
+                    wasmops_manifest::Durability::Process => Durability::Process,
+                    wasmops_manifest::Durability::Fsync => Durability::Fsync,
+                };
+                KvStore::open_embedded(&s.label, &path, durability)
+            }
+            KvBackend::Redis { url } => {
+                KvStore::open_redis(&s.label, url, format!("{name}:{}:", s.label)).await
+            }
+        }
+        .map_err(|e| HostError::Config(format!("{e:#}")))?;
+        stores.insert(s.label.clone(), store);
+    }
+    Ok(stores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_templates() {
+        let vars = vec![
+            ResolvedVariable {
+                name: "up".into(),
+                value: "http://127.0.0.1:8080".into(),
+                secret: false,
+            },
+            ResolvedVariable {
+                name: "key".into(),
+                value: "s3cret".into(),
+                secret: true,
+            },
+        ];
+        assert_eq!(
+            expand("{{ up }}", &vars).unwrap(),
+            ("http://127.0.0.1:8080".into(), false)
+        );
+        assert_eq!(
+            expand("https://{{key}}.example.com", &vars).unwrap(),
+            ("https://s3cret.example.com".into(), true)
+        );
+        assert!(expand("{{ nope }}", &vars).unwrap_err().contains("nope"));
+        assert!(expand("{{ up", &vars).is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! What an app becomes when it leaves the machine: its manifest rewritten
+//! so sources point into the artifact, with its components and mounted
+//! files (`push` makes an OCI artifact of it, `deploy` an app bundle).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use wasmops_oci::app::AppInput;
+
+/// An app's artifact: the manifest rewritten so sources point into the
+/// artifact, each component validated.
+pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
+    let app = wasmops_manifest::load(path)?;
+    let text = std::fs::read_to_string(&app.manifest_path)
+        .with_context(|| format!("cannot read {}", app.manifest_path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("{}: not TOML", app.manifest_path.display()))?;
+    let mut components = Vec::new();
+    let mut files = Vec::new();
+    for c in &app.components {
+        let wasm = std::fs::read(&c.source).map_err(|e| {
+            anyhow::anyhow!(
+                "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
+                c.id,
+                c.source.display()
+            )
+        })?;
+        let kind = wasmops_component::validate(&wasm);
+        if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
+            anyhow::bail!(
+                "component `{}`: {} is not a WebAssembly component; build it first (`wasmops build`)",
+                c.id,
+                c.source.display()
+            );
+        }
+        let Some(table) = doc
+            .get_mut("component")
+            .and_then(|t| t.get_mut(&c.id))
+            .and_then(|t| t.as_table_mut())
+        else {
+            anyhow::bail!("component `{}` is not a table in the manifest", c.id);
+        };
+        table.insert(
+            "source".into(),
+            toml::Value::String(format!("components/{}.wasm", c.id)),
+        );
+        table.remove("build");
+        if !c.files.is_empty() {
+            let mut mounts = toml::value::Array::new();
+            for (n, f) in c.files.iter().enumerate() {
+                let title = format!("files/{}/{n}", c.id);
+                let mut t = toml::Table::new();
+                t.insert("source".into(), toml::Value::String(title.clone()));
+                t.insert(
+                    "destination".into(),
+                    toml::Value::String(f.destination.clone()),
+                );
+                mounts.push(toml::Value::Table(t));
+                files.push((title, f.source.clone()));
+            }
+            table.insert("files".into(), toml::Value::Array(mounts));
+        }
+        components.push((c.id.clone(), wasm));
+    }
+    Ok(AppInput {
+        name: app.name.clone(),
+        version: app.version.clone(),
+        description: app.description.clone(),
+        created: now_rfc3339(),
+        manifest: toml::to_string(&doc).context("cannot write the manifest")?,
+        components,
+        files,
+    })
+}
+
+
+/// RFC 3339 UTC time of now (or of `SOURCE_DATE_EPOCH`, for reproducible
+/// artifacts), to the second.
+pub fn now_rfc3339() -> String {
+    let now = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        Some(secs) => std::time::Duration::from_secs(secs),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    };
+    let mut s = String::with_capacity(20);
+    crate::accesslog::write_rfc3339(&mut s, now, false);
+    s
+}
