@@ -64,10 +64,25 @@ fn change_error(e: ChangeError) -> Response<Body> {
     json_error(status, &e.to_string())
 }
 
+/// A version as the API shows it: variables by name only (their values
+/// may be secrets).
+fn version_json(v: &crate::state::Version) -> Value {
+    let mut j = json!(v);
+    if let Some(vars) = j["spec"].get_mut("variables") {
+        let names: Vec<Value> = vars
+            .as_object()
+            .map(|o| o.keys().map(|k| json!(k)).collect())
+            .unwrap_or_default();
+        *vars = Value::Array(names);
+    }
+    j
+}
+
 fn app_json(slot: &AppSlot) -> Value {
     let v = &slot.version;
     json!({
         "name": slot.name,
+        "kind": slot.kind.name(),
         "version": v.version,
         "digest": v.digest,
         "source": v.source,
@@ -238,7 +253,7 @@ impl Admin {
                 let mut v = app_json(slot);
                 match node.state.app(name) {
                     Ok((_, versions, events)) => {
-                        v["versions"] = json!(versions);
+                        v["versions"] = Value::Array(versions.iter().map(version_json).collect());
                         v["history"] = json!(events);
                     }
                     Err(e) => return change_error(e.into()),
@@ -261,13 +276,18 @@ impl Admin {
             }
             (Method::GET, ["blobs", digest]) => match node.state.read_blob(digest) {
                 Ok(bytes) => {
+                    let media = if wasmops_oci::app::is_tar(&bytes) {
+                        "application/x-tar"
+                    } else {
+                        "application/wasm"
+                    };
                     let mut r = json_response(StatusCode::OK, &Value::Null);
                     *r.body_mut() = http_body_util::Full::new(Bytes::from(bytes))
                         .map_err(|never| match never {})
                         .boxed_unsync();
                     r.headers_mut().insert(
                         http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/wasm"),
+                        http::HeaderValue::from_static(media),
                     );
                     r
                 }
@@ -296,7 +316,7 @@ impl Admin {
                     (None, None) => {
                         return json_error(
                             StatusCode::BAD_REQUEST,
-                            "give the component: `digest` (of a blob uploaded to /v1/blobs) or `reference` (an OCI reference)",
+                            "give the component or app: `digest` (of a blob uploaded to /v1/blobs) or `reference` (an OCI reference)",
                         );
                     }
                     (Some(digest), None) => {
@@ -330,7 +350,7 @@ impl Admin {
                 })
                 .await;
                 match result {
-                    Ok(Ok(v)) => json_response(StatusCode::OK, &json!(v)),
+                    Ok(Ok(v)) => json_response(StatusCode::OK, &version_json(&v)),
                     Ok(Err(e)) => change_error(e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
@@ -348,7 +368,7 @@ impl Admin {
                 let by = caller.name.clone();
                 let n = node.clone();
                 match tokio::task::spawn_blocking(move || n.rollback(&name, r.version, &by)).await {
-                    Ok(Ok(v)) => json_response(StatusCode::OK, &json!(v)),
+                    Ok(Ok(v)) => json_response(StatusCode::OK, &version_json(&v)),
                     Ok(Err(e)) => change_error(e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }

@@ -1,9 +1,12 @@
 //! The node: one long-running process that hosts many apps. Each app is
-//! deployed under a name and reached by host name and/or path prefix. Its
-//! component is compiled when deployed (into the artifact cache), loaded on
-//! its first request (the cached code is deserialized), kept while used and
-//! unloaded when idle or when too many apps are loaded (least recently used
-//! first). The instance pool and the memory budget are the process's, sized
+//! deployed under a name and reached by host name and/or path prefix. An
+//! app is a single component or an app bundle (a `wasmops.toml` with its
+//! components and files, served by the same app host as `wasmops up`:
+//! routes, variables, key-value stores, files, outbound hosts). Its
+//! components are compiled when deployed (into the artifact cache), loaded
+//! on its first request (the cached code is deserialized), kept while used
+//! and unloaded when idle, when too many apps are loaded, or when the
+//! loaded apps' code would exceed its budget (least recently used first). The instance pool and the memory budget are the process's, sized
 //! by concurrent requests, not by apps; every app has its own concurrency
 //! limit and queue, so one app's flood does not starve the others.
 //!
@@ -21,11 +24,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
+use wasmops_app::{AppHost, ManifestOptions, Observe, RouteSpec, Served, Source};
 use wasmops_runtime::budget::MemoryBudget;
-use wasmops_runtime::http::{Body, HttpHandler, HttpSettings};
+use wasmops_runtime::http::{Body, HttpSettings};
 use wasmops_runtime::{Grants, Limits, Runtime};
 use wasmops_server::router::Router;
-use wasmops_telemetry::{ComponentMetrics, Metrics};
+use wasmops_telemetry::Metrics;
 
 use crate::state::{AppSpec, State, Version};
 
@@ -37,6 +41,9 @@ pub struct NodeConfig {
     pub idle_unload: Duration,
     /// Apps loaded at once, at most; the least recently used is unloaded.
     pub max_loaded: usize,
+    /// Compiled code of the loaded apps, in bytes, at most; beyond, the
+    /// least recently used are unloaded.
+    pub max_loaded_code: u64,
     /// Defaults of an app that does not set its own.
     pub app_defaults: AppDefaults,
     /// Requests waiting for an instance, per app; beyond, 503.
@@ -58,42 +65,71 @@ pub struct AppDefaults {
     pub concurrency: usize,
 }
 
+/// What a deployed version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One `wasi:http` component, served on every path of its routes.
+    Component,
+    /// An app bundle: a `wasmops.toml` with its components and files.
+    App,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Component => "component",
+            Kind::App => "app",
+        }
+    }
+}
+
 /// A deployed app as the serving path sees it.
 pub(crate) struct AppSlot {
     pub(crate) name: String,
     pub(crate) version: Version,
-    handler: Mutex<Option<HttpHandler>>,
+    pub(crate) kind: Kind,
+    host: Mutex<Option<Arc<AppHost>>>,
     /// Serializes loading, so simultaneous first requests load once.
     load_lock: tokio::sync::Mutex<()>,
     /// Milliseconds since the node started, at the last request.
     last_used: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
-    /// Made on the first load: an app never asked for costs no series.
-    metrics: std::sync::OnceLock<Option<ComponentMetrics>>,
+    /// The `(component, route)` labels of the series its loads made (an
+    /// app never asked for costs no series); removed when it is deleted.
+    series: Mutex<HashSet<(String, String)>>,
+    /// Compiled code mapped while it is loaded.
+    code_bytes: AtomicU64,
 }
 
 impl AppSlot {
-    fn loaded(&self) -> Option<HttpHandler> {
-        self.handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn loaded(&self) -> Option<Arc<AppHost>> {
+        self.host.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn is_loaded(&self) -> bool {
-        self.handler
+        self.host
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
     }
 
     fn unload(&self) -> bool {
-        self.handler
+        self.host
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .is_some()
+    }
+
+    fn set_loaded(&self, host: Arc<AppHost>) {
+        self.code_bytes
+            .store(host.code_bytes() as u64, Ordering::Relaxed);
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(host.metric_series());
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
     }
 }
 
@@ -157,7 +193,7 @@ pub struct NodeStats {
 
 /// The node.
 pub struct Node {
-    rt: Runtime,
+    rt: Arc<Runtime>,
     pub(crate) state: State,
     table: RwLock<Arc<Table>>,
     pub(crate) metrics: Arc<Metrics>,
@@ -186,7 +222,7 @@ impl Node {
     /// Opens the node's state in the data directory and builds the routing
     /// table of the apps it holds (loaded lazily).
     pub fn open(
-        rt: Runtime,
+        rt: Arc<Runtime>,
         config: NodeConfig,
         budget: Arc<MemoryBudget>,
         metrics: Arc<Metrics>,
@@ -216,12 +252,13 @@ impl Node {
         Ok(node)
     }
 
-    /// Compiles every app's component into the artifact cache (a restart
-    /// with a warm cache only checks it), then marks the node ready.
+    /// Compiles every app's components into the artifact cache (a restart
+    /// with a warm cache only looks the entries up), then marks the node
+    /// ready.
     pub fn warm(&self) {
         let table = self.table();
         for slot in &table.apps {
-            if let Err(e) = self.compile(&slot.version.digest) {
+            if let Err(e) = self.compile(&slot.version.digest, slot.kind) {
                 tracing::error!(app = %slot.name, version = slot.version.version, error = %e, "cannot compile the app's component; its requests will fail");
                 *slot.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
@@ -238,80 +275,244 @@ impl Node {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn slot(&self, name: &str, version: Version, handler: Option<HttpHandler>) -> Arc<AppSlot> {
-        Arc::new(AppSlot {
+    fn slot(&self, name: &str, version: Version, host: Option<Arc<AppHost>>) -> Arc<AppSlot> {
+        let kind = self.kind(&version.digest);
+        let slot = Arc::new(AppSlot {
             name: name.to_string(),
             version,
-            handler: Mutex::new(handler),
+            kind,
+            host: Mutex::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(self.now_ms()),
             requests: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            metrics: std::sync::OnceLock::new(),
+            series: Mutex::new(HashSet::new()),
+            code_bytes: AtomicU64::new(0),
+        });
+        if let Some(h) = host {
+            slot.set_loaded(h);
+        }
+        slot
+    }
+
+    /// What a stored blob is: a component (it starts with the WebAssembly
+    /// magic) or an app bundle.
+    fn kind(&self, digest: &str) -> Kind {
+        use std::io::Read as _;
+        let mut magic = [0u8; 4];
+        let is_wasm = self
+            .state
+            .blob_path(digest)
+            .and_then(|p| std::fs::File::open(p).ok())
+            .and_then(|mut f| f.read_exact(&mut magic).ok())
+            .is_some_and(|()| magic == *b"\0asm");
+        if is_wasm { Kind::Component } else { Kind::App }
+    }
+
+    /// The directory an app bundle is unpacked in (once per digest; a
+    /// partial unpacking is never seen: it is renamed into place whole).
+    fn unpacked(&self, digest: &str) -> Result<PathBuf, ChangeError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| ChangeError::Internal(format!("bad digest {digest}")))?;
+        let dir = self.config.data_dir.join("apps").join(hex);
+        if dir.join("wasmops.toml").is_file() {
+            return Ok(dir);
+        }
+        let bytes = self.state.read_blob(digest)?;
+        self.unpack_checked(&bytes, &dir)?;
+        Ok(dir)
+    }
+
+    /// Unpacks an app bundle into `dest` after checking it: safe paths,
+    /// a valid manifest, every component a component. Nothing is left
+    /// behind when it is refused.
+    fn unpack_checked(&self, bytes: &[u8], dest: &std::path::Path) -> Result<(), ChangeError> {
+        let root = self.config.data_dir.join("apps");
+        std::fs::create_dir_all(&root)
+            .map_err(|e| ChangeError::Internal(format!("{}: {e}", root.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".unpack-")
+            .tempdir_in(&root)
+            .map_err(|e| ChangeError::Internal(format!("{}: {e}", root.display())))?;
+        wasmops_oci::app::unpack_bundle(bytes, tmp.path())
+            .map_err(|e| ChangeError::Unusable(format!("not a usable app bundle: {e}")))?;
+        // Messages name the manifest as the user knows it.
+        let shown = |m: String| {
+            m.replace(&format!("{}/", tmp.path().display()), "")
+                .replace(&tmp.path().display().to_string(), "the app")
+        };
+        if !tmp.path().join("wasmops.toml").is_file() {
+            return Err(ChangeError::Unusable(
+                "not a usable app bundle: it has no wasmops.toml".into(),
+            ));
+        }
+        let app = wasmops_manifest::load(tmp.path())
+            .map_err(|e| ChangeError::Unusable(shown(e.to_string())))?;
+        for c in &app.components {
+            let kind = std::fs::read(&c.source)
+                .map_err(|e| e.to_string())
+                .and_then(|b| wasmops_component::kind(&b).map_err(|e| e.to_string()));
+            match kind {
+                Ok(wasmops_component::Kind::Component) => {}
+                Ok(wasmops_component::Kind::CoreModule) => {
+                    return Err(ChangeError::Unusable(format!(
+                        "component `{}` is a core WebAssembly module, not a component; build it for a component target (for Rust: `--target wasm32-wasip2`)",
+                        c.id
+                    )));
+                }
+                Err(e) => {
+                    return Err(ChangeError::Unusable(shown(format!(
+                        "component `{}` ({}): not a WebAssembly component: {e}",
+                        c.id,
+                        c.source.display()
+                    ))));
+                }
+            }
+        }
+        let kept = tmp.keep();
+        if dest.join("wasmops.toml").is_file() {
+            let _ = std::fs::remove_dir_all(&kept);
+            return Ok(());
+        }
+        let _ = std::fs::remove_dir_all(dest);
+        std::fs::rename(&kept, dest).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&kept);
+            ChangeError::Internal(format!("{}: {e}", dest.display()))
         })
     }
 
-    /// The compiled component of a blob (from the artifact cache when it is
-    /// there).
-    fn compile(&self, digest: &str) -> Result<wasmops_runtime::Loaded, ChangeError> {
-        let path = self
-            .state
-            .blob_path(digest)
-            .ok_or_else(|| ChangeError::Internal(format!("bad digest {digest}")))?;
-        let loaded = self
-            .rt
-            .load(&path)
-            .map_err(|e| ChangeError::Unusable(e.to_string()))?;
-        if loaded.source_kind == wasmops_component::Kind::CoreModule {
-            return Err(ChangeError::Unusable(
-                "this is a core WebAssembly module, not a component; the node serves components that export `wasi:http/incoming-handler` (for Rust: `--target wasm32-wasip2`)".into(),
-            ));
+    /// Compiles a version's components into the artifact cache, unless
+    /// they are there already.
+    fn compile(&self, digest: &str, kind: Kind) -> Result<(), ChangeError> {
+        let sources = match kind {
+            Kind::Component => vec![
+                self.state
+                    .blob_path(digest)
+                    .ok_or_else(|| ChangeError::Internal(format!("bad digest {digest}")))?,
+            ],
+            Kind::App => {
+                let dir = self.unpacked(digest)?;
+                wasmops_manifest::load(&dir)
+                    .map_err(|e| ChangeError::Unusable(e.to_string()))?
+                    .components
+                    .into_iter()
+                    .map(|c| c.source)
+                    .collect()
+            }
+        };
+        for path in sources {
+            if !self.rt.is_cached(&path) {
+                self.rt
+                    .load(&path)
+                    .map_err(|e| ChangeError::Unusable(e.to_string()))?;
+            }
         }
-        Ok(loaded)
+        Ok(())
     }
 
-    /// The handler of one version: its component linked with its grants.
-    fn handler(&self, name: &str, version: &Version) -> Result<HttpHandler, ChangeError> {
-        let loaded = self.compile(&version.digest)?;
+    /// The host of one version: its components linked with their grants.
+    /// Called off the async workers (it compiles or deserializes).
+    fn host(&self, name: &str, version: &Version) -> Result<AppHost, ChangeError> {
+        let observe = Observe {
+            metrics: self.metrics.clone(),
+            per_route: self.metrics_on,
+            tracer: None,
+        };
+        let unusable = |e: wasmops_app::HostError| ChangeError::Unusable(e.to_string());
         let spec = &version.spec;
-        let d = &self.config.app_defaults;
-        let settings = HttpSettings {
-            limits: Limits {
-                max_memory: spec.memory.unwrap_or(d.memory),
-                timeout: Some(
-                    spec.timeout_ms
-                        .map(Duration::from_millis)
-                        .unwrap_or(d.timeout),
-                ),
-                ..Limits::default()
-            },
-            max_concurrency: spec.concurrency.unwrap_or(d.concurrency),
-            max_queue: self.config.max_queue,
-            max_body: self.config.max_body,
-            body_timeout: self.config.body_timeout,
-            body_buffer: wasmops_runtime::http::DEFAULT_BODY_BUFFER,
-            memory_budget: Some(self.budget.clone()),
-            debug_errors: self.config.debug_errors,
-            name: Arc::from(name),
-            app: Arc::from(name),
-        };
-        let grants = Grants {
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            ..Grants::default()
-        };
-        let metrics = self
-            .metrics_on
-            .then(|| self.metrics.component(name, name, "/"));
-        HttpHandler::new(&self.rt, &loaded.component, grants, settings, metrics, None)
-            .map_err(|e| ChangeError::Unusable(e.to_string()))
+        match self.kind(&version.digest) {
+            Kind::Component => {
+                let path = self.state.blob_path(&version.digest).ok_or_else(|| {
+                    ChangeError::Internal(format!("bad digest {}", version.digest))
+                })?;
+                let d = &self.config.app_defaults;
+                let served = Served {
+                    id: name.to_string(),
+                    source: Source::File(path),
+                    routes: vec![RouteSpec::everything()],
+                    grants: Grants {
+                        env: spec
+                            .env
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                        ..Grants::default()
+                    },
+                    settings: HttpSettings {
+                        limits: Limits {
+                            max_memory: spec.memory.unwrap_or(d.memory),
+                            timeout: Some(
+                                spec.timeout_ms
+                                    .map(Duration::from_millis)
+                                    .unwrap_or(d.timeout),
+                            ),
+                            ..Limits::default()
+                        },
+                        max_concurrency: spec.concurrency.unwrap_or(d.concurrency),
+                        max_queue: self.config.max_queue,
+                        max_body: self.config.max_body,
+                        body_timeout: self.config.body_timeout,
+                        body_buffer: wasmops_runtime::http::DEFAULT_BODY_BUFFER,
+                        memory_budget: Some(self.budget.clone()),
+                        debug_errors: self.config.debug_errors,
+                        name: Arc::from(name),
+                        app: Arc::from(name),
+                    },
+                };
+                match AppHost::new(&self.rt, name, vec![served], observe) {
+                    Ok(h) => Ok(h),
+                    // The blob's path means nothing to the user.
+                    Err(wasmops_app::HostError::Component { message, .. }) => {
+                        Err(ChangeError::Unusable(match message.find(": ") {
+                            Some(i) if message[..i].contains("/blobs/") => {
+                                message[i + 2..].to_string()
+                            }
+                            _ => message,
+                        }))
+                    }
+                    Err(e) => Err(unusable(e)),
+                }
+            }
+            Kind::App => {
+                let dir = self.unpacked(&version.digest)?;
+                let app = wasmops_manifest::load(&dir)
+                    .map_err(|e| ChangeError::Unusable(e.to_string()))?;
+                // Only what the deploy gave: the node's own environment is
+                // not the app's.
+                let vars = app
+                    .resolve_variables(&|env_name| {
+                        spec.variables
+                            .iter()
+                            .find(|(k, _)| wasmops_manifest::variable_env_name(k) == env_name)
+                            .map(|(_, v)| v.clone())
+                    })
+                    .map_err(|e| {
+                        ChangeError::Unusable(format!(
+                            "{}; give it at deploy: `wasmops deploy --var NAME=VALUE` (API: `variables`)",
+                            e.message
+                        ))
+                    })?;
+                let options = ManifestOptions {
+                    name: Some(name.to_string()),
+                    state_dir: Some(self.config.data_dir.join("state").join(name)),
+                    open_stores: true,
+                    max_queue: self.config.max_queue,
+                    max_body: self.config.max_body,
+                    body_timeout: self.config.body_timeout,
+                    debug_errors: self.config.debug_errors,
+                    budget: Some(self.budget.clone()),
+                };
+                let build = wasmops_app::from_manifest(&self.rt, &app, &vars, &options, observe);
+                tokio::runtime::Handle::current()
+                    .block_on(build)
+                    .map_err(unusable)
+            }
+        }
     }
 
     /// Loads an app for its first request after a start or an unload.
-    async fn load(&self, slot: &AppSlot) -> Result<HttpHandler, String> {
+    async fn load(&self, slot: &AppSlot) -> Result<Arc<AppHost>, String> {
         let _one = slot.load_lock.lock().await;
         if let Some(h) = slot.loaded() {
             return Ok(h);
@@ -319,9 +520,10 @@ impl Node {
         let started = Instant::now();
         // Deserializing is CPU work of a few milliseconds: off the async
         // workers' hot path.
-        let h = tokio::task::block_in_place(|| self.handler(&slot.name, &slot.version))
+        let h = tokio::task::block_in_place(|| self.host(&slot.name, &slot.version))
+            .map(Arc::new)
             .map_err(|e| e.to_string())?;
-        *slot.handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(h.clone());
+        slot.set_loaded(h.clone());
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         self.stats
             .load_nanos
@@ -365,11 +567,7 @@ impl Node {
         };
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         slot.requests.fetch_add(1, Ordering::Relaxed);
-        let metrics = slot.metrics.get_or_init(|| {
-            self.metrics_on
-                .then(|| self.metrics.component(&slot.name, &slot.name, "/"))
-        });
-        handler.handle_routed(req, metrics.as_ref()).await
+        handler.handle(req).await
     }
 
     /// Unloads apps idle for longer than `idle_unload`, then the least
@@ -393,14 +591,28 @@ impl Node {
                 loaded.push(s);
             }
         }
-        if loaded.len() > self.config.max_loaded {
-            loaded.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
-            let excess = loaded.len() - self.config.max_loaded;
-            for s in loaded.into_iter().take(excess) {
-                if s.unload() {
-                    unloaded += 1;
-                    tracing::debug!(app = %s.name, "app unloaded: too many apps loaded");
-                }
+        // Least recently used first, until both bounds hold.
+        loaded.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
+        let mut code: u64 = loaded
+            .iter()
+            .map(|s| s.code_bytes.load(Ordering::Relaxed))
+            .sum();
+        let mut count = loaded.len();
+        for s in loaded {
+            let too_many = count > self.config.max_loaded;
+            let too_big = code > self.config.max_loaded_code;
+            if !too_many && !too_big {
+                break;
+            }
+            if s.unload() {
+                unloaded += 1;
+                count -= 1;
+                code = code.saturating_sub(s.code_bytes.load(Ordering::Relaxed));
+                tracing::debug!(
+                    app = %s.name,
+                    reason = if too_many { "too many apps loaded" } else { "loaded code over its budget" },
+                    "app unloaded"
+                );
             }
         }
         self.stats
@@ -480,9 +692,34 @@ impl Node {
                 "invalid app name `{name}`: use lowercase letters, digits and `-`, starting with a letter, at most 63 characters"
             )));
         }
-        check_spec(&spec)?;
+        let mut spec = spec;
+        let kind = self.kind(digest);
+        check_spec(&spec, kind)?;
         let _guard = self.begin_change(name)?;
         let result = (|| {
+            if kind == Kind::App {
+                let declared = self.declared_variables(digest)?;
+                if let Some(k) = spec.variables.keys().find(|k| !declared.contains(*k)) {
+                    return Err(ChangeError::Bad(format!(
+                        "the app declares no variable `{k}`{}",
+                        if declared.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; it declares {}", declared.join(", "))
+                        }
+                    )));
+                }
+                if spec.routes.is_empty() {
+                    spec.routes = self.app_prefixes(digest)?;
+                }
+                // Variables not given keep their value (a promotion, or a
+                // redeploy, need not carry secrets again).
+                if let Some(current) = self.table().get(name) {
+                    for (k, v) in &current.version.spec.variables {
+                        spec.variables.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
             let draft = Version {
                 version: 0,
                 digest: digest.to_string(),
@@ -492,7 +729,7 @@ impl Node {
                 deployed_at: String::new(),
             };
             // Compile and link before anything changes.
-            let handler = self.handler(name, &draft)?;
+            let handler = Arc::new(self.host(name, &draft)?);
             // The routes must not clash with another app's.
             let trial = self.slot(name, draft, None);
             build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
@@ -539,7 +776,7 @@ impl Node {
                     )),
                 )?,
             };
-        let handler = self.handler(name, target)?;
+        let handler = Arc::new(self.host(name, target)?);
         let trial = self.slot(name, target.clone(), None);
         build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
         let version = self.state.rollback(name, Some(target.version), by)?;
@@ -549,21 +786,89 @@ impl Node {
         Ok(version)
     }
 
+    /// The variables an app bundle declares.
+    fn declared_variables(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
+        let dir = self.unpacked(digest)?;
+        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
+        Ok(app.variables.into_iter().map(|v| v.name).collect())
+    }
+
+    /// The path prefixes an app bundle's routes live under: where the node
+    /// sends its requests when the deploy names no route.
+    fn app_prefixes(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
+        let dir = self.unpacked(digest)?;
+        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
+        let mut prefixes: Vec<String> = app
+            .components
+            .iter()
+            .flat_map(|c| c.routes.iter())
+            .map(|r| r.path.clone())
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        // `/` covers everything; a prefix under another is covered by it.
+        let covered: Vec<String> = prefixes
+            .iter()
+            .filter(|p| {
+                !prefixes.iter().any(|q| {
+                    q != *p && (q == "/" || p.starts_with(&format!("{}/", q.trim_end_matches('/'))))
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(if covered.is_empty() {
+            vec!["/".into()]
+        } else {
+            covered
+        })
+    }
+
     /// Removes an app: no new request reaches it; requests in flight finish.
     pub fn delete(&self, name: &str, by: &str) -> Result<(), ChangeError> {
         let _guard = self.begin_change(name)?;
+        let old = self.table().get(name).cloned();
         self.state.delete(name)?;
         self.install(self.with_app(name, None))?;
-        if self.metrics_on {
-            self.metrics.forget_component(name, name, "/");
+        if let Some(old) = old {
+            let series = std::mem::take(&mut *old.series.lock().unwrap_or_else(|p| p.into_inner()));
+            for (component, route) in series {
+                self.metrics.forget_component(name, &component, &route);
+            }
+            self.metrics.forget_app(name);
         }
         let _ = self.state.gc();
+        self.gc_unpacked();
         tracing::info!(app = name, by, "deleted");
         Ok(())
     }
 
-    /// Stores an uploaded component after checking that it is WebAssembly.
+    /// Removes unpacked app bundles whose blob is gone.
+    fn gc_unpacked(&self) {
+        let root = self.config.data_dir.join("apps");
+        let Ok(rd) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let hex = e.file_name().to_string_lossy().into_owned();
+            if hex.len() == 64
+                && self
+                    .state
+                    .blob_path(&format!("sha256:{hex}"))
+                    .is_none_or(|p| !p.is_file())
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Stores an uploaded component or app bundle after checking it.
     pub fn upload(&self, bytes: &[u8]) -> Result<String, ChangeError> {
+        if wasmops_oci::app::is_tar(bytes) {
+            let digest = format!("sha256:{}", hex_sha256(bytes));
+            let dir = self.config.data_dir.join("apps").join(&digest[7..]);
+            self.unpack_checked(bytes, &dir)?;
+            return Ok(self.state.put_blob(bytes)?);
+        }
         match wasmops_component::kind(bytes) {
             Ok(wasmops_component::Kind::Component) => {}
             Ok(wasmops_component::Kind::CoreModule) => {
@@ -573,15 +878,16 @@ impl Node {
             }
             Err(e) => {
                 return Err(ChangeError::Unusable(format!(
-                    "not a WebAssembly component: {e}"
+                    "neither a WebAssembly component nor an app bundle: {e}"
                 )));
             }
         }
         Ok(self.state.put_blob(bytes)?)
     }
 
-    /// Pulls a component reference under the node's signature policy and
-    /// stores it; returns its blob digest and the manifest digest pulled.
+    /// Pulls a component or app reference under the node's signature policy
+    /// and stores it (an app as a bundle); returns its blob digest and the
+    /// manifest digest pulled.
     pub async fn fetch(&self, reference: &str) -> Result<(String, String), ChangeError> {
         if !wasmops_oci::resolve::is_reference(reference) {
             return Err(ChangeError::Bad(format!(
@@ -606,11 +912,19 @@ impl Node {
                         ChangeError::Source(m)
                     }
                 })?;
-        let bytes =
-            wasmops_oci::resolve::single_component(reference, &pulled, &store).map_err(|e| {
-                ChangeError::Unusable(format!("{e}; the node deploys single components"))
-            })?;
-        let digest = self.upload(&bytes)?;
+        let bytes = if pulled.kind == wasmops_oci::distribution::ArtifactKind::App {
+            let root = self.config.data_dir.join("pulled");
+            let dir = wasmops_oci::resolve::unpacked_app(reference, &pulled, &store, &root)
+                .map_err(|e| ChangeError::Unusable(e.to_string()))?;
+            let bundle =
+                wasmops_oci::app::pack_dir(&dir).map_err(|e| ChangeError::Unusable(e.to_string()));
+            let _ = std::fs::remove_dir_all(&dir);
+            bundle?
+        } else {
+            wasmops_oci::resolve::single_component(reference, &pulled, &store)
+                .map_err(|e| ChangeError::Unusable(e.to_string()))?
+        };
+        let digest = tokio::task::block_in_place(|| self.upload(&bytes))?;
         Ok((digest, pulled.digest))
     }
 
@@ -634,8 +948,35 @@ impl Drop for ChangeGuard<'_> {
     }
 }
 
-/// Checks the hosts and routes of a spec.
-fn check_spec(spec: &AppSpec) -> Result<(), ChangeError> {
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Checks the hosts and routes of a spec, and that what it sets fits the
+/// kind of app: an app bundle's limits and environment are in its
+/// manifest, a component has no variables.
+fn check_spec(spec: &AppSpec, kind: Kind) -> Result<(), ChangeError> {
+    match kind {
+        Kind::App => {
+            if !spec.env.is_empty()
+                || spec.memory.is_some()
+                || spec.timeout_ms.is_some()
+                || spec.concurrency.is_some()
+            {
+                return Err(ChangeError::Bad(
+                    "an app's environment and limits are set per component in its wasmops.toml, not at deploy; give only hosts, routes and variables".into(),
+                ));
+            }
+        }
+        Kind::Component => {
+            if !spec.variables.is_empty() {
+                return Err(ChangeError::Bad(
+                    "variables are for apps with a wasmops.toml; give a component environment variables (`env`) instead".into(),
+                ));
+            }
+        }
+    }
     for h in &spec.hosts {
         let bare = h.strip_prefix("*.").unwrap_or(h);
         let ok = !bare.is_empty()

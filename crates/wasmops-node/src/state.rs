@@ -60,13 +60,17 @@ pub struct AppSpec {
     /// Requests the app handles at once; more wait in its queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Values of an app bundle's `[variables]` (kept in the state, never
+    /// shown by the API: only their names are).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
 }
 
 /// One deployed version of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {
     pub version: i64,
-    /// `sha256:<hex>` of the component.
+    /// `sha256:<hex>` of the component or the app bundle.
     pub digest: String,
     /// Where it came from: a reference, or `upload`.
     pub source: String,

@@ -2,6 +2,7 @@
 //! and per-component handles resolved once so the request path only bumps
 //! atomics. Exposed in the Prometheus text format by [`Metrics::encode`].
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub mod access;
@@ -113,6 +114,17 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     memory_high_water: Family<ComponentLabels, Histogram, fn() -> Histogram>,
     resident: Gauge,
+    /// Series made on the way (key-value stores, outbound hosts), by app,
+    /// so `forget_app` can drop them.
+    on_the_way: std::sync::Mutex<HashMap<String, HashSet<OnTheWay>>>,
+}
+
+/// A series made while serving, rather than when a component is set up.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum OnTheWay {
+    Kv(KvResultLabels),
+    KvDuration(KvLabels),
+    Outbound(OutboundLabels),
 }
 
 impl Default for Metrics {
@@ -214,6 +226,7 @@ impl Metrics {
             cache,
             memory_high_water,
             resident,
+            on_the_way: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,7 +291,7 @@ impl Metrics {
 
     /// Drops the series `component` made for (`app`, `component`, `route`),
     /// so a deleted app leaves no metrics behind. Series made on the way
-    /// (outbound hosts, key-value stores) stay.
+    /// (outbound hosts, key-value stores) go with `forget_app`.
     pub fn forget_component(&self, app: &str, component: &str, route: &str) {
         let c = ComponentLabels {
             app: app.into(),
@@ -307,6 +320,36 @@ impl Metrics {
         self.instantiation.remove(&c);
         self.in_use.remove(&c);
         self.memory_high_water.remove(&c);
+    }
+
+    /// Notes a series made while serving, the first time it is made.
+    fn made_on_the_way(&self, app: &str, series: OnTheWay) {
+        self.on_the_way
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(app.to_string())
+            .or_default()
+            .insert(series);
+    }
+
+    /// Drops the series an app's key-value operations and outbound
+    /// requests made (those of its components go with `forget_component`).
+    pub fn forget_app(&self, app: &str) {
+        let Some(seen) = self
+            .on_the_way
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app)
+        else {
+            return;
+        };
+        for s in seen {
+            match s {
+                OnTheWay::Kv(l) => self.kv_ops.remove(&l),
+                OnTheWay::KvDuration(l) => self.kv_duration.remove(&l),
+                OnTheWay::Outbound(l) => self.outbound.remove(&l),
+            };
+        }
     }
 
     /// Counts one artifact-cache lookup.
@@ -364,31 +407,45 @@ impl ComponentMetrics {
 
     /// Counts an outbound request by host and result (`allowed`, `denied`).
     pub fn outbound(&self, host: &str, result: &str) {
+        let labels = OutboundLabels {
+            app: self.app.clone(),
+            component: self.component.clone(),
+            host: host.into(),
+            result: result.into(),
+        };
+        if let Some(m) = self.metrics.outbound.get(&labels) {
+            m.inc();
+            return;
+        }
         self.metrics
-            .outbound
-            .get_or_create(&OutboundLabels {
-                app: self.app.clone(),
-                component: self.component.clone(),
-                host: host.into(),
-                result: result.into(),
-            })
-            .inc();
+            .made_on_the_way(&self.app, OnTheWay::Outbound(labels.clone()));
+        self.metrics.outbound.get_or_create(&labels).inc();
     }
 }
 
 impl ComponentMetrics {
     /// Counts a key-value operation and its duration.
     pub fn kv_operation(&self, store: &str, op: &str, result: &str, seconds: f64) {
-        self.metrics
-            .kv_ops
-            .get_or_create(&KvResultLabels {
+        let counted = KvResultLabels {
+            app: self.app.clone(),
+            component: self.component.clone(),
+            store: store.into(),
+            op: op.into(),
+            result: result.into(),
+        };
+        if self.metrics.kv_ops.get(&counted).is_none() {
+            let timed = KvLabels {
                 app: self.app.clone(),
                 component: self.component.clone(),
                 store: store.into(),
                 op: op.into(),
-                result: result.into(),
-            })
-            .inc();
+            };
+            self.metrics
+                .made_on_the_way(&self.app, OnTheWay::KvDuration(timed));
+            self.metrics
+                .made_on_the_way(&self.app, OnTheWay::Kv(counted.clone()));
+        }
+        self.metrics.kv_ops.get_or_create(&counted).inc();
         self.metrics
             .kv_duration
             .get_or_create(&KvLabels {

@@ -73,7 +73,6 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
     })
 }
 
-
 /// RFC 3339 UTC time of now (or of `SOURCE_DATE_EPOCH`, for reproducible
 /// artifacts), to the second.
 pub fn now_rfc3339() -> String {

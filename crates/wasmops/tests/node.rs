@@ -1009,3 +1009,310 @@ fn the_admin_api_speaks_tls_with_a_certificate() {
     ]);
     common::assert_one_line_error(&out);
 }
+
+/// A plain HTTP/1.1 server on loopback answering `upstream <path>`.
+fn upstream() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf);
+            let path = head.split(' ').nth(1).unwrap_or("?").to_string();
+            let body = format!("upstream {path}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A tar of `files` (path, contents), made by Python's `tarfile`.
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, data) in files {
+        let f = dir.path().join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, data).unwrap();
+    }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import io,os,sys,tarfile\n\
+             b=io.BytesIO()\n\
+             with tarfile.open(fileobj=b,mode='w',format=tarfile.USTAR_FORMAT) as t:\n\
+             \x20   for p in sys.argv[2:]: t.add(os.path.join(sys.argv[1],p),arcname=p)\n\
+             sys.stdout.buffer.write(b.getvalue())",
+        )
+        .arg(dir.path())
+        .args(files.iter().map(|(p, _)| *p))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let mut node = start_node(&data, &tokens, &[]);
+    let api = Api::new(&node);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/').to_string();
+    wait_ready(&api).await;
+    let up = upstream();
+    let greeting = "Hi from the node, not from the manifest";
+
+    // The example app, three components, uploaded whole.
+    let webapp = test_programs::EXAMPLE_WEBAPP;
+    let upstream_var = format!("upstream={up}");
+    let greeting_var = format!("greeting={greeting}");
+    let deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            webapp,
+            "--node",
+            &url,
+            "--name",
+            "shop",
+            "--host",
+            "shop.test",
+        ];
+        args.extend_from_slice(extra);
+        client(&deployer, &args)
+    };
+    let out = deploy(&["--var", &upstream_var, "--var", &greeting_var]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("deployed shop version 1"),
+        "{}",
+        out.stdout
+    );
+
+    let home = get_host(&node, "shop.test", "/").await;
+    assert_eq!(home.status, 200, "{}", home.text());
+    assert!(home.text().contains("Welcome to webapp"), "{}", home.text());
+    assert_eq!(get_host(&node, "shop.test", "/style.css").await.status, 200);
+    assert_eq!(
+        get_host(&node, "shop.test", "/missing.txt").await.status,
+        404
+    );
+    let config = get_host(&node, "shop.test", "/api/config").await;
+    assert_eq!(
+        config.text().trim(),
+        format!(r#"{{"greeting":"{greeting}"}}"#)
+    );
+    let post_counter = || async {
+        let req = http::Request::post(node.url("/api/counter"))
+            .header("host", "shop.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        common::send(&common::client(false), req).await
+    };
+    for n in 1..=3 {
+        let r = post_counter().await;
+        assert_eq!(r.text().trim(), format!(r#"{{"count":{n}}}"#));
+    }
+    let proxied = get_host(&node, "shop.test", "/proxy/a/b?q=1").await;
+    assert_eq!(proxied.status, 200, "{}", proxied.text());
+    assert_eq!(proxied.text(), "upstream /a/b?q=1");
+    // Another host is not the app's.
+    assert_eq!(get_host(&node, "other.test", "/").await.status, 404);
+
+    // Status: an app; its variables by name only.
+    let (s, v) = api
+        .call(
+            "GET",
+            "/v1/apps/shop",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["kind"], "app");
+    assert_eq!(
+        v["versions"][0]["spec"]["variables"],
+        json!(["greeting", "upstream"])
+    );
+    assert!(!v.to_string().contains(greeting), "{v}");
+    // Per-route series under the node's name for the app.
+    let metrics = common::get(&node.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"wasmops_http_requests_total{app="shop",component="api",route="/api/...",status_class="2xx"} 4"#),
+        "{metrics}"
+    );
+
+    // Refused, and nothing changes: an undeclared variable, an
+    // environment variable or limit (set in the manifest), a bundle with a
+    // broken manifest, one with a core module, one that is not a tar.
+    let out = deploy(&["--var", "nope=1"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("declares no variable `nope`"),
+        "{}",
+        out.stderr
+    );
+    let out = deploy(&["--app-env", "A=1"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("set per component in its wasmops.toml"),
+        "{}",
+        out.stderr
+    );
+    let broken = tar_of(&[(
+        "wasmops.toml",
+        b"manifest_version = 1\n[app]\nname = \"b\"\n[component.a]\nsorce = \"components/a.wasm\"\n",
+    )]);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(broken),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.starts_with("wasmops.toml:5:"), "{e}");
+    assert!(!e.contains(".unpack-"), "{e}");
+    let core = std::fs::read(test_programs::CLI_P1).unwrap();
+    let core_app = tar_of(&[
+        (
+            "wasmops.toml",
+            b"manifest_version = 1\n[app]\nname = \"c\"\n[component.a]\nsource = \"components/a.wasm\"\nroute = \"/...\"\n",
+        ),
+        ("components/a.wasm", &core),
+    ]);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(core_app),
+        )
+        .await;
+    assert!(s == 422, "{s} {v}");
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("apps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let (_, v) = api
+        .call(
+            "GET",
+            "/v1/apps/shop",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
+        .await;
+    assert_eq!(v["version"], 1);
+
+    // A redeploy without variables keeps their values.
+    let out = deploy(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config = get_host(&node, "shop.test", "/api/config").await;
+    assert!(config.text().contains(greeting), "{}", config.text());
+
+    // kill -9 and restart: the app, its state and its variables are back.
+    node.signal(libc::SIGKILL);
+    node.wait(Duration::from_secs(10));
+    drop(node);
+    let node = start_node(&data, &tokens, &[]);
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let r = {
+        let req = http::Request::post(node.url("/api/counter"))
+            .header("host", "shop.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        common::send(&common::client(false), req).await
+    };
+    assert_eq!(r.text().trim(), r#"{"count":4}"#);
+    assert!(
+        get_host(&node, "shop.test", "/api/config")
+            .await
+            .text()
+            .contains(greeting)
+    );
+
+    // By reference: pushed to a real registry, pulled by the node, pinned.
+    let registry = common::registry::Registry::start(None);
+    let reference = registry.reference("apps/webapp:v1");
+    let out = common::run(&["push", webapp, &reference]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            &reference,
+            "--node",
+            url,
+            "--name",
+            "shop2",
+            "--host",
+            "shop2.test",
+            "--var",
+            &upstream_var,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let home = get_host(&node, "shop2.test", "/").await;
+    assert!(home.text().contains("Welcome to webapp"), "{}", home.text());
+    // Its own store: shop's counter is not shop2's.
+    let r = {
+        let req = http::Request::post(node.url("/api/counter"))
+            .header("host", "shop2.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        common::send(&common::client(false), req).await
+    };
+    assert_eq!(r.text().trim(), r#"{"count":1}"#);
+    let (_, v) = api
+        .call(
+            "GET",
+            "/v1/apps/shop2",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
+        .await;
+    assert!(v["source"].as_str().unwrap().contains("@sha256:"), "{v}");
+    assert_eq!(v["kind"], "app");
+
+    // Deleting an app removes its series and its unpacked files.
+    let out = client(&deployer, &["apps", "delete", "shop2", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = client(&deployer, &["apps", "delete", "shop", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let metrics = common::get(&node.admin_url("/metrics")).await.text();
+    assert!(!metrics.contains(r#"app="shop""#), "{metrics}");
+    let unpacked = std::fs::read_dir(data.join("apps")).unwrap().count();
+    assert_eq!(unpacked, 0);
+}

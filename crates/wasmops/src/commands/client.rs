@@ -33,10 +33,11 @@ pub struct NodeTarget {
     pub json: bool,
 }
 
-/// Deploy a component to a node: a `.wasm` file (uploaded), a reference
+/// Deploy to a node: an app directory or manifest (uploaded whole as an
+/// app bundle: its components, files, routes, variables and key-value
+/// stores), a `.wasm` component (uploaded), or a reference to either
 /// (pulled by the node under its signature policy, and pinned to the digest
-/// it resolved), or a single-component app directory (its component and
-/// routes).
+/// it resolved).
 #[derive(Args, Debug)]
 pub struct DeployArgs {
     /// What to deploy: FILE.wasm, an app directory or manifest, or a
@@ -51,9 +52,14 @@ pub struct DeployArgs {
     /// allowed). Repeatable.
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// A path prefix the app answers under. Repeatable [default: `/`].
+    /// A path prefix the app answers under. Repeatable [default: for an
+    /// app, the prefixes of its routes; for a component, `/`].
     #[arg(long = "route", value_name = "PATH")]
     pub routes: Vec<String>,
+    /// A value of one of the app's `[variables]` (`NAME=VALUE`). Repeatable.
+    /// Variables not given keep the value the app has on the node.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     /// An environment variable of the app's instances (`K=V`). Repeatable.
     #[arg(long = "app-env", value_name = "K=V")]
     pub app_env: Vec<String>,
@@ -281,7 +287,14 @@ impl Client {
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         req = match body {
             Some(Body::Json(v)) => req.json(&v),
-            Some(Body::Wasm(b)) => req.header("content-type", "application/wasm").body(b),
+            Some(Body::Blob(b)) => {
+                let media = if wasmops_oci::app::is_tar(&b) {
+                    "application/x-tar"
+                } else {
+                    "application/wasm"
+                };
+                req.header("content-type", media).body(b)
+            }
             None => req,
         };
         self.rt.block_on(async {
@@ -317,7 +330,8 @@ impl Client {
 
 enum Body {
     Json(Value),
-    Wasm(Vec<u8>),
+    /// A component or an app bundle.
+    Blob(Vec<u8>),
 }
 
 /// What a deploy sends besides the component.
@@ -329,7 +343,20 @@ fn spec_json(a: &DeployArgs, routes: &[String], hosts: &[String]) -> anyhow::Res
             .ok_or_else(|| anyhow::anyhow!("--app-env `{kv}`: write K=V"))?;
         env.insert(k.to_string(), v.to_string());
     }
-    let mut spec = json!({ "hosts": hosts, "routes": routes, "env": env });
+    let mut vars = BTreeMap::new();
+    for kv in &a.vars {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--var `{kv}`: write NAME=VALUE"))?;
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let mut spec = json!({ "hosts": hosts, "routes": routes });
+    if !env.is_empty() {
+        spec["env"] = json!(env);
+    }
+    if !vars.is_empty() {
+        spec["variables"] = json!(vars);
+    }
     if let Some(m) = a.memory {
         spec["memory"] = json!(m);
     }
@@ -357,7 +384,7 @@ fn print_version(v: &Value, app: &str, what: &str, json_out: bool) {
 pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
     let url = node_url(&a.target)?;
     let client = Client::new(url)?;
-    let mut routes = a.routes.clone();
+    let routes = a.routes.clone();
     let hosts = a.hosts.clone();
     let (name, mut body) = if wasmops_oci::resolve::is_reference(&a.what) {
         let name = a.name.clone().ok_or_else(|| {
@@ -366,32 +393,12 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
         (name, json!({ "reference": a.what }))
     } else {
         let path = Path::new(&a.what);
-        let (default_name, wasm) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml")
+        let (default_name, blob) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml")
         {
-            let app = wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let served: Vec<_> = app
-                .components
-                .iter()
-                .filter(|c| !c.routes.is_empty())
-                .collect();
-            let [c] = served.as_slice() else {
-                anyhow::bail!(
-                    "app `{}` has {} served components; the node deploys one component per app: deploy each with its own --name, or give the .wasm file",
-                    app.name,
-                    served.len()
-                );
-            };
-            if routes.is_empty() {
-                routes = c
-                    .routes
-                    .iter()
-                    .map(|r| r.path.trim_end_matches("/...").to_string())
-                    .map(|p| if p.is_empty() { "/".to_string() } else { p })
-                    .collect();
-            }
-            let wasm = std::fs::read(&c.source)
-                .with_context(|| format!("cannot read {}", c.source.display()))?;
-            (app.name.clone(), wasm)
+            // The whole app, as the node will unpack it.
+            let input = crate::artifact::app_input(path)?;
+            let bundle = wasmops_oci::app::app_bundle(&input)?;
+            (input.name, bundle)
         } else {
             let wasm =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -401,7 +408,7 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| "app".into());
             (stem, wasm)
         };
-        let uploaded = client.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
+        let uploaded = client.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Blob(blob)))?;
         let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
         (
             a.name.clone().unwrap_or(default_name),
@@ -521,11 +528,16 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow::anyhow!("the node at {} gave no digest for `{}`", from.url, a.app))?
         .to_string();
     let current = app["version"].as_i64().unwrap_or_default();
-    let spec = app["versions"]
+    let mut spec = app["versions"]
         .as_array()
         .and_then(|vs| vs.iter().find(|v| v["version"].as_i64() == Some(current)))
         .map(|v| v["spec"].clone())
         .ok_or_else(|| anyhow::anyhow!("the node at {} gave no spec for `{}`", from.url, a.app))?;
+    // Variables are the environment's own (the node shows only their
+    // names): the app keeps the values it has in TO.
+    if let Some(s) = spec.as_object_mut() {
+        s.remove("variables");
+    }
     // The exact component: the blob itself, checked against its digest.
     let wasm = from.call_raw(reqwest::Method::GET, &format!("/v1/blobs/{digest}"), None)?;
     let got = {
@@ -538,7 +550,7 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
             from.url
         );
     }
-    let uploaded = to.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Wasm(wasm)))?;
+    let uploaded = to.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Blob(wasm)))?;
     if uploaded["digest"].as_str() != Some(digest.as_str()) {
         anyhow::bail!(
             "{} stored the component under another digest; nothing was deployed",

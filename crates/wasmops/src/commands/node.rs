@@ -74,6 +74,11 @@ pub struct NodeRunArgs {
     /// Apps loaded at once, at most (least recently used first out).
     #[arg(long, value_name = "N", default_value = "2000", value_parser = positive)]
     pub max_loaded: usize,
+    /// Compiled code of the loaded apps, at most (least recently used
+    /// first out). A hello-world in Rust maps ~0.2 MiB, a JavaScript or
+    /// Python app 10-40 MiB.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = nonzero_size)]
+    pub max_loaded_code: u64,
     /// Pool slots of the whole node. Each slot keeps the app it last ran
     /// (its memory image stays mapped), so as many slots as apps busy at
     /// once keeps traffic spread over many apps cheap. Instances running at
@@ -185,13 +190,14 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     // memory budget, which reserves each one's limit.
     settings.max_instances = u32::try_from(args.max_instances).unwrap_or(u32::MAX).max(1);
     settings.warm_slots = args.server.pool.warm_slots.max(settings.max_instances);
-    let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
+    let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     let metrics = Arc::new(Metrics::new());
     let metrics_on = args.server.admin_listen.0.is_some();
     let config = NodeConfig {
         data_dir: args.data_dir.clone(),
         idle_unload: args.idle_unload,
         max_loaded: args.max_loaded,
+        max_loaded_code: args.max_loaded_code,
         app_defaults: AppDefaults {
             memory: args.limits.max_memory,
             timeout: args.timeout,

@@ -161,7 +161,6 @@ pub struct LogoutArgs {
     pub host: String,
 }
 
-
 fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -630,7 +629,7 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
 mod tests {
     #[test]
     fn rfc3339_shape() {
-        let t = super::crate::artifact::now_rfc3339();
+        let t = crate::artifact::now_rfc3339();
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T");
     }

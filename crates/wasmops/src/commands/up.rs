@@ -173,7 +173,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         tracer: tracer.clone(),
     };
     let started = Instant::now();
-    let host = tokio.block_on(wasmops_app::from_manifest(&rt, &app, &vars, &options, observe))?;
+    let host = tokio.block_on(wasmops_app::from_manifest(
+        &rt, &app, &vars, &options, observe,
+    ))?;
     if args.check {
         let (n, routes) = (host.len(), host.routes());
         println!(
@@ -265,11 +267,7 @@ async fn watch(
     // the new output is then picked up like any changed `.wasm`.
     let mut inputs: Vec<_> = slots
         .iter()
-        .map(|s| {
-            rebuild
-                .then(|| wasmops_build::inputs_stamp(s))
-                .flatten()
-        })
+        .map(|s| rebuild.then(|| wasmops_build::inputs_stamp(s)).flatten())
         .collect();
     let mut inputs_pending: Vec<_> = vec![None; slots.len()];
     let mut building: Vec<Option<tokio::task::JoinHandle<()>>> =

@@ -1,6 +1,8 @@
 //! Helpers for driving the real `wasmops` binary.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
