@@ -524,6 +524,12 @@ impl Node {
             .map(Arc::new)
             .map_err(|e| e.to_string())?;
         slot.set_loaded(h.clone());
+        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+        // Over a bound now: the least recently used go at once, not at the
+        // next sweep (the request keeps its host until it is answered).
+        if self.over_bounds() {
+            self.sweep();
+        }
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         self.stats
             .load_nanos
@@ -619,6 +625,17 @@ impl Node {
             .unloads
             .fetch_add(unloaded as u64, Ordering::Relaxed);
         unloaded
+    }
+
+    /// Whether more apps, or more compiled code, are loaded than allowed.
+    fn over_bounds(&self) -> bool {
+        let table = self.table();
+        let (mut count, mut code) = (0usize, 0u64);
+        for s in table.apps.iter().filter(|s| s.is_loaded()) {
+            count += 1;
+            code += s.code_bytes.load(Ordering::Relaxed);
+        }
+        count > self.config.max_loaded || code > self.config.max_loaded_code
     }
 
     /// Runs `sweep` periodically until the node is dropped.
@@ -736,6 +753,11 @@ impl Node {
             let version = self.state.deploy(name, digest, source, &spec, by)?;
             let slot = self.slot(name, version.clone(), Some(handler));
             self.install(self.with_app(name, Some(slot)))?;
+            // The new version stays loaded, ready for its traffic, within
+            // the bounds.
+            if self.over_bounds() {
+                self.sweep();
+            }
             Ok(version)
         })();
         match &result {
@@ -782,6 +804,9 @@ impl Node {
         let version = self.state.rollback(name, Some(target.version), by)?;
         let slot = self.slot(name, version.clone(), Some(handler));
         self.install(self.with_app(name, Some(slot)))?;
+        if self.over_bounds() {
+            self.sweep();
+        }
         tracing::info!(app = name, version = version.version, by, "rolled back");
         Ok(version)
     }

@@ -1316,3 +1316,71 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
     let unpacked = std::fs::read_dir(data.join("apps")).unwrap().count();
     assert_eq!(unpacked, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let node = start_node(&data, &tokens, &["--max-loaded", "2"]);
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+    let apps = [
+        ("hello", test_programs::HELLO),
+        ("echo", test_programs::ECHO),
+        ("stream", test_programs::STREAM),
+    ];
+    for (name, file) in apps {
+        let host = format!("{name}.test");
+        let out = client(
+            &deployer,
+            &["deploy", file, "--node", url, "--name", name, "--host", &host],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    // A deployed version stays loaded, within the bound; a request loads
+    // its app, and the least recently used goes.
+    let loaded = |v: &Value| -> BTreeSet<String> {
+        v["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["loaded"] == true)
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (name, _) in apps {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let r = get_host(&node, &format!("{name}.test"), "/").await;
+        assert!(r.status < 500, "{name}: {}", r.status);
+    }
+    let (_, v) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&deployer), None)
+        .await;
+    assert_eq!(
+        loaded(&v),
+        BTreeSet::from(["echo".to_string(), "stream".to_string()]),
+        "{v}"
+    );
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert!(metric(&m, "wasmops_node_app_unloads_total") >= 1.0, "{m}");
+    drop(node);
+
+    // A code budget smaller than one app: each app is answered, then
+    // unloaded at once.
+    let node = start_node(&data, &tokens, &["--max-loaded-code", "1KiB"]);
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let r = get_host(&node, "hello.test", "/").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    let (_, v) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&deployer), None)
+        .await;
+    assert!(loaded(&v).is_empty(), "{v}");
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert_eq!(metric(&m, "wasmops_node_app_loads_total"), 1.0, "{m}");
+    assert_eq!(metric(&m, "wasmops_node_app_unloads_total"), 1.0, "{m}");
+}
