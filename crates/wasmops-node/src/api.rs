@@ -180,11 +180,24 @@ impl Admin {
                 json_response(StatusCode::OK, &json!({"status": "ok"}))
             }
             (Method::GET | Method::HEAD, "/readyz") => {
-                if node.ready.load(Ordering::Acquire) {
-                    json_response(
-                        StatusCode::OK,
-                        &json!({"status": "ready", "apps": node.table().apps.len()}),
-                    )
+                // Ready once every app is compiled and, with an apps
+                // directory, once its declarations were applied (those that
+                // failed are listed: the others serve).
+                let report = node
+                    .apps_dir
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let follows = node.follows_apps_dir.load(Ordering::Acquire);
+                if node.ready.load(Ordering::Acquire) && (!follows || report.is_some()) {
+                    let mut body = json!({"status": "ready", "apps": node.table().apps.len()});
+                    if let Some(r) = report {
+                        body["declarations"] = json!({
+                            "applied": r.applied,
+                            "failed": r.failed.iter().map(|(app, error)| json!({"app": app, "error": error})).collect::<Vec<_>>(),
+                        });
+                    }
+                    json_response(StatusCode::OK, &body)
                 } else {
                     json_response(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -396,7 +409,19 @@ impl Admin {
         let table = n.table();
         let loaded = table.apps.iter().filter(|a| a.is_loaded()).count();
         let s = &n.stats;
-        format!(
+        let declarations = match &*n.apps_dir.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(r) => format!(
+                "# HELP wasmops_node_declarations Declarations of the apps directory by state at the last pass.
+# TYPE wasmops_node_declarations gauge
+wasmops_node_declarations{{state=\"applied\"}} {}
+wasmops_node_declarations{{state=\"failed\"}} {}
+",
+                r.applied,
+                r.failed.len()
+            ),
+            None => String::new(),
+        };
+        let own = format!(
             "# HELP wasmops_node_apps Apps deployed on the node.\n# TYPE wasmops_node_apps gauge\nwasmops_node_apps {}\n\
              # HELP wasmops_node_apps_loaded Apps loaded (compiled code mapped, ready to instantiate).\n# TYPE wasmops_node_apps_loaded gauge\nwasmops_node_apps_loaded {loaded}\n\
              # HELP wasmops_node_app_loads Apps loaded on a request.\n# TYPE wasmops_node_app_loads counter\nwasmops_node_app_loads_total {}\n\
@@ -410,6 +435,7 @@ impl Admin {
             s.deploys_refused.load(Ordering::Relaxed),
             n.budget().bytes(),
             n.budget().in_use(),
-        )
+        );
+        own + &declarations
     }
 }

@@ -14,6 +14,7 @@
 //! the admin API (`api`) changes it, authenticated by `auth` tokens.
 
 pub mod api;
+pub mod appsdir;
 pub mod auth;
 pub mod state;
 
@@ -205,6 +206,9 @@ pub struct Node {
     started: Instant,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) stats: NodeStats,
+    /// Whether an apps directory is followed, and its last convergence.
+    pub(crate) follows_apps_dir: AtomicBool,
+    pub(crate) apps_dir: Mutex<Option<appsdir::Report>>,
 }
 
 /// Valid app names: lowercase letters, digits and `-`, starting with a
@@ -241,6 +245,8 @@ impl Node {
             started: Instant::now(),
             ready: Arc::new(AtomicBool::new(false)),
             stats: NodeStats::default(),
+            follows_apps_dir: AtomicBool::new(false),
+            apps_dir: Mutex::new(None),
         });
         let apps = node.state.apps()?;
         let mut slots = Vec::with_capacity(apps.len());

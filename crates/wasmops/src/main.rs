@@ -65,6 +65,7 @@ enum Command {
     Deploy(commands::client::DeployArgs),
     Apps(commands::client::AppsArgs),
     Promote(commands::client::PromoteArgs),
+    Kube(commands::kube::KubeArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -209,6 +210,10 @@ fn main() -> ExitCode {
         Command::Promote(args) => {
             init_logging(&cli, "warn");
             commands::client::promote(args)
+        }
+        Command::Kube(args) => {
+            init_logging(&cli, "warn");
+            commands::kube::run(args)
         }
     };
     match code {

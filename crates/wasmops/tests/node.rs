@@ -1337,7 +1337,9 @@ async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
         let host = format!("{name}.test");
         let out = client(
             &deployer,
-            &["deploy", file, "--node", url, "--name", name, "--host", &host],
+            &[
+                "deploy", file, "--node", url, "--name", name, "--host", &host,
+            ],
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
@@ -1383,4 +1385,525 @@ async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
     let m = common::get(&node.admin_url("/metrics")).await.text();
     assert_eq!(metric(&m, "wasmops_node_app_loads_total"), 1.0, "{m}");
     assert_eq!(metric(&m, "wasmops_node_app_unloads_total"), 1.0, "{m}");
+}
+
+/// Lays out `files` as kubelet lays out a mounted ConfigMap: a
+/// timestamped directory, `..data` pointing at it, and each file a link
+/// through `..data`. A second call swaps the whole set atomically.
+fn kubelet_mount(dir: &Path, version: &str, files: &[(&str, String)]) {
+    let data_dir = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(data_dir.join(name), text).unwrap();
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    // The visible names: links for the new set, old ones removed.
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("..") && !files.iter().any(|(f, _)| *f == n) {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    for (name, _) in files {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+}
+
+async fn readyz(api: &Api) -> Value {
+    api.call("GET", "/readyz", "/readyz", None, None).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let layout = dir.path().join("layout");
+    for (file, tag) in [
+        (test_programs::HELLO, "hello"),
+        (test_programs::ECHO, "echo"),
+        (test_programs::STREAM, "stream"),
+    ] {
+        let out = common::run(&[
+            "push",
+            file,
+            &format!("oci-layout:{}:{tag}", layout.display()),
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let reference = |tag: &str| format!("oci-layout:{}:{tag}", layout.display());
+    let apps = dir.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("GREETING"), "from a secret\n").unwrap();
+    kubelet_mount(
+        &apps,
+        "v1",
+        &[
+            (
+                "hello.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"hello.test\"]\n",
+                    reference("hello")
+                ),
+            ),
+            (
+                "echo.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"echo.test\"]\nenv = {{ MODE = \"one\" }}\nconcurrency = 8\n",
+                    reference("echo")
+                ),
+            ),
+        ],
+    );
+    let node = start_node(
+        &data,
+        &tokens,
+        &[
+            "--apps-dir",
+            apps.to_str().unwrap(),
+            "--apps-dir-interval",
+            "100ms",
+        ],
+    );
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let r = readyz(&api).await;
+    assert_eq!(r["declarations"]["applied"], 2, "{r}");
+    assert_eq!(
+        get_host(&node, "hello.test", "/").await.text(),
+        "Hello, world!\n"
+    );
+    assert_eq!(get_host(&node, "echo.test", "/x").await.status, 200);
+    let (_, v) = api
+        .call(
+            "GET",
+            "/v1/apps/echo",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
+        .await;
+    assert_eq!(v["deployed_by"], "apps-dir");
+    assert!(v["source"].as_str().unwrap().contains("@sha256:"), "{v}");
+
+    // An app deployed through the API with a name the directory will
+    // declare: left alone, and reported.
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/');
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::HELLO,
+            "--node",
+            url,
+            "--name",
+            "mine",
+            "--host",
+            "mine.test",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Requests keep flowing while the set is swapped: hello moves to
+    // another component, echo goes, stream comes, one declaration is
+    // broken and one names the API's app.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let url = node.url("/");
+        tokio::spawn(async move {
+            let client = common::client(false);
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let req = http::Request::get(&url)
+                    .header("host", "hello.test")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let r = common::send(&client, req).await;
+                if r.status == 200 {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kubelet_mount(
+        &apps,
+        "v2",
+        &[
+            (
+                "hello.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"hello.test\"]\nsecrets_dir = \"{}\"\n",
+                    reference("stream"),
+                    secrets.display()
+                ),
+            ),
+            (
+                "stream.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"stream.test\"]\n",
+                    reference("stream")
+                ),
+            ),
+            ("broken.toml", "reference = \"x\"\nhostz = []\n".into()),
+            (
+                "mine.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"other.test\"]\n",
+                    reference("echo")
+                ),
+            ),
+        ],
+    );
+    let start = Instant::now();
+    let r = loop {
+        let r = readyz(&api).await;
+        if r["declarations"]["failed"].as_array().map(Vec::len) == Some(3)
+            || start.elapsed() > Duration::from_secs(20)
+        {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 10 && failed == 0, "{ok} answered, {failed} failed");
+    let failed: BTreeSet<String> = r["declarations"]["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["app"].as_str().unwrap(),
+                f["error"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let all = format!("{failed:?}");
+    assert!(
+        all.contains("broken: ") && all.contains("broken.toml:2:1"),
+        "{all}"
+    );
+    assert!(all.contains("mine: ") && all.contains("admin API"), "{all}");
+    // A secret-bearing variable for a component is refused: components
+    // take `env`, and the node says so.
+    assert!(
+        all.contains("hello: ") && all.contains("variables are for apps"),
+        "{all}"
+    );
+    assert_eq!(r["declarations"]["applied"], 1, "{r}");
+    // hello kept its version (its new declaration failed), stream came,
+    // echo went, mine is untouched.
+    assert_eq!(
+        get_host(&node, "hello.test", "/").await.text(),
+        "Hello, world!\n"
+    );
+    assert_eq!(
+        get_host(&node, "stream.test", "/status/201").await.status,
+        201
+    );
+    assert_eq!(get_host(&node, "echo.test", "/x").await.status, 404);
+    assert_eq!(get_host(&node, "mine.test", "/").await.status, 200);
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert_eq!(
+        metric(&m, "wasmops_node_declarations{state=\"failed\"}"),
+        3.0,
+        "{m}"
+    );
+
+    // Fixed: hello moves to stream; the broken one goes.
+    kubelet_mount(
+        &apps,
+        "v3",
+        &[
+            (
+                "hello.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"hello.test\"]\n",
+                    reference("stream")
+                ),
+            ),
+            (
+                "stream.toml",
+                format!(
+                    "reference = \"{}\"\nhosts = [\"stream.test\"]\n",
+                    reference("stream")
+                ),
+            ),
+        ],
+    );
+    let start = Instant::now();
+    loop {
+        let r = readyz(&api).await;
+        if r["declarations"]["failed"].as_array().map(Vec::len) == Some(0) {
+            assert_eq!(r["declarations"]["applied"], 2, "{r}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = get_host(&node, "hello.test", "/status/202").await;
+    assert_eq!((r.status, r.text().as_str()), (202, "status 202"));
+}
+
+/// Runs `kubernetes-validate --strict` for three recent minor versions.
+fn kube_validate(file: &Path) {
+    for version in ["1.35.0", "1.36.0", "1.37.0"] {
+        let out = std::process::Command::new("kubernetes-validate")
+            .args(["--strict", "--no-warn", "-k", version])
+            .arg(file)
+            .output()
+            .expect("kubernetes-validate is not installed (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "Kubernetes {version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Compares `text` with the snapshot `name` (rewritten with
+/// `WASMOPS_UPDATE_SNAPSHOTS=1`).
+fn snapshot(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kube")
+        .join(name);
+    if std::env::var_os("WASMOPS_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}: run with WASMOPS_UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(text, want, "{name} differs from its snapshot");
+}
+
+#[test]
+fn kube_render_writes_valid_deterministic_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    // One app by reference, autoscaled, in its own namespace.
+    let args = [
+        "kube",
+        "render",
+        "registry.example.com/apps/hello@sha256:1f076c0c4450a270336d1e5720ec38a7066c165246ac5662c4c6d9b7c245169b",
+        "--name",
+        "hello",
+        "--host",
+        "hello.example.com",
+        "--env",
+        "production",
+        "--fleet",
+        "edge",
+        "--namespace",
+        "apps",
+        "--create-namespace",
+        "--image",
+        "registry.example.com/wasmops-node:0.1.0",
+        "--min-replicas",
+        "2",
+        "--max-replicas",
+        "20",
+        "--requests-per-second",
+        "800",
+        "--tokens-secret",
+        "edge-tokens",
+        "--registry-secret",
+        "edge-pull",
+    ];
+    let out = common::run(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(common::run(&args).stdout, out.stdout, "deterministic");
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    kube_validate(&file);
+    snapshot("autoscaled.yaml", &out.stdout);
+    assert_eq!(
+        out.stdout.matches("\n---\n").count() + 1,
+        6,
+        "{}",
+        out.stdout
+    );
+
+    // A directory of declarations, a fixed size, JSON.
+    let decls = dir.path().join("decls");
+    std::fs::create_dir(&decls).unwrap();
+    std::fs::write(decls.join("shop.toml"), "reference = \"r.example.com/shop:v1\"\nhosts = [\"shop.example.com\"]\nsecrets_dir = \"/etc/wasmops/secrets/shop\"\n").unwrap();
+    std::fs::write(
+        decls.join("blog.toml"),
+        "reference = \"r.example.com/blog:v3\"\nroutes = [\"/blog\"]\n",
+    )
+    .unwrap();
+    let out = common::run(&[
+        "kube",
+        "render",
+        "--apps",
+        decls.to_str().unwrap(),
+        "--image",
+        "node:1",
+        "--replicas",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    let config = &items[0];
+    assert_eq!(config["kind"], "ConfigMap");
+    assert!(
+        config["data"]["shop.toml"]
+            .as_str()
+            .unwrap()
+            .contains("shop.example.com")
+    );
+    let deployment = &items[1];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .to_string()
+            .contains("\"secretName\":\"wasmops-shop\""),
+        "{pod}"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let json_file = dir.path().join("fleet.json");
+    std::fs::write(&json_file, &out.stdout).unwrap();
+    kube_validate(&json_file);
+
+    // An app directory with a secret variable: mounted from a Secret,
+    // never given on the command line.
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"billing\"\n[variables]\ntoken = { required = true, secret = true }\nmode = { default = \"live\" }\n[component.api]\nsource = \"api.wasm\"\nroute = \"/...\"\nvariables = [\"token\", \"mode\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(test_programs::HELLO, app.join("api.wasm")).unwrap();
+    let app_s = app.to_str().unwrap();
+    let out = common::run(&[
+        "kube",
+        "render",
+        app_s,
+        "--reference",
+        "r.example.com/billing:v1",
+        "--image",
+        "node:1",
+        "--var",
+        "mode=test",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("secrets_dir = \\\"/etc/wasmops/secrets/billing\\\"")
+            || out
+                .stdout
+                .contains("secrets_dir = \"/etc/wasmops/secrets/billing\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\"wasmops-billing\""), "{}", out.stdout);
+    let out = common::run(&[
+        "kube",
+        "render",
+        app_s,
+        "--reference",
+        "r.example.com/billing:v1",
+        "--image",
+        "node:1",
+        "--var",
+        "token=s3cret",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("is secret") && !out.stderr.contains("s3cret"),
+        "{}",
+        out.stderr
+    );
+
+    // Bad options: one line, no output, no file.
+    let target = dir.path().join("out.yaml");
+    for (bad, says) in [
+        (vec!["r.example.com/a:1"], "--image"),
+        (
+            vec![
+                "r.example.com/a:1",
+                "--image",
+                "n:1",
+                "--replicas",
+                "2",
+                "--max-replicas",
+                "4",
+            ],
+            "one or the other",
+        ),
+        (
+            vec![
+                "r.example.com/a:1",
+                "--image",
+                "n:1",
+                "--min-replicas",
+                "5",
+                "--max-replicas",
+                "4",
+            ],
+            "--min-replicas",
+        ),
+        (vec![app_s, "--image", "n:1"], "--reference"),
+        (
+            vec![
+                "r.example.com/a:1",
+                "--image",
+                "n:1",
+                "--memory",
+                "1GiB",
+                "--memory-limit",
+                "512MiB",
+            ],
+            "below",
+        ),
+        (
+            vec![
+                "r.example.com/a:1",
+                "--image",
+                "n:1",
+                "--requests-per-second",
+                "10",
+            ],
+            "--max-replicas",
+        ),
+    ] {
+        let mut args = vec!["kube", "render", "-o", target.to_str().unwrap()];
+        args.extend(bad);
+        let out = common::run(&args);
+        common::assert_one_line_error(&out);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+        assert!(!target.exists());
+    }
 }

@@ -2,6 +2,7 @@ pub mod build;
 pub mod client;
 pub mod doctor;
 pub mod inspect;
+pub mod kube;
 pub mod new;
 pub mod node;
 pub mod oci;

@@ -68,6 +68,15 @@ pub struct NodeRunArgs {
     /// node token`). Without it, the API refuses every request.
     #[arg(long, value_name = "FILE", env = "WASMOPS_NODE_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// Also take apps from this directory of declarations (`NAME.toml`
+    /// each; the shape of a mounted ConfigMap, kubelet's `..data` swaps
+    /// included): new and changed ones are deployed, removed ones deleted.
+    /// Apps deployed through the admin API are left alone.
+    #[arg(long, value_name = "DIR", env = "WASMOPS_NODE_APPS_DIR")]
+    pub apps_dir: Option<PathBuf>,
+    /// How often the apps directory is looked at.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = nonzero_duration)]
+    pub apps_dir_interval: Duration,
     /// Unload an app that served nothing for this long.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = nonzero_duration)]
     pub idle_unload: Duration,
@@ -219,6 +228,9 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     };
     tokio.block_on(async {
         node.spawn_sweeper();
+        if let Some(dir) = &args.apps_dir {
+            node.spawn_apps_dir(dir.clone(), args.apps_dir_interval, Duration::from_secs(10));
+        }
         {
             let node = node.clone();
             tokio::task::spawn_blocking(move || node.warm());
