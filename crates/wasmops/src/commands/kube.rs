@@ -228,8 +228,9 @@ fn app_from_args(what: &str, a: &RenderArgs) -> anyhow::Result<App> {
             match app.variables.iter().find(|v| v.name == k) {
                 None => anyhow::bail!("app `{}` declares no variable `{k}`", app.name),
                 Some(v) if v.secret => anyhow::bail!(
-                    "variable `{k}` is secret: put it in the Secret {} (key `{k}`), not on the command line",
-                    format!("{}-{}", a.fleet, a.name.as_deref().unwrap_or(&app.name))
+                    "variable `{k}` is secret: put it in the Secret {}-{} (key `{k}`), not on the command line",
+                    a.fleet,
+                    a.name.as_deref().unwrap_or(&app.name)
                 ),
                 Some(_) => {}
             }
