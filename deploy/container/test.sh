@@ -114,6 +114,8 @@ layout=$WORK/layout
 for g in hello echo stream hostile; do
   "$HOST_BIN" push "$GUESTS/$g.wasm" "oci-layout:$layout:$g" >/dev/null
 done
+# Readable by the pod's user, as a volume would be.
+chmod -R a+rX "$layout"
 apps=$WORK/apps
 mkdir -p "$apps"
 decl() { printf 'reference = "oci-layout:/layout:%s"\nhosts = ["%s.test"]\n' "$1" "$2"; }
