@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -1660,6 +1660,51 @@ async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
     }
     let r = get_host(&node, "hello.test", "/status/202").await;
     assert_eq!((r.status, r.text().as_str()), (202, "status 202"));
+    drop(node);
+
+    // Under a signature policy an unsigned artifact is refused, and a tag
+    // that does not exist is reported; the node is ready and says so.
+    let key = dir.path().join("key");
+    let out = output(
+        wasmops()
+            .env("COSIGN_PASSWORD", "test")
+            .args(["keygen", "--output-prefix", key.to_str().unwrap()]),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let strict = dir.path().join("strict");
+    std::fs::create_dir(&strict).unwrap();
+    kubelet_mount(
+        &strict,
+        "v1",
+        &[
+            ("hello.toml", format!("reference = \"{}\"\n", reference("hello"))),
+            ("missing.toml", format!("reference = \"{}\"\n", reference("nope"))),
+        ],
+    );
+    let public = dir.path().join("key.pub");
+    let node = start_node(
+        &dir.path().join("data2"),
+        &tokens,
+        &[
+            "--apps-dir",
+            strict.to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+        ],
+    );
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let r = readyz(&api).await;
+    assert_eq!(r["declarations"]["applied"], 0, "{r}");
+    let errors: BTreeMap<String, String> = r["declarations"]["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["app"].as_str().unwrap().into(), f["error"].as_str().unwrap().into()))
+        .collect();
+    assert!(errors["hello"].contains("signature"), "{errors:?}");
+    assert!(errors["missing"].contains("nope"), "{errors:?}");
+    assert_eq!(r["apps"], 0);
 }
 
 /// Runs `kubernetes-validate --strict` for three recent minor versions.
