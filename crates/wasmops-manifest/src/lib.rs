@@ -82,6 +82,43 @@ pub struct App {
     pub key_value: Vec<KvStore>,
     /// The components, in manifest order.
     pub components: Vec<ComponentSpec>,
+    /// Deployment environments, in manifest order.
+    pub environments: Vec<Environment>,
+}
+
+/// A deployment environment of the app (`[environments.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub name: String,
+    /// The node's admin API URL.
+    pub node: Option<String>,
+    /// The CA of the node's certificate, resolved against the app
+    /// directory.
+    pub ca: Option<PathBuf>,
+    pub hosts: Vec<String>,
+    pub kube: Option<KubeSettings>,
+}
+
+/// `[environments.NAME.kube]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeSettings {
+    pub image: Option<String>,
+    pub reference: Option<String>,
+    pub namespace: Option<String>,
+    pub fleet: Option<String>,
+    pub replicas: Option<u32>,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    pub cpu: Option<String>,
+    pub memory: Option<u64>,
+    pub memory_limit: Option<u64>,
+}
+
+impl App {
+    /// The environment called `name`.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
 }
 
 /// A declared app variable.

@@ -56,6 +56,83 @@ pub(crate) struct RawManifest {
         extend("propertyNames" = { "pattern": "^[a-z][a-z0-9_-]*$" }, "minProperties" = 1)
     )]
     pub component: Option<Entries<RawComponent>>,
+
+    /// Where the app is deployed, by name (`staging`, `production`): the
+    /// node `deploy`, `promote` and `apps` reach with `--env NAME`, and the
+    /// fleet `kube render --env NAME` writes. Tokens never go here: they
+    /// come from `WASMOPS_TOKEN` or the credentials file.
+    #[serde(default)]
+    #[schemars(
+        with = "BTreeMap<String, RawEnvironment>",
+        extend("propertyNames" = { "pattern": "^[a-z][a-z0-9_-]*$" })
+    )]
+    pub environments: Option<Entries<RawEnvironment>>,
+}
+
+/// A deployment environment.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Environment")]
+pub(crate) struct RawEnvironment {
+    /// The admin API of the environment's node, e.g.
+    /// `"https://node.internal:9464"`.
+    #[schemars(with = "String")]
+    #[serde(default)]
+    pub node: Option<Spanned<String>>,
+    /// A PEM file with the CA that signed the node's certificate (relative
+    /// to the app directory, or absolute).
+    #[schemars(with = "String")]
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
+    /// Host names the app answers for in this environment.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    /// The fleet `kube render --env NAME` writes (flags override these).
+    #[schemars(with = "RawKube")]
+    #[serde(default)]
+    pub kube: Option<Spanned<RawKube>>,
+}
+
+/// Kubernetes settings of an environment.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Kube")]
+pub(crate) struct RawKube {
+    /// The node image, e.g. `"registry.example.com/wasmops-node:0.1.0"`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Where the app was pushed (`HOST/REPO@sha256:...` or a tag).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// The namespace of the fleet's objects.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Names the fleet's objects (default `wasmops`).
+    #[serde(default)]
+    pub fleet: Option<String>,
+    /// A fixed number of pods.
+    #[schemars(with = "u32")]
+    #[serde(default)]
+    pub replicas: Option<Spanned<i64>>,
+    /// Autoscale from this many pods.
+    #[schemars(with = "u32")]
+    #[serde(default)]
+    pub min_replicas: Option<Spanned<i64>>,
+    /// Autoscale up to this many pods.
+    #[schemars(with = "u32")]
+    #[serde(default)]
+    pub max_replicas: Option<Spanned<i64>>,
+    /// CPU request of a pod, a Kubernetes quantity (`"500m"`).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory request of a pod, a size with a unit (`"512MiB"`).
+    #[schemars(schema_with = "size_schema")]
+    #[serde(default)]
+    pub memory: Option<Spanned<Scalar>>,
+    /// Memory limit of a pod.
+    #[schemars(schema_with = "size_schema")]
+    #[serde(default)]
+    pub memory_limit: Option<Spanned<Scalar>>,
 }
 
 /// The `[app]` table.

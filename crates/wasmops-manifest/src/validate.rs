@@ -9,14 +9,15 @@ use serde_spanned::Spanned;
 
 use crate::error::{self, ManifestError, Source, did_you_mean, quote};
 use crate::raw::{
-    FileEntry, RawBackend, RawBuild, RawComponent, RawDurability, RawKvStore, RawLimits,
-    RawManifest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
+    FileEntry, RawBackend, RawBuild, RawComponent, RawDurability, RawEnvironment, RawKvStore,
+    RawLimits, RawManifest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
 };
 use crate::routes::{parse_route_host, parse_route_path};
 use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
-    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, FileMount, KvBackend,
-    KvStore, Language, ResolvedVariable, Route, Variable, dotenv, variable_env_name,
+    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, FileMount,
+    KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route, Variable, dotenv,
+    variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -191,6 +192,10 @@ impl Validator<'_> {
             None => None,
             Some(m) => Some(self.size(&m, "memory_budget")?),
         };
+        let mut environments = Vec::new();
+        for (key, env) in raw.environments.map(|e| e.0).unwrap_or_default() {
+            environments.push(self.environment(key, env)?);
+        }
         Ok(App {
             manifest_path: manifest_path.to_path_buf(),
             dir: self.dir.to_path_buf(),
@@ -201,6 +206,119 @@ impl Validator<'_> {
             variables,
             key_value: stores.into_values().collect(),
             components,
+            environments,
+        })
+    }
+
+    fn environment(
+        &self,
+        key: Spanned<String>,
+        env: Spanned<RawEnvironment>,
+    ) -> Result<Environment, ManifestError> {
+        let name = key.get_ref();
+        if !is_name(name, true) {
+            return Err(self.err(
+                key.span(),
+                format!("invalid environment name {}", quote(name)),
+                "environment names are lowercase letters, digits, `-` and `_`, starting with a letter, e.g. `staging`",
+            ));
+        }
+        let env = env.into_inner();
+        if let Some(node) = &env.node {
+            let url = node.get_ref();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| {
+                r.trim_end_matches('/').is_empty() || r.contains(char::is_whitespace)
+            }) {
+                return Err(self.err(
+                    node.span(),
+                    format!("invalid node URL {}", quote(url)),
+                    "give the node's admin API, e.g. `node = \"https://node.internal:9464\"`",
+                ));
+            }
+        }
+        let ca = match &env.ca {
+            None => None,
+            Some(c) if c.get_ref().trim().is_empty() => {
+                return Err(self.err(
+                    c.span(),
+                    "empty `ca`",
+                    "give a PEM file, e.g. `ca = \"certs/ca.pem\"`",
+                ));
+            }
+            Some(c) => Some(normalize(&self.dir.join(c.get_ref()))),
+        };
+        let kube = match env.kube {
+            None => None,
+            Some(k) => {
+                let k = k.into_inner();
+                let count =
+                    |v: &Option<Spanned<i64>>, what: &str| -> Result<Option<u32>, ManifestError> {
+                        match v {
+                            None => Ok(None),
+                            Some(n) if *n.get_ref() >= 1 && *n.get_ref() <= 10_000 => {
+                                Ok(Some(*n.get_ref() as u32))
+                            }
+                            Some(n) => Err(self.err(
+                                n.span(),
+                                format!("{what} must be between 1 and 10000"),
+                                format!("e.g. `{what} = 2`"),
+                            )),
+                        }
+                    };
+                let replicas = count(&k.replicas, "replicas")?;
+                let min_replicas = count(&k.min_replicas, "min_replicas")?;
+                let max_replicas = count(&k.max_replicas, "max_replicas")?;
+                if let (Some(r), true) = (
+                    &k.replicas,
+                    k.min_replicas.is_some() || k.max_replicas.is_some(),
+                ) {
+                    return Err(self.err(
+                        r.span(),
+                        "`replicas` is a fixed size and `min_replicas`/`max_replicas` autoscale",
+                        "keep one or the other",
+                    ));
+                }
+                if let (Some(min), Some(max), Some(m)) =
+                    (min_replicas, max_replicas, &k.min_replicas)
+                    && min > max
+                {
+                    return Err(self.err(
+                        m.span(),
+                        format!("min_replicas ({min}) is above max_replicas ({max})"),
+                        "make min_replicas at most max_replicas",
+                    ));
+                }
+                Some(KubeSettings {
+                    image: k.image,
+                    reference: k.reference,
+                    namespace: k.namespace,
+                    fleet: k.fleet,
+                    replicas,
+                    min_replicas,
+                    max_replicas,
+                    cpu: k.cpu,
+                    memory: k
+                        .memory
+                        .as_ref()
+                        .map(|m| self.size(m, "memory"))
+                        .transpose()?,
+                    memory_limit: k
+                        .memory_limit
+                        .as_ref()
+                        .map(|m| self.size(m, "memory_limit"))
+                        .transpose()?,
+                })
+            }
+        };
+        Ok(Environment {
+            name: key.into_inner(),
+            node: env.node.map(Spanned::into_inner),
+            ca,
+            hosts: env.hosts.unwrap_or_default(),
+            kube,
         })
     }
 

@@ -59,6 +59,22 @@ source = "api.wasm"
 
 [component.worker.limits]
 memory = 1048576
+
+[environments.staging]
+node = "http://127.0.0.1:9464"
+hosts = ["staging.shop.example.com"]
+
+[environments.production]
+node = "https://node.internal:9464"
+ca = "certs/ca.pem"
+
+[environments.production.kube]
+image = "registry.example.com/wasmops-node:0.1.0"
+reference = "registry.example.com/shop@sha256:00"
+namespace = "shop"
+min_replicas = 2
+max_replicas = 12
+memory = "1GiB"
 "#;
 
 fn app_dir() -> tempfile::TempDir {
@@ -175,6 +191,24 @@ fn full_manifest_resolves() {
         ]
     );
     assert_eq!(web.key_value_stores, ["default", "sessions"]);
+
+    let staging = app.environment("staging").unwrap();
+    assert_eq!(staging.node.as_deref(), Some("http://127.0.0.1:9464"));
+    assert_eq!(staging.hosts, ["staging.shop.example.com"]);
+    assert!(staging.kube.is_none());
+    let production = app.environment("production").unwrap();
+    assert_eq!(
+        production.ca.as_deref(),
+        Some(dir.join("certs/ca.pem").as_path())
+    );
+    let kube = production.kube.as_ref().unwrap();
+    assert_eq!(
+        (kube.min_replicas, kube.max_replicas, kube.replicas),
+        (Some(2), Some(12), None)
+    );
+    assert_eq!(kube.memory, Some(1 << 30));
+    assert_eq!(kube.namespace.as_deref(), Some("shop"));
+    assert!(app.environment("dev").is_none());
     assert_eq!(web.variables, ["greeting"]);
     assert_eq!(
         web.files,

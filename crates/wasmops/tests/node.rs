@@ -1306,6 +1306,51 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
     assert!(v["source"].as_str().unwrap().contains("@sha256:"), "{v}");
     assert_eq!(v["kind"], "app");
 
+    // An environment named in the app's own manifest: its node and hosts.
+    let envapp = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HELLO, envapp.path().join("hello.wasm")).unwrap();
+    std::fs::write(
+        envapp.path().join("wasmops.toml"),
+        format!(
+            "manifest_version = 1\n[app]\nname = \"greeter\"\n[component.hello]\nsource = \"hello.wasm\"\nroute = \"/...\"\n\n[environments.staging]\nnode = \"{url}\"\nhosts = [\"greeter.test\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            envapp.path().to_str().unwrap(),
+            "--env",
+            "staging",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("deployed greeter version 1"),
+        "{}",
+        out.stdout
+    );
+    let r = get_host(&node, "greeter.test", "/").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            envapp.path().to_str().unwrap(),
+            "--env",
+            "nowhere",
+        ],
+    );
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("no environment `nowhere`"),
+        "{}",
+        out.stderr
+    );
+    let out = client(&deployer, &["apps", "delete", "greeter", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
     // Deleting an app removes its series and its unpacked files.
     let out = client(&deployer, &["apps", "delete", "shop2", "--node", url]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -1665,11 +1710,11 @@ async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
     // Under a signature policy an unsigned artifact is refused, and a tag
     // that does not exist is reported; the node is ready and says so.
     let key = dir.path().join("key");
-    let out = output(
-        wasmops()
-            .env("COSIGN_PASSWORD", "test")
-            .args(["keygen", "--output-prefix", key.to_str().unwrap()]),
-    );
+    let out = output(wasmops().env("COSIGN_PASSWORD", "test").args([
+        "keygen",
+        "--output-prefix",
+        key.to_str().unwrap(),
+    ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let strict = dir.path().join("strict");
     std::fs::create_dir(&strict).unwrap();
@@ -1677,8 +1722,14 @@ async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
         &strict,
         "v1",
         &[
-            ("hello.toml", format!("reference = \"{}\"\n", reference("hello"))),
-            ("missing.toml", format!("reference = \"{}\"\n", reference("nope"))),
+            (
+                "hello.toml",
+                format!("reference = \"{}\"\n", reference("hello")),
+            ),
+            (
+                "missing.toml",
+                format!("reference = \"{}\"\n", reference("nope")),
+            ),
         ],
     );
     let public = dir.path().join("key.pub");
@@ -1700,7 +1751,12 @@ async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["app"].as_str().unwrap().into(), f["error"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["app"].as_str().unwrap().into(),
+                f["error"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert!(errors["hello"].contains("signature"), "{errors:?}");
     assert!(errors["missing"].contains("nope"), "{errors:?}");
@@ -1725,18 +1781,18 @@ fn kube_validate(file: &Path) {
 }
 
 /// Compares `text` with the snapshot `name` (rewritten with
-/// `WASMOPS_UPDATE_SNAPSHOTS=1`).
+/// `UPDATE_SNAPSHOTS=1`).
 fn snapshot(name: &str, text: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/kube")
         .join(name);
-    if std::env::var_os("WASMOPS_UPDATE_SNAPSHOTS").is_some() {
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         panic!(
-            "no snapshot {}: run with WASMOPS_UPDATE_SNAPSHOTS=1",
+            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
             path.display()
         )
     });
@@ -1889,6 +1945,55 @@ fn kube_render_writes_valid_deterministic_manifests() {
         out.stderr.contains("is secret") && !out.stderr.contains("s3cret"),
         "{}",
         out.stderr
+    );
+
+    // The fleet settings of an environment in the app's manifest; flags
+    // override them.
+    let mut manifest = std::fs::read_to_string(app.join("wasmops.toml")).unwrap();
+    manifest.push_str(
+        "\n[environments.production]\nhosts = [\"billing.example.com\"]\n[environments.production.kube]\nimage = \"registry.example.com/wasmops-node:0.2.0\"\nreference = \"r.example.com/billing@sha256:abc\"\nnamespace = \"billing\"\nmin_replicas = 3\nmax_replicas = 9\nmemory = \"1GiB\"\n",
+    );
+    std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
+    let out = common::run(&[
+        "kube",
+        "render",
+        app_s,
+        "--env",
+        "production",
+        "--max-replicas",
+        "30",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    let items = list["items"].as_array().unwrap();
+    let by_kind = |k: &str| items.iter().find(|o| o["kind"] == k).unwrap().clone();
+    assert_eq!(by_kind("Deployment")["metadata"]["namespace"], "billing");
+    let pod = by_kind("Deployment")["spec"]["template"]["spec"].clone();
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "registry.example.com/wasmops-node:0.2.0"
+    );
+    assert_eq!(
+        pod["containers"][0]["resources"]["requests"]["memory"],
+        "1Gi"
+    );
+    let hpa = by_kind("HorizontalPodAutoscaler");
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(3), json!(30))
+    );
+    let decl = by_kind("ConfigMap")["data"]["billing.toml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        decl.contains("r.example.com/billing@sha256:abc") && decl.contains("billing.example.com"),
+        "{decl}"
     );
 
     // Bad options: one line, no output, no file.

@@ -20,7 +20,8 @@ pub struct NodeTarget {
     /// The node's admin URL, e.g. `http://127.0.0.1:9464`.
     #[arg(long, value_name = "URL", env = "WASMOPS_NODE", conflicts_with = "env")]
     pub node: Option<String>,
-    /// An environment named in the environments file
+    /// An environment named in the app's manifest (`[environments.NAME]
+    /// node = "URL"`) or in the environments file
     /// (`$XDG_CONFIG_HOME/wasmops/environments.toml`: `[NAME] node = "URL"`).
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
@@ -139,13 +140,45 @@ fn config_dir() -> PathBuf {
         .join("wasmops")
 }
 
-/// The URL of an environment from the environments file, and the CA it
-/// names (`ca = "FILE"`), if any.
-fn environment(name: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
+/// The app manifest an environment may be named in: the app being
+/// deployed, else `./wasmops.toml` when there is one.
+fn manifest_for(app: Option<&Path>) -> anyhow::Result<Option<wasmops_manifest::App>> {
+    let path = match app {
+        Some(p) if p.is_dir() || p.extension().is_some_and(|e| e == "toml") => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let manifest = if path.is_dir() {
+        path.join("wasmops.toml")
+    } else {
+        path.clone()
+    };
+    if !manifest.is_file() {
+        return Ok(None);
+    }
+    wasmops_manifest::load(&path)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The URL of an environment, and the CA it names (if any): from the app's
+/// manifest (`[environments.NAME] node = "URL"`), else from the user's
+/// environments file.
+fn environment(name: &str, app: Option<&Path>) -> anyhow::Result<(String, Option<PathBuf>)> {
+    if let Some(m) = manifest_for(app)?
+        && let Some(env) = m.environment(name)
+    {
+        let url = env.node.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: environment `{name}` names no node; add `node = \"https://HOST:PORT\"` to [environments.{name}]",
+                m.manifest_path.display()
+            )
+        })?;
+        return Ok((url, env.ca.clone()));
+    }
     let path = config_dir().join("environments.toml");
     let text = std::fs::read_to_string(&path).map_err(|_| {
         anyhow::anyhow!(
-            "no environment `{name}`: {} does not exist; create it with `[{name}]` and `node = \"http://HOST:PORT\"`, or give --node URL",
+            "no environment `{name}`: neither the app's manifest ([environments.{name}]) nor {} names it; add it to either, or give --node URL",
             path.display()
         )
     })?;
@@ -170,10 +203,10 @@ fn environment(name: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
 }
 
 /// The node (URL and CA to trust) a target names.
-fn node_url(t: &NodeTarget) -> anyhow::Result<(String, Option<PathBuf>)> {
+fn node_url(t: &NodeTarget, app: Option<&Path>) -> anyhow::Result<(String, Option<PathBuf>)> {
     let (url, ca) = match (&t.node, &t.env) {
         (Some(u), _) => (u.clone(), None),
-        (None, Some(e)) => environment(e)?,
+        (None, Some(e)) => environment(e, app)?,
         (None, None) => anyhow::bail!("which node? give --node URL or --env NAME"),
     };
     Ok((url.trim_end_matches('/').to_string(), t.ca.clone().or(ca)))
@@ -185,7 +218,7 @@ fn url_of(s: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
         let ca = std::env::var_os("WASMOPS_NODE_CA").map(PathBuf::from);
         Ok((s.trim_end_matches('/').to_string(), ca))
     } else {
-        let (url, ca) = environment(s)?;
+        let (url, ca) = environment(s, None)?;
         Ok((url.trim_end_matches('/').to_string(), ca))
     }
 }
@@ -382,10 +415,18 @@ fn print_version(v: &Value, app: &str, what: &str, json_out: bool) {
 }
 
 pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
-    let url = node_url(&a.target)?;
+    let url = node_url(&a.target, Some(Path::new(&a.what)))?;
     let client = Client::new(url)?;
     let routes = a.routes.clone();
-    let hosts = a.hosts.clone();
+    // Hosts: the flags, else the environment's in the app's manifest.
+    let mut hosts = a.hosts.clone();
+    if hosts.is_empty()
+        && let Some(env) = &a.target.env
+        && let Some(m) = manifest_for(Some(Path::new(&a.what)))?
+        && let Some(e) = m.environment(env)
+    {
+        hosts = e.hosts.clone();
+    }
     let (name, mut body) = if wasmops_oci::resolve::is_reference(&a.what) {
         let name = a.name.clone().ok_or_else(|| {
             anyhow::anyhow!("deploying a reference needs --name NAME (the app's name on the node)")
@@ -431,7 +472,7 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
 pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
     match &a.command {
         AppsSub::List(t) => {
-            let client = Client::new(node_url(t)?)?;
+            let client = Client::new(node_url(t, None)?)?;
             let v = client.call(reqwest::Method::GET, "/v1/apps", None)?;
             if t.json {
                 println!("{v}");
@@ -458,7 +499,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
             }
         }
         AppsSub::Status { name, target } => {
-            let client = Client::new(node_url(target)?)?;
+            let client = Client::new(node_url(target, None)?)?;
             let v = client.call(reqwest::Method::GET, &format!("/v1/apps/{name}"), None)?;
             if target.json {
                 println!("{v}");
@@ -494,7 +535,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
             }
         }
         AppsSub::Rollback { name, to, target } => {
-            let client = Client::new(node_url(target)?)?;
+            let client = Client::new(node_url(target, None)?)?;
             let body = match to {
                 Some(v) => json!({ "version": v }),
                 None => json!({}),
@@ -507,7 +548,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
             print_version(&v, name, "rolled back", target.json);
         }
         AppsSub::Delete { name, target } => {
-            let client = Client::new(node_url(target)?)?;
+            let client = Client::new(node_url(target, None)?)?;
             let v = client.call(reqwest::Method::DELETE, &format!("/v1/apps/{name}"), None)?;
             if target.json {
                 println!("{v}");

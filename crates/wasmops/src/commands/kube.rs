@@ -60,16 +60,18 @@ pub struct RenderArgs {
     /// variables come from the Secret FLEET-APP, mounted for them.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// The environment (a label on every object).
+    /// The environment: a label on every object, and, with an app
+    /// directory, the settings of its `[environments.NAME.kube]` (flags
+    /// override them) and its hosts.
     #[arg(long)]
     pub env: Option<String>,
-    /// Names the fleet's objects.
-    #[arg(long, default_value = "wasmops")]
-    pub fleet: String,
+    /// Names the fleet's objects [default: wasmops].
+    #[arg(long)]
+    pub fleet: Option<String>,
     #[arg(long)]
     pub namespace: Option<String>,
     /// Also write the Namespace.
-    #[arg(long, requires = "namespace")]
+    #[arg(long)]
     pub create_namespace: bool,
     /// The node image (built from deploy/container/Containerfile).
     #[arg(long, value_name = "REF", env = "WASMOPS_NODE_IMAGE")]
@@ -90,15 +92,16 @@ pub struct RenderArgs {
     /// by a metrics adapter from `wasmops_http_requests_total`).
     #[arg(long, value_name = "N", value_parser = positive)]
     pub requests_per_second: Option<usize>,
-    /// CPU request of a pod (a Kubernetes quantity).
-    #[arg(long, value_name = "CPU", default_value = "500m")]
-    pub cpu: String,
-    /// Memory request of a pod.
-    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = memory_size)]
-    pub memory: u64,
-    /// Memory limit of a pod (the node's memory budget follows it).
-    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = memory_size)]
-    pub memory_limit: u64,
+    /// CPU request of a pod (a Kubernetes quantity) [default: 500m].
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Option<String>,
+    /// Memory request of a pod [default: 512MiB].
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    pub memory: Option<u64>,
+    /// Memory limit of a pod (the node's memory budget follows it)
+    /// [default: 2GiB].
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    pub memory_limit: Option<u64>,
     /// How long a pod drains on SIGTERM; its grace period is 5 s longer.
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = nonzero_duration)]
     pub shutdown_grace: Duration,
@@ -133,12 +136,13 @@ fn list(items: &[String]) -> String {
 /// The declaration of one app given by flags.
 fn declaration(
     reference: &str,
+    hosts: &[String],
     a: &RenderArgs,
     secrets_dir: Option<&str>,
 ) -> anyhow::Result<String> {
     let mut out = format!("reference = {}\n", quote(reference));
-    if !a.hosts.is_empty() {
-        out.push_str(&format!("hosts = {}\n", list(&a.hosts)));
+    if !hosts.is_empty() {
+        out.push_str(&format!("hosts = {}\n", list(hosts)));
     }
     if !a.routes.is_empty() {
         out.push_str(&format!("routes = {}\n", list(&a.routes)));
@@ -211,17 +215,40 @@ fn apps_from_dir(dir: &Path) -> anyhow::Result<Vec<App>> {
     Ok(apps)
 }
 
+/// The settings of `--env NAME` in the app's manifest, when the app is a
+/// directory that declares it.
+fn manifest_settings(a: &RenderArgs) -> anyhow::Result<Option<wasmops_manifest::Environment>> {
+    let (Some(what), Some(env)) = (&a.what, &a.env) else {
+        return Ok(None);
+    };
+    let path = Path::new(what);
+    if !(path.is_dir() || path.extension().is_some_and(|e| e == "toml")) {
+        return Ok(None);
+    }
+    let app = wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(app.environment(env).cloned())
+}
+
 /// The app given by the positional argument and flags.
-fn app_from_args(what: &str, a: &RenderArgs) -> anyhow::Result<App> {
+fn app_from_args(
+    what: &str,
+    a: &RenderArgs,
+    env: Option<&wasmops_manifest::Environment>,
+) -> anyhow::Result<App> {
     let path = Path::new(what);
     let is_app = path.is_dir() || path.extension().is_some_and(|e| e == "toml");
+    let kube = env.and_then(|e| e.kube.as_ref());
     let (name, reference, secret) = if is_app {
         let app = wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let reference = a.reference.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "an app directory needs --reference REF: where `wasmops push {what} REF` put it"
-            )
-        })?;
+        let reference = a
+            .reference
+            .clone()
+            .or_else(|| kube.and_then(|k| k.reference.clone()))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "an app directory needs --reference REF (or `reference` in [environments.ENV.kube]): where `wasmops push {what} REF` put it"
+                )
+            })?;
         let secret = app.variables.iter().any(|v| v.secret);
         for kv in &a.vars {
             let k = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
@@ -229,7 +256,7 @@ fn app_from_args(what: &str, a: &RenderArgs) -> anyhow::Result<App> {
                 None => anyhow::bail!("app `{}` declares no variable `{k}`", app.name),
                 Some(v) if v.secret => anyhow::bail!(
                     "variable `{k}` is secret: put it in the Secret {}-{} (key `{k}`), not on the command line",
-                    a.fleet,
+                    a.fleet.as_deref().unwrap_or("wasmops"),
                     a.name.as_deref().unwrap_or(&app.name)
                 ),
                 Some(_) => {}
@@ -256,16 +283,42 @@ fn app_from_args(what: &str, a: &RenderArgs) -> anyhow::Result<App> {
     };
     let name = a.name.clone().unwrap_or(name);
     let secrets_dir = secret.then(|| format!("{SECRETS_ROOT}/{name}"));
+    let hosts = if a.hosts.is_empty() {
+        env.map(|e| e.hosts.clone()).unwrap_or_default()
+    } else {
+        a.hosts.clone()
+    };
     Ok(App {
-        declaration: declaration(&reference, a, secrets_dir.as_deref())?,
+        declaration: declaration(&reference, &hosts, a, secrets_dir.as_deref())?,
         name,
         secrets_dir,
     })
 }
 
 fn render(a: &RenderArgs) -> anyhow::Result<i32> {
+    let env = manifest_settings(a)?;
+    let kube = env
+        .as_ref()
+        .and_then(|e| e.kube.clone())
+        .unwrap_or_default();
+    // Flags first, then the manifest's environment, then the defaults.
+    // A fixed size on the command line replaces the manifest's sizing; an
+    // autoscaling bound given there overrides that bound only.
+    let (replicas, min_replicas, max_replicas) = if a.replicas.is_some() {
+        (a.replicas, a.min_replicas, a.max_replicas)
+    } else if a.min_replicas.is_some() || a.max_replicas.is_some() {
+        (
+            None,
+            a.min_replicas.or(kube.min_replicas),
+            a.max_replicas.or(kube.max_replicas),
+        )
+    } else {
+        (kube.replicas, kube.min_replicas, kube.max_replicas)
+    };
+    let memory = a.memory.or(kube.memory).unwrap_or(512 << 20);
+    let memory_limit = a.memory_limit.or(kube.memory_limit).unwrap_or(2 << 30);
     let apps = match (&a.what, &a.apps) {
-        (Some(what), None) => vec![app_from_args(what, a)?],
+        (Some(what), None) => vec![app_from_args(what, a, env.as_ref())?],
         (None, Some(dir)) => {
             if !a.hosts.is_empty() || !a.routes.is_empty() || !a.vars.is_empty() || a.name.is_some()
             {
@@ -279,7 +332,7 @@ fn render(a: &RenderArgs) -> anyhow::Result<i32> {
             "give the app (a reference, or a directory with --reference) or --apps DIR"
         ),
     };
-    let autoscale = match (a.replicas, a.min_replicas, a.max_replicas) {
+    let autoscale = match (replicas, min_replicas, max_replicas) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => anyhow::bail!(
             "--replicas is a fixed size; --min-replicas/--max-replicas autoscale: give one or the other"
         ),
@@ -295,24 +348,36 @@ fn render(a: &RenderArgs) -> anyhow::Result<i32> {
     if a.requests_per_second.is_some() && autoscale.is_none() {
         anyhow::bail!("--requests-per-second is an autoscaling target: give --max-replicas too");
     }
-    if a.memory_limit < a.memory {
+    if memory_limit < memory {
         anyhow::bail!(
             "--memory-limit ({}) is below --memory ({})",
-            quantity(a.memory_limit),
-            quantity(a.memory)
+            quantity(memory_limit),
+            quantity(memory)
         );
     }
+    let namespace = a.namespace.clone().or(kube.namespace.clone());
+    if a.create_namespace && namespace.is_none() {
+        anyhow::bail!("--create-namespace needs --namespace NAME");
+    }
     let fleet = Fleet {
-        name: a.fleet.clone(),
-        namespace: a.namespace.clone(),
+        name: a
+            .fleet
+            .clone()
+            .or(kube.fleet.clone())
+            .unwrap_or_else(|| "wasmops".into()),
+        namespace,
         create_namespace: a.create_namespace,
         environment: a.env.clone(),
-        image: a.image.clone().unwrap_or_default(),
-        replicas: a.replicas.unwrap_or(2),
+        image: a.image.clone().or(kube.image.clone()).unwrap_or_default(),
+        replicas: replicas.unwrap_or(2),
         autoscale,
-        cpu_request: a.cpu.clone(),
-        memory_request: quantity(a.memory),
-        memory_limit: quantity(a.memory_limit),
+        cpu_request: a
+            .cpu
+            .clone()
+            .or(kube.cpu.clone())
+            .unwrap_or_else(|| "500m".into()),
+        memory_request: quantity(memory),
+        memory_limit: quantity(memory_limit),
         shutdown_grace_secs: a.shutdown_grace.as_secs().max(1),
         tokens_secret: a.tokens_secret.clone(),
         registry_secret: a.registry_secret.clone(),
