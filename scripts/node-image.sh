@@ -40,7 +40,7 @@ rustup target add "$target" >/dev/null
 cargo build --locked --profile "$profile" --target "$target" -p wasmops
 dir=$profile
 [ "$profile" = dev ] && dir=debug
-bin="target/$target/$dir/wasmops"
+bin="${CARGO_TARGET_DIR:-target}/$target/$dir/wasmops"
 if ! file "$bin" | grep -q 'static'; then
   echo "error: $bin is not statically linked" >&2
   exit 1

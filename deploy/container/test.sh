@@ -26,7 +26,7 @@ IMAGE=localhost/wasmops-node:test
 TASK=wasmops-node-test
 CTR=(ctr --address "$SOCK" --namespace "$NS")
 GUESTS=$root/target/guests/wasm32-wasip2/release
-HOST_BIN=${WASMOPS:-$root/target/debug/wasmops}
+HOST_BIN=${WASMOPS:-${CARGO_TARGET_DIR:-$root/target}/debug/wasmops}
 
 say() { printf '[container] %s\n' "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
