@@ -155,11 +155,21 @@ impl AppHost {
         let mut router = Router::new();
         let mut routes = 0;
         for s in served {
-            let (handler, load, code_bytes) = build(rt, &s, &observe)?;
             if s.routes.is_empty() {
+                // Not served (e.g. a command): compiled and checked, no
+                // handler.
+                match &s.source {
+                    Source::File(p) => rt.load(p),
+                    Source::Bytes { name, bytes } => rt.load_bytes(name, bytes),
+                }
+                .map_err(|e| HostError::Component {
+                    id: s.id.clone(),
+                    message: e.to_string(),
+                })?;
                 tracing::info!(component = %s.id, "component has no route; not served");
                 continue;
             }
+            let (handler, load, code_bytes) = build(rt, &s, &observe)?;
             for r in &s.routes {
                 let target = Target {
                     slot: slots.len(),
@@ -283,13 +293,25 @@ impl AppHost {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().host());
-        match self.router.route(host, req.uri().path()) {
-            Some(t) => {
-                let h = self.slots[t.slot].current();
-                h.handle_routed(req, t.metrics.as_ref()).await
+        let Some((t, params)) = self.router.route_params(host, req.uri().path()) else {
+            return self.not_found(&req);
+        };
+        let mut req = req;
+        // The values of `:name` segments, as Spin gives them to components.
+        for (name, value) in params {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(
+                    format!("spin-path-match-{name}")
+                        .to_ascii_lowercase()
+                        .as_bytes(),
+                ),
+                http::HeaderValue::from_str(&value),
+            ) {
+                req.headers_mut().insert(n, v);
             }
-            None => self.not_found(&req),
         }
+        let h = self.slots[t.slot].current();
+        h.handle_routed(req, t.metrics.as_ref()).await
     }
 
     /// Removes the host's per-route series (when the app goes away).

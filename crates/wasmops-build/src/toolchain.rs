@@ -17,11 +17,20 @@ pub struct Tool {
     pub version: Option<String>,
     /// The command that installs it.
     pub install: String,
+    /// `wasmops build` installs it itself (an npm package the project's
+    /// `package.json` lists: build runs `npm install` first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub installed_by_build: bool,
 }
 
 impl Tool {
     pub fn found(&self) -> bool {
         self.path.is_some()
+    }
+
+    /// Found, or installed by `wasmops build` when it is needed.
+    pub fn available(&self) -> bool {
+        self.found() || self.installed_by_build
     }
 }
 
@@ -102,6 +111,7 @@ fn program(name: &'static str, version_args: &[&str], install: impl Into<String>
         path: if version.is_some() { path } else { None },
         version,
         install: install.into(),
+        installed_by_build: false,
     }
 }
 
@@ -140,11 +150,27 @@ fn npm_version(file: &Path) -> Option<String> {
 fn npm_tool(name: &'static str, dir: &Path, package_file: &str, install: String) -> Tool {
     let path = npm_file(dir, package_file);
     let version = path.as_deref().and_then(npm_version);
+    // `@scope/name/...` or `name/...`: the package the file belongs to.
+    let parts: Vec<&str> = package_file.split('/').collect();
+    let package = if package_file.starts_with('@') && parts.len() > 1 {
+        format!("{}/{}", parts[0], parts[1])
+    } else {
+        parts[0].to_string()
+    };
+    let listed = std::fs::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| {
+            ["dependencies", "devDependencies"]
+                .iter()
+                .any(|k| v[k].get(&package).is_some())
+        });
     Tool {
         name,
         path,
         version,
         install,
+        installed_by_build: listed && which("npm").is_some(),
     }
 }
 
@@ -217,6 +243,7 @@ pub fn tools(language: Language, dir: &Path) -> Vec<Tool> {
                 version: sysroot.as_ref().map(|_| "installed".to_string()),
                 path: sysroot,
                 install: "apt-get install wasi-libc libclang-rt-14-dev-wasm32".into(),
+                installed_by_build: false,
             };
             vec![clang, lld, libc]
         }
@@ -259,6 +286,7 @@ fn rust_target(target: &'static str) -> Tool {
         path: present,
         version,
         install,
+        installed_by_build: false,
     }
 }
 

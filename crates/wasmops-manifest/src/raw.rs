@@ -36,10 +36,10 @@ pub(crate) struct RawManifest {
     )]
     pub variables: Option<Entries<RawVariable>>,
 
-    /// Key-value stores. A store that a component names but that is not
-    /// declared here is an embedded store with the defaults. Each key is a
-    /// store label: lowercase letters, digits, `-` and `_`, starting with a
-    /// letter.
+    /// Key-value stores. A component may name only stores declared here,
+    /// and `default`, which is an embedded store with the defaults unless
+    /// declared. Each key is a store label: lowercase letters, digits, `-`
+    /// and `_`, starting with a letter.
     #[serde(default)]
     #[schemars(
         with = "BTreeMap<String, RawKvStore>",

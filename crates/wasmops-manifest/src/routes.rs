@@ -111,6 +111,30 @@ pub(crate) fn parse_route_path(s: &str) -> Result<(String, bool), Problem> {
                 "`...` may only be the whole last segment: `/api/...` matches `/api` and everything under it".into(),
             ));
         }
+        if seg.contains('*') {
+            let hint = if *seg == "*" && i == last {
+                let base = &s[..s.len() - 1];
+                format!(
+                    "`*` is not a wildcard here: write {} for the path and everything under it",
+                    quote(&format!("{base}..."))
+                )
+            } else {
+                "`*` is not a wildcard here: write `/...` at the end for everything under a path, or `:name` for one segment".to_string()
+            };
+            return Err((format!("route {q} contains `*`"), hint));
+        }
+        if let Some(name) = seg.strip_prefix(':') {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err((
+                    format!("route {q} has an invalid parameter `{seg}`"),
+                    "a parameter is `:` and a name of letters, digits, `_` and `-`, e.g. `/users/:id`".into(),
+                ));
+            }
+        }
         if *seg == "." || *seg == ".." {
             return Err((
                 format!("route {q} contains a `{seg}` segment"),

@@ -173,7 +173,8 @@ impl Validator<'_> {
         let mut routes: HashMap<Route, RouteOrigin> = HashMap::new();
         let mut components = Vec::new();
         for (key, component) in components_raw {
-            components.push(self.component(key, component, &variables, &mut routes)?);
+            let declared: Vec<&str> = stores.keys().map(String::as_str).collect();
+            components.push(self.component(key, component, &variables, &declared, &mut routes)?);
         }
 
         for component in &components {
@@ -448,6 +449,7 @@ impl Validator<'_> {
         key: Spanned<String>,
         component: Spanned<RawComponent>,
         declared_variables: &[Variable],
+        declared_stores: &[&str],
         routes_seen: &mut HashMap<Route, RouteOrigin>,
     ) -> Result<ComponentSpec, ManifestError> {
         let id = key.get_ref().clone();
@@ -533,6 +535,25 @@ impl Validator<'_> {
                     label.span(),
                     format!("invalid store label {}", quote(label.get_ref())),
                     label_hint(label.get_ref()),
+                ));
+            }
+            // `default` exists without being declared; any other store
+            // must be, so a typo does not make a new, empty store.
+            if label.get_ref() != "default" && !declared_stores.contains(&label.get_ref().as_str())
+            {
+                let mut known: Vec<&str> = declared_stores.to_vec();
+                known.push("default");
+                let hint = match did_you_mean(label.get_ref(), &known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "declare it: `[key_value.{}]` (an embedded store by default)",
+                        label.get_ref()
+                    ),
+                };
+                return Err(self.err(
+                    label.span(),
+                    format!("undeclared key-value store {}", quote(label.get_ref())),
+                    hint,
                 ));
             }
             if !key_value_stores.contains(label.get_ref()) {

@@ -25,6 +25,8 @@ region = { description = "optional" }
 [key_value.default]
 backend = "embedded"
 
+[key_value.sessions]
+
 [key_value.orders]
 path = "data/orders.db"
 durability = "fsync"

@@ -540,7 +540,7 @@ impl Node {
         self.stats
             .load_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        tracing::debug!(app = %slot.name, load_ms = started.elapsed().as_secs_f64() * 1000.0, "app loaded");
+        tracing::debug!(app = %slot.name, load_ms = wasmops_units::millis(started.elapsed()), "app loaded");
         Ok(h)
     }
 

@@ -39,6 +39,18 @@ pub enum CacheOutcome {
     Disabled,
 }
 
+impl std::fmt::Display for CacheOutcome {
+    /// `hit`, `miss`, `rebuilt (why)`, `disabled`: what logs show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheOutcome::Hit => f.write_str("hit"),
+            CacheOutcome::Miss => f.write_str("miss"),
+            CacheOutcome::Rebuilt(why) => write!(f, "rebuilt ({why})"),
+            CacheOutcome::Disabled => f.write_str("disabled"),
+        }
+    }
+}
+
 /// A loaded component.
 pub struct Loaded {
     pub component: Component,

@@ -117,6 +117,7 @@ where
                 },
                 ServeOptions {
                     shutdown_grace: Duration::from_secs(1),
+                    secondary: true,
                     ..ServeOptions::default()
                 },
                 async move {

@@ -81,6 +81,9 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How long a client may take to send request headers.
     pub header_read_timeout: Duration,
+    /// A secondary listener (the admin endpoints): its shutdown is logged
+    /// at debug level, so a stop logs one "shutting down" line.
+    pub secondary: bool,
 }
 
 impl Default for ServeOptions {
@@ -88,6 +91,7 @@ impl Default for ServeOptions {
         Self {
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
+            secondary: false,
         }
     }
 }
@@ -248,7 +252,11 @@ where
         }
     }
     drop(listener);
-    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    if options.secondary {
+        tracing::debug!("admin listener shutting down");
+    } else {
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    }
     match tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => {}
         Err(_) => {

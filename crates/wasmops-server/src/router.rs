@@ -3,16 +3,97 @@
 //!
 //! Precedence: routes of a matching host are tried before host-less ones
 //! (an exact host name before a `*.` wildcard, a longer wildcard before a
-//! shorter one); within one host, an exact path beats a prefix, and a longer
-//! prefix beats a shorter one. Lookups cost one hash probe for exact paths
-//! and a scan of the prefixes, longest first.
+//! shorter one); within one host, an exact path beats a path with
+//! parameters (`/users/:id`, Spin's form: `:name` matches one segment),
+//! which beats a prefix, and a longer prefix beats a shorter one. Among
+//! paths with parameters, more literal segments win. Lookups cost one hash
+//! probe for exact paths and a scan of the patterns and the prefixes.
 
 use std::collections::HashMap;
+
+/// One segment of a path with parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `:name`: any one non-empty segment.
+    Param(String),
+}
+
+/// A path with `:name` segments; a prefix pattern also matches everything
+/// under it.
+#[derive(Debug)]
+struct Pattern<T> {
+    segments: Vec<Segment>,
+    prefix: bool,
+    value: T,
+}
+
+impl<T> Pattern<T> {
+    fn literals(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
+    }
+
+    /// Same shape: the same literals in the same places, parameters
+    /// anywhere named alike or not.
+    fn same_shape(&self, segments: &[Segment], prefix: bool) -> bool {
+        self.prefix == prefix
+            && self.segments.len() == segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(segments)
+                .all(|(a, b)| match (a, b) {
+                    (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                    (Segment::Param(_), Segment::Param(_)) => true,
+                    _ => false,
+                })
+    }
+
+    fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let mut parts = path.trim_start_matches('/').split('/');
+        let mut params = Vec::new();
+        for seg in &self.segments {
+            let part = parts.next()?;
+            match seg {
+                Segment::Literal(l) if l == part => {}
+                Segment::Param(name) if !part.is_empty() => {
+                    params.push((name.clone(), part.to_string()));
+                }
+                _ => return None,
+            }
+        }
+        let rest: Vec<&str> = parts.collect();
+        let done = rest.is_empty() || rest == [""];
+        (done || self.prefix).then_some(params)
+    }
+}
+
+/// The segments of a path with parameters, or `None` for a plain path.
+fn pattern_segments(path: &str) -> Option<Vec<Segment>> {
+    let path = path.trim_end_matches('/');
+    if !path.split('/').any(|s| s.starts_with(':')) {
+        return None;
+    }
+    Some(
+        path.trim_start_matches('/')
+            .split('/')
+            .map(|s| match s.strip_prefix(':') {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Literal(s.to_string()),
+            })
+            .collect(),
+    )
+}
 
 /// Routes of one host (or of no host).
 #[derive(Debug)]
 struct Table<T> {
     exact: HashMap<String, T>,
+    /// Paths with parameters, more literal segments first.
+    patterns: Vec<Pattern<T>>,
     /// (prefix without a trailing slash, value), longest first.
     prefixes: Vec<(String, T)>,
 }
@@ -21,6 +102,7 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
             exact: HashMap::new(),
+            patterns: Vec::new(),
             prefixes: Vec::new(),
         }
     }
@@ -28,7 +110,28 @@ impl<T> Default for Table<T> {
 
 impl<T> Table<T> {
     fn add(&mut self, path: &str, prefix: bool, value: T) -> Result<(), T> {
-        if prefix {
+        if let Some(segments) = pattern_segments(path) {
+            if self
+                .patterns
+                .iter()
+                .any(|p| p.same_shape(&segments, prefix))
+            {
+                return Err(value);
+            }
+            let pattern = Pattern {
+                segments,
+                prefix,
+                value,
+            };
+            let key = |p: &Pattern<T>| (p.literals(), p.segments.len(), !p.prefix);
+            let at = self
+                .patterns
+                .iter()
+                .position(|q| key(q) < key(&pattern))
+                .unwrap_or(self.patterns.len());
+            self.patterns.insert(at, pattern);
+            Ok(())
+        } else if prefix {
             let p = path.trim_end_matches('/').to_string();
             if self.prefixes.iter().any(|(q, _)| *q == p) {
                 return Err(value);
@@ -48,15 +151,20 @@ impl<T> Table<T> {
         }
     }
 
-    fn find(&self, path: &str) -> Option<&T> {
+    fn find(&self, path: &str) -> Option<(&T, Vec<(String, String)>)> {
         if let Some(v) = self.exact.get(path) {
-            return Some(v);
+            return Some((v, Vec::new()));
+        }
+        for p in &self.patterns {
+            if let Some(params) = p.matches(path) {
+                return Some((&p.value, params));
+            }
         }
         self.prefixes.iter().find_map(|(p, v)| {
             let under = path
                 .strip_prefix(p.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            under.then_some(v)
+            under.then_some((v, Vec::new()))
         })
     }
 }
@@ -145,19 +253,28 @@ impl<T> Router<T> {
     /// The value for a request to `host` (as in the `Host` header, port
     /// allowed) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&T> {
+        self.route_params(host, path).map(|(v, _)| v)
+    }
+
+    /// As `route`, with the values of the matched route's `:name` segments.
+    pub fn route_params(
+        &self,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<(&T, Vec<(String, String)>)> {
         if let Some(host) = host
             && (!self.hosts.is_empty() || !self.wildcards.is_empty())
         {
             let h = normalize_host(host);
-            if let Some(v) = self.hosts.get(&h).and_then(|t| t.find(path)) {
-                return Some(v);
+            if let Some(found) = self.hosts.get(&h).and_then(|t| t.find(path)) {
+                return Some(found);
             }
             for (suffix, t) in &self.wildcards {
                 if h.len() > suffix.len()
                     && h.ends_with(suffix.as_str())
-                    && let Some(v) = t.find(path)
+                    && let Some(found) = t.find(path)
                 {
-                    return Some(v);
+                    return Some(found);
                 }
             }
         }
@@ -168,6 +285,41 @@ impl<T> Router<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters() {
+        let mut r = Router::new();
+        r.add(None, "/users/:id", false, "user").unwrap();
+        r.add(None, "/users/me", false, "me").unwrap();
+        r.add(None, "/users/:id/posts/:post", false, "post")
+            .unwrap();
+        r.add(None, "/files/:bucket", true, "files").unwrap();
+        r.add(None, "/users", true, "users").unwrap();
+        assert_eq!(r.add(None, "/users/:other", false, "dup"), Err("dup"));
+        let at = |p: &str| r.route_params(None, p).map(|(v, ps)| (*v, ps));
+        assert_eq!(at("/users/me"), Some(("me", vec![])));
+        assert_eq!(
+            at("/users/42"),
+            Some(("user", vec![("id".into(), "42".into())]))
+        );
+        assert_eq!(
+            at("/users/42/"),
+            Some(("user", vec![("id".into(), "42".into())]))
+        );
+        assert_eq!(
+            at("/users/42/posts/7"),
+            Some((
+                "post",
+                vec![("id".into(), "42".into()), ("post".into(), "7".into())]
+            ))
+        );
+        assert_eq!(at("/users/42/likes"), Some(("users", vec![])));
+        assert_eq!(
+            at("/files/b1/a/b.txt"),
+            Some(("files", vec![("bucket".into(), "b1".into())]))
+        );
+        assert_eq!(at("/files"), None);
+    }
 
     #[test]
     fn precedence() {

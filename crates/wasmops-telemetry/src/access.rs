@@ -58,7 +58,7 @@ impl AccessRecord<'_> {
             method = self.method,
             path = self.path,
             status = self.status,
-            duration_ms = self.duration.as_secs_f64() * 1000.0,
+            duration_ms = (self.duration.as_secs_f64() * 1e6).round() / 1e3,
             app = self.app,
             component = self.component,
             request_id = self.request_id,

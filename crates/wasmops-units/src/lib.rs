@@ -53,6 +53,12 @@ pub const MIN_MEMORY: u64 = 64 << 10;
 
 /// Checks a memory limit: at least one WebAssembly page. The manifest and
 /// the flags both ask this, so they accept the same limits.
+/// A duration in milliseconds, to the microsecond (`0.869`, not
+/// `0.8690000000000001`), for logs and reports.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 pub fn check_memory(bytes: u64) -> Result<u64, String> {
     if bytes == 0 {
         Err("must be greater than zero".to_string())

@@ -66,26 +66,43 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
         name: app.name.clone(),
         version: app.version.clone(),
         description: app.description.clone(),
-        created: now_rfc3339(),
+        created: {
+            let mut inputs: Vec<&Path> = vec![app.manifest_path.as_path()];
+            inputs.extend(app.components.iter().map(|c| c.source.as_path()));
+            created_rfc3339(&inputs)
+        },
         manifest: toml::to_string(&doc).context("cannot write the manifest")?,
         components,
         files,
     })
 }
 
-/// RFC 3339 UTC time of now (or of `SOURCE_DATE_EPOCH`, for reproducible
-/// artifacts), to the second.
-pub fn now_rfc3339() -> String {
-    let now = match std::env::var("SOURCE_DATE_EPOCH")
+/// The creation time of an artifact made of `inputs`, RFC 3339 UTC to the
+/// second: `SOURCE_DATE_EPOCH` when set, else the newest modification time
+/// of the inputs, so pushing the same files again gives the same digest;
+/// the clock only when no input has a time.
+pub fn created_rfc3339(inputs: &[&Path]) -> String {
+    let newest = inputs
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .max();
+    let when = match std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
     {
         Some(secs) => std::time::Duration::from_secs(secs),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
+        None => newest.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+        }),
     };
     let mut s = String::with_capacity(20);
-    crate::accesslog::write_rfc3339(&mut s, now, false);
+    crate::accesslog::write_rfc3339(
+        &mut s,
+        std::time::Duration::from_secs(when.as_secs()),
+        false,
+    );
     s
 }

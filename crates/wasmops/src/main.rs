@@ -66,6 +66,8 @@ enum Command {
     Apps(commands::client::AppsArgs),
     Promote(commands::client::PromoteArgs),
     Kube(commands::kube::KubeArgs),
+    Completions(commands::completions::CompletionsArgs),
+    Man(commands::completions::ManArgs),
 }
 
 fn init_logging(cli: &Cli, default: &str) {
@@ -100,6 +102,8 @@ fn init_logging(cli: &Cli, default: &str) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    // Colour only on a terminal, not in a file or a pipe.
+                    .with_ansi(std::io::stderr().is_terminal())
                     .with_writer(writer),
             )
             .init();
@@ -214,6 +218,12 @@ fn main() -> ExitCode {
         Command::Kube(args) => {
             init_logging(&cli, "warn");
             commands::kube::run(args)
+        }
+        Command::Completions(args) => {
+            commands::completions::completions(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(args) => {
+            commands::completions::man(args, <Cli as clap::CommandFactory>::command())
         }
     };
     match code {

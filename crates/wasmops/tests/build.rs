@@ -324,6 +324,26 @@ fn missing_toolchain_gives_the_doctor_hint() {
         "{}",
         out.stdout
     );
+
+    // A fresh JavaScript project (no node_modules): what `build` installs
+    // itself (componentize-js, with npm install) is not missing.
+    let out = output(
+        wasmops()
+            .current_dir(tmp.path())
+            .args(["new", "http-js", "fresh"]),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = output(
+        wasmops()
+            .current_dir(tmp.path().join("fresh"))
+            .arg("doctor"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("javascript: ok (needed by fresh)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -345,6 +365,44 @@ fn new_refuses_bad_names_and_templates() {
     }
     assert_eq!(run(&["new", "cli-c", "ok"]).code, 0);
     common::assert_one_line_error(&run(&["new", "cli-c", "ok"]));
+    // Without arguments: the list; a template without a name: one line.
+    let bare = run(&["new"]);
+    assert_eq!(bare.code, 0, "{}", bare.stderr);
+    assert_eq!(bare.stdout, list.stdout);
+    common::assert_one_line_error(&run(&["new", "http-rust"]));
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = common::run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
+        for cmd in ["serve", "deploy", "kube"] {
+            assert!(out.stdout.contains(cmd), "{shell} completions lack `{cmd}`");
+        }
+    }
+    // bash parses its script.
+    let script = tmp.path().join("wasmops.bash");
+    std::fs::write(&script, common::run(&["completions", "bash"]).stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = common::run(&["man", "-o", tmp.path().join("man").to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let page = std::fs::read_to_string(tmp.path().join("man/wasmops-up.1")).unwrap();
+    assert!(
+        page.contains(".TH") && page.contains(r"\-\-watch"),
+        "{page}"
+    );
+    assert!(tmp.path().join("man/wasmops.1").is_file());
 }
 
 /// `wasmops up` builds a component whose output is missing before serving

@@ -67,3 +67,27 @@ fn push_pull_serve_and_tamper_with_a_layout_store() {
     assert!(out.stderr.contains("tampered with"), "{}", out.stderr);
     assert!(!fresh.exists());
 }
+
+#[test]
+fn pushing_the_same_files_again_gives_the_same_digest() {
+    // Without SOURCE_DATE_EPOCH the time comes from the files, not the clock.
+    let tmp = tempfile::tempdir().unwrap();
+    let push = |what: &str, tag: &str| -> String {
+        let reference = format!("oci-layout:{}:{tag}", tmp.path().join("store").display());
+        let out = common::output(
+            common::wasmops()
+                .env_remove("SOURCE_DATE_EPOCH")
+                .args(["push", what, &reference, "--json"]),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["digest"].as_str().unwrap().to_string()
+    };
+    let first = push(test_programs::HELLO, "a");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(push(test_programs::HELLO, "b"), first);
+    let app = test_programs::EXAMPLE_WEBAPP;
+    let first = push(app, "app-a");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(push(app, "app-b"), first);
+}

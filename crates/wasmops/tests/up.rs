@@ -793,3 +793,40 @@ fn up_given_a_wasm_file_says_what_to_do_instead() {
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("wasmops run"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_route_forms_and_their_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::ECHO, dir.path().join("echo.wasm")).unwrap();
+    std::fs::copy(test_programs::HELLO, dir.path().join("hello.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"params\"\n\
+         [component.users]\nsource = \"echo.wasm\"\nroute = [\"/users/:id\", \"/files/:bucket/...\"]\n\
+         [component.me]\nsource = \"hello.wasm\"\nroute = \"/users/me\"\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let r = get(&server.url("/users/42")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-echo-header-spin-path-match-id").as_deref(),
+        Some("42")
+    );
+    let r = get(&server.url("/files/b1/a/b.txt")).await;
+    assert_eq!(
+        r.header("x-echo-header-spin-path-match-bucket").as_deref(),
+        Some("b1")
+    );
+    assert_eq!(
+        r.header("x-echo-path").as_deref(),
+        Some("/files/b1/a/b.txt")
+    );
+    // A literal path beats a parameter.
+    assert_eq!(
+        get(&server.url("/users/me")).await.text(),
+        "Hello, world!\n"
+    );
+    assert_eq!(get(&server.url("/users")).await.status, 404);
+    assert_eq!(get(&server.url("/users/1/2")).await.status, 404);
+}

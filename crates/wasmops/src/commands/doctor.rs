@@ -46,7 +46,9 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         let need = needed.iter().find(|n| n.0 == lang);
         let dir = need.map_or(here.clone(), |n| n.1.clone());
         let tools = toolchain::tools(lang, &dir);
-        let ok = tools.iter().all(toolchain::Tool::found);
+        // What `wasmops build` installs itself (npm packages the project
+        // lists) is not missing.
+        let ok = tools.iter().all(toolchain::Tool::available);
         if need.is_some() && !ok {
             missing_needed = true;
         }
@@ -80,6 +82,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
                         t.name,
                         p.display(),
                         v.as_deref().unwrap_or("")
+                    ),
+                    (None, _) if t.installed_by_build => println!(
+                        "  by build {:<22} `wasmops build` installs it (npm install)",
+                        t.name
                     ),
                     (None, _) => println!("  missing  {:<22} install: {}", t.name, t.install),
                 }

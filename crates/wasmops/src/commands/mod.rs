@@ -1,5 +1,6 @@
 pub mod build;
 pub mod client;
+pub mod completions;
 pub mod doctor;
 pub mod inspect;
 pub mod kube;

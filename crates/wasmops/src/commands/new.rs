@@ -25,14 +25,15 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
 ];
 
 /// Create a project from a template: its sources, a `wasmops.toml` with the
-/// build recipe, a README and a `.gitignore`.
+/// build recipe, a README and a `.gitignore`. Without arguments, list the
+/// templates.
 #[derive(Args, Debug)]
 pub struct NewArgs {
     /// The template (see --list).
-    #[arg(value_name = "TEMPLATE", required_unless_present = "list")]
+    #[arg(value_name = "TEMPLATE")]
     pub template: Option<String>,
     /// The project's name: lowercase letters, digits and `-`; also its directory.
-    #[arg(value_name = "NAME", required_unless_present = "list")]
+    #[arg(value_name = "NAME")]
     pub name: Option<String>,
     /// Where to create it [default: ./NAME].
     #[arg(long, short = 'o', value_name = "DIR")]
@@ -51,7 +52,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 pub fn run(args: &NewArgs) -> anyhow::Result<i32> {
-    if args.list {
+    if args.list || args.template.is_none() {
         for (name, _) in embedded::TEMPLATES {
             let what = DESCRIPTIONS
                 .iter()
@@ -62,7 +63,10 @@ pub fn run(args: &NewArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let (Some(template), Some(name)) = (&args.template, &args.name) else {
-        anyhow::bail!("give a template and a name, e.g. `wasmops new http-rust hello`");
+        anyhow::bail!(
+            "give the project a name too, e.g. `wasmops new {} hello`",
+            args.template.as_deref().unwrap_or("http-rust")
+        );
     };
     let Some((_, files)) = embedded::TEMPLATES.iter().find(|t| t.0 == template) else {
         let names: Vec<&str> = embedded::TEMPLATES.iter().map(|t| t.0).collect();

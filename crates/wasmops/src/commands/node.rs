@@ -250,6 +250,7 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
                     },
                     wasmops_server::ServeOptions {
                         shutdown_grace: Duration::from_secs(5),
+                        secondary: true,
                         ..wasmops_server::ServeOptions::default()
                     },
                     wasmops_server::shutdown_signal(),

@@ -260,7 +260,7 @@ fn component_info(path: &Path, wasm: &[u8]) -> anyhow::Result<ComponentInfo> {
         exports,
         author: report.metadata_value("authors").map(str::to_string),
         annotations,
-        created: crate::artifact::now_rfc3339(),
+        created: crate::artifact::created_rfc3339(&[path]),
     })
 }
 
@@ -629,7 +629,7 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
 mod tests {
     #[test]
     fn rfc3339_shape() {
-        let t = crate::artifact::now_rfc3339();
+        let t = crate::artifact::created_rfc3339(&[]);
         assert_eq!(t.len(), 20);
         assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T");
     }

@@ -68,7 +68,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     // for: its exit status is kept whole.
     if wasmops_runtime::load::source_kind(&args.file, &bytes)? == Kind::CoreModule {
         let (module, cache) = rt.load_module_bytes(&args.file, &bytes)?;
-        tracing::debug!(cache = ?cache, "module loaded");
+        tracing::debug!(cache = %cache, "module loaded");
         return match tokio.block_on(preview1::run(&rt, &module, &grants, &limits)) {
             Ok(code) => Ok(code),
             Err(e) => {
@@ -78,7 +78,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         };
     }
     let loaded = rt.load_bytes(&args.file, &bytes)?;
-    tracing::debug!(cache = ?loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
+    tracing::debug!(cache = %loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
 
     match tokio.block_on(command::run(&rt, &loaded.component, &grants, &limits)) {
         Ok(code) => Ok(code),

@@ -142,8 +142,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
                     pooling = rt.pooling(),
                     memory_budget = budget.bytes(),
                     dirty_page_reset = rt.dirty_page_reset(),
-                    cache = ?cache,
-                    load_ms = load_time.as_secs_f64() * 1000.0,
+                    cache = %cache,
+                    load_ms = wasmops_units::millis(load_time),
                     "serving on http://{addr}/"
                 );
             },

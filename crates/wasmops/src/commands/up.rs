@@ -191,7 +191,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         app = %app.name,
         components = host.len(),
         routes = host.routes(),
-        load_ms = started.elapsed().as_secs_f64() * 1000.0,
+        load_ms = wasmops_units::millis(started.elapsed()),
         "app loaded"
     );
 
@@ -316,7 +316,7 @@ async fn watch(
                     Ok(outcome) => tracing::info!(
                         component = %spec.id,
                         outcome = ?outcome,
-                        build_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        build_ms = wasmops_units::millis(started.elapsed()),
                         "sources changed: component rebuilt"
                     ),
                     Err(e) => tracing::error!(
@@ -348,7 +348,7 @@ async fn watch(
                 Ok(Ok(version)) => tracing::info!(
                     component = %slot.id,
                     version,
-                    reload_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    reload_ms = wasmops_units::millis(started.elapsed()),
                     "component reloaded"
                 ),
                 Ok(Err(e)) => tracing::error!(
