@@ -84,6 +84,33 @@ pub struct App {
     pub components: Vec<ComponentSpec>,
     /// Deployment environments, in manifest order.
     pub environments: Vec<Environment>,
+    /// Smoke tests (`[[test]]`), in manifest order.
+    pub tests: Vec<SmokeTest>,
+}
+
+/// A smoke test (`[[test]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeTest {
+    pub name: String,
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    pub host: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub expect: Expect,
+}
+
+/// What a smoke test's response must show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// `None`: any 2xx.
+    pub status: Option<u16>,
+    /// Lower-case names and exact values.
+    pub headers: Vec<(String, String)>,
+    pub body_contains: Option<String>,
+    /// JSON pointers and their values.
+    pub json: Vec<(String, serde_json::Value)>,
 }
 
 /// A deployment environment of the app (`[environments.NAME]`).
@@ -96,6 +123,8 @@ pub struct Environment {
     /// directory.
     pub ca: Option<PathBuf>,
     pub hosts: Vec<String>,
+    /// Where the app's traffic reaches it (for `wasmops test --env`).
+    pub url: Option<String>,
     pub kube: Option<KubeSettings>,
 }
 

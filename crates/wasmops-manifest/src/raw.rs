@@ -67,6 +67,67 @@ pub(crate) struct RawManifest {
         extend("propertyNames" = { "pattern": "^[a-z][a-z0-9_-]*$" })
     )]
     pub environments: Option<Entries<RawEnvironment>>,
+
+    /// Smoke tests `wasmops test` runs against the app (served on a free
+    /// port, or deployed in an environment): a request, and what the
+    /// response must show.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawTest>")]
+    pub test: Option<Vec<Spanned<RawTest>>>,
+}
+
+/// A smoke test: one request and what its response must show.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Test")]
+pub(crate) struct RawTest {
+    /// The test's name in reports [default: METHOD PATH].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The request method [default: GET].
+    #[schemars(with = "String")]
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    /// The request path, with its query, e.g. `"/api/items?limit=2"`.
+    #[schemars(with = "String", required)]
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// The `Host` header [default: the server's address, or the
+    /// environment's first host].
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// What the response must show [default: a 2xx status].
+    #[schemars(with = "RawExpect")]
+    #[serde(default)]
+    pub expect: Option<Spanned<RawExpect>>,
+}
+
+/// What a smoke test's response must show.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Expect")]
+pub(crate) struct RawExpect {
+    /// The status code [default: any 2xx].
+    #[schemars(with = "u16")]
+    #[serde(default)]
+    pub status: Option<Spanned<i64>>,
+    /// Response headers and their exact values (names in any case).
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Text the body must contain.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// JSON pointers into the body (RFC 6901, e.g. `"/items/0/id"`) and the
+    /// value each must have.
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    #[serde(default)]
+    pub json: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
 }
 
 /// A deployment environment.
@@ -87,6 +148,11 @@ pub(crate) struct RawEnvironment {
     /// Host names the app answers for in this environment.
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// Where the app's traffic reaches it in this environment (the nodes'
+    /// HTTP listener or a load balancer), for `wasmops test --env NAME`.
+    #[schemars(with = "String")]
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
     /// The fleet `kube render --env NAME` writes (flags override these).
     #[schemars(with = "RawKube")]
     #[serde(default)]

@@ -10,14 +10,14 @@ use serde_spanned::Spanned;
 use crate::error::{self, ManifestError, Source, did_you_mean, quote};
 use crate::raw::{
     FileEntry, RawBackend, RawBuild, RawComponent, RawDurability, RawEnvironment, RawKvStore,
-    RawLimits, RawManifest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
+    RawLimits, RawManifest, RawTest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
 };
 use crate::routes::{parse_route_host, parse_route_path};
 use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
-    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, FileMount,
-    KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route, Variable, dotenv,
-    variable_env_name,
+    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, Expect,
+    FileMount, KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route, SmokeTest,
+    Variable, dotenv, variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -197,6 +197,10 @@ impl Validator<'_> {
         for (key, env) in raw.environments.map(|e| e.0).unwrap_or_default() {
             environments.push(self.environment(key, env)?);
         }
+        let mut tests = Vec::new();
+        for t in raw.test.unwrap_or_default() {
+            tests.push(self.smoke_test(t)?);
+        }
         Ok(App {
             manifest_path: manifest_path.to_path_buf(),
             dir: self.dir.to_path_buf(),
@@ -208,6 +212,86 @@ impl Validator<'_> {
             key_value: stores.into_values().collect(),
             components,
             environments,
+            tests,
+        })
+    }
+
+    fn smoke_test(&self, t: Spanned<RawTest>) -> Result<SmokeTest, ManifestError> {
+        let span = t.span();
+        let t = t.into_inner();
+        let Some(path) = t.path else {
+            return Err(self.err(
+                span.start..span.start,
+                "a [[test]] has no `path`",
+                "add the request's path, e.g. `path = \"/\"`",
+            ));
+        };
+        if !path.get_ref().starts_with('/') || path.get_ref().contains(char::is_whitespace) {
+            return Err(self.err(
+                path.span(),
+                format!("test path {} is not a path", quote(path.get_ref())),
+                "write the path (and query) starting with `/`, e.g. `/api/items?limit=2`",
+            ));
+        }
+        let method = match &t.method {
+            None => "GET".to_string(),
+            Some(m) => {
+                let up = m.get_ref().to_ascii_uppercase();
+                if up.is_empty() || !up.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(self.err(
+                        m.span(),
+                        format!("invalid method {}", quote(m.get_ref())),
+                        "e.g. `method = \"POST\"`",
+                    ));
+                }
+                up
+            }
+        };
+        let mut expect = Expect::default();
+        if let Some(e) = t.expect {
+            let e = e.into_inner();
+            if let Some(st) = &e.status {
+                let v = *st.get_ref();
+                if !(100..=599).contains(&v) {
+                    return Err(self.err(
+                        st.span(),
+                        format!("status {v} is not an HTTP status"),
+                        "give a status between 100 and 599, e.g. `status = 200`",
+                    ));
+                }
+                expect.status = Some(v as u16);
+            }
+            expect.headers = e
+                .headers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            expect.body_contains = e.body_contains;
+            if let Some(json) = e.json {
+                let span = json.span();
+                for (pointer, value) in json.into_inner() {
+                    if !(pointer.is_empty() || pointer.starts_with('/')) {
+                        return Err(self.err(
+                            span.clone(),
+                            format!("JSON pointer {} does not start with `/`", quote(&pointer)),
+                            "write a JSON pointer, e.g. `\"/items/0/id\" = 7` (`\"\"` is the whole body)",
+                        ));
+                    }
+                    expect.json.push((pointer, value));
+                }
+            }
+        }
+        Ok(SmokeTest {
+            name: t
+                .name
+                .unwrap_or_else(|| format!("{method} {}", path.get_ref())),
+            method,
+            path: path.into_inner(),
+            host: t.host,
+            headers: t.headers.unwrap_or_default().into_iter().collect(),
+            body: t.body,
+            expect,
         })
     }
 
@@ -314,11 +398,24 @@ impl Validator<'_> {
                 })
             }
         };
+        if let Some(url) = &env.url {
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.contains(char::is_whitespace)
+            {
+                return Err(self.err(
+                    url.span(),
+                    format!("invalid url {}", quote(u)),
+                    "give where the app's traffic reaches it, e.g. `url = \"https://shop.example.com\"`",
+                ));
+            }
+        }
         Ok(Environment {
             name: key.into_inner(),
             node: env.node.map(Spanned::into_inner),
             ca,
             hosts: env.hosts.unwrap_or_default(),
+            url: env.url.map(Spanned::into_inner),
             kube,
         })
     }

@@ -66,6 +66,7 @@ enum Command {
     Apps(commands::client::AppsArgs),
     Promote(commands::client::PromoteArgs),
     Kube(commands::kube::KubeArgs),
+    Test(commands::test::TestArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::completions::ManArgs),
 }
@@ -218,6 +219,10 @@ fn main() -> ExitCode {
         Command::Kube(args) => {
             init_logging(&cli, "warn");
             commands::kube::run(args)
+        }
+        Command::Test(args) => {
+            init_logging(&cli, "warn");
+            commands::test::run(args)
         }
         Command::Completions(args) => {
             commands::completions::completions(args, <Cli as clap::CommandFactory>::command())

@@ -830,3 +830,90 @@ async fn spin_route_forms_and_their_parameters() {
     assert_eq!(get(&server.url("/users")).await.status, 404);
     assert_eq!(get(&server.url("/users/1/2")).await.status, 404);
 }
+
+#[test]
+fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
+    // The example app's own tests.
+    let out = common::run(&["test", test_programs::EXAMPLE_WEBAPP]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
+
+    // A wrong expectation fails with what was expected and what came.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HELLO, dir.path().join("hello.wasm")).unwrap();
+    std::fs::copy(test_programs::ECHO, dir.path().join("echo.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"tested\"\n\
+         [component.hello]\nsource = \"hello.wasm\"\nroute = \"/...\"\n\
+         [component.echo]\nsource = \"echo.wasm\"\nroute = \"/echo/...\"\n\
+         [[test]]\nname = \"greets\"\npath = \"/\"\n[test.expect]\nbody_contains = \"Hello\"\n\
+         [[test]]\nname = \"says goodbye\"\npath = \"/\"\n[test.expect]\nbody_contains = \"Goodbye\"\n\
+         [[test]]\nname = \"echoes a header\"\nmethod = \"post\"\npath = \"/echo/x?q=1\"\nheaders = { x-token = \"t1\" }\nbody = \"ping\"\n\
+         [test.expect]\nstatus = 200\nheaders = { x-echo-method = \"POST\", x-echo-header-x-token = \"t1\", x-echo-query = \"q=2\" }\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = common::run(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok    greets"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAIL  says goodbye"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("expected to contain \"Goodbye\", got \"Hello, world!\\n\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("header x-echo-query: expected \"q=2\", got \"q=1\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1 passed, 2 failed"), "{}", out.stdout);
+    // The JUnit file parses (Python's XML parser) and counts the failures.
+    let parsed = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, xml.etree.ElementTree as E\nr = E.parse(sys.argv[1]).getroot()\ns = r.find('testsuite')\nprint(s.get('tests'), s.get('failures'), len(s.findall('testcase/failure')))")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&parsed.stdout).trim(), "3 2 2");
+    let out = common::run(&["test", dir.path().to_str().unwrap(), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["passed"].clone(), v["failed"].clone()),
+        (serde_json::json!(1), serde_json::json!(2))
+    );
+    assert_eq!(v["tests"][1]["passed"], false);
+
+    // Against a URL (a server started here), and an environment without one.
+    let server = Server::up(dir.path(), &[], &[]);
+    let out = common::run(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--url",
+        &server.url(""),
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("1 passed, 2 failed"), "{}", out.stdout);
+    let out = common::run(&["test", dir.path().to_str().unwrap(), "--env", "staging"]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("no environment `staging`"),
+        "{}",
+        out.stderr
+    );
+    // An app without tests says how to add one.
+    let bare = app_dir(
+        "manifest_version = 1\n[app]\nname = \"bare\"\n[component.web]\nsource = \"web.wasm\"\nroute = \"/...\"\n",
+    );
+    let out = common::run(&["test", bare.path().to_str().unwrap()]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("[[test]]"), "{}", out.stderr);
+}

@@ -9,4 +9,5 @@ pub mod node;
 pub mod oci;
 pub mod run;
 pub mod serve;
+pub mod test;
 pub mod up;

@@ -17,6 +17,19 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(htpasswd: Option<&str>) -> Registry {
+        // A port picked free may be taken by another test's server before
+        // this registry binds it: then the registry exits, and a connect
+        // may even reach the other server. So the registry must still be
+        // running once its port answers, else it starts again elsewhere.
+        for _ in 0..10 {
+            if let Some(r) = Self::try_start(htpasswd) {
+                return r;
+            }
+        }
+        panic!("docker-registry did not start");
+    }
+
+    fn try_start(htpasswd: Option<&str>) -> Option<Registry> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -35,7 +48,7 @@ impl Registry {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(which("docker-registry"))
+        let mut child = Command::new(which("docker-registry"))
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -44,16 +57,26 @@ impl Registry {
             .spawn()
             .expect("cannot start docker-registry");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&host).is_err() {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
+            if std::net::TcpStream::connect(&host).is_ok() {
+                break;
+            }
             assert!(Instant::now() < deadline, "docker-registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        Some(Registry {
             child,
             host,
             storage,
             _dir: dir,
-        }
+        })
     }
 
     pub fn reference(&self, repo_tag: &str) -> String {
