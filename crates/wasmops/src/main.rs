@@ -67,6 +67,7 @@ enum Command {
     Promote(commands::client::PromoteArgs),
     Kube(commands::kube::KubeArgs),
     Test(commands::test::TestArgs),
+    Ci(commands::ci::CiArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::completions::ManArgs),
 }
@@ -219,6 +220,10 @@ fn main() -> ExitCode {
         Command::Kube(args) => {
             init_logging(&cli, "warn");
             commands::kube::run(args)
+        }
+        Command::Ci(args) => {
+            init_logging(&cli, "warn");
+            commands::ci::run(args)
         }
         Command::Test(args) => {
             init_logging(&cli, "warn");

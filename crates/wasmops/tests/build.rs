@@ -441,3 +441,139 @@ fn up_builds_stale_components_and_rebuilds_on_change() {
         assert!(log.contains(line), "{log}");
     }
 }
+
+/// Runs a validator; panics with its output when it finds anything.
+fn validator(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/test.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ci_snapshot(name: &str, text: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ci")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(text, want, "{name} differs from its snapshot");
+}
+
+#[test]
+fn ci_init_writes_valid_pipelines_and_keeps_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("poly");
+    std::fs::create_dir(&app).unwrap();
+    let mut manifest = String::from(
+        "manifest_version = 1\n[app]\nname = \"poly\"\n\n[environments.staging]\nnode = \"https://staging.internal:9464\"\nurl = \"https://staging.example.com\"\n\n[environments.production]\nnode = \"https://prod.internal:9464\"\n",
+    );
+    for (template, id) in [
+        ("http-rust", "rs"),
+        ("http-js", "js"),
+        ("http-python", "py"),
+        ("cli-c", "c"),
+        ("cli-go", "go"),
+    ] {
+        let project = new_project(&app, template, id);
+        let m = wasmops_manifest::load(&project).unwrap();
+        let c = &m.components[0];
+        let b = c.build.as_ref().unwrap();
+        let source = c.source.strip_prefix(&app).unwrap().display().to_string();
+        manifest.push_str(&format!(
+            "[component.{id}]\nsource = \"{source}\"\n[component.{id}.build]\nlanguage = \"{}\"\ndir = \"{id}\"\n",
+            b.language.name()
+        ));
+        for (key, v) in [("entry", &b.entry), ("world", &b.world)] {
+            if let Some(v) = v {
+                manifest.push_str(&format!("{key} = \"{v}\"\n"));
+            }
+        }
+        if !b.sources.is_empty() {
+            manifest.push_str(&format!("sources = {:?}\n", b.sources));
+        }
+    }
+    std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
+    let app_s = app.to_str().unwrap();
+
+    let out = output(wasmops().args(["ci", "init", "github", app_s]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let workflow = app.join(".github/workflows/wasmops-poly.yml");
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    for setup in [
+        "setup-node",
+        "setup-python",
+        "setup-go",
+        "wasm32-wasip2",
+        "wasi-libc",
+    ] {
+        assert!(text.contains(setup), "no {setup} in the workflow");
+    }
+    validator("actionlint", &[workflow.to_str().unwrap()]);
+    validator(
+        "check-jsonschema",
+        &[
+            "--builtin-schema",
+            "vendor.github-workflows",
+            workflow.to_str().unwrap(),
+        ],
+    );
+    ci_snapshot("poly-github.yml", &text);
+
+    let out = output(wasmops().args(["ci", "init", "gitlab", app_s]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let gitlab = app.join(".gitlab-ci.yml");
+    validator(
+        "check-jsonschema",
+        &[
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            gitlab.to_str().unwrap(),
+        ],
+    );
+    ci_snapshot(
+        "poly-gitlab.yml",
+        &std::fs::read_to_string(&gitlab).unwrap(),
+    );
+
+    // Run again: nothing to do; after an edit: the difference, the edit kept.
+    let out = output(wasmops().args(["ci", "init", "github", app_s]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("up to date"), "{}", out.stdout);
+    let edited = text.replace("ubuntu-latest", "ubuntu-24.04");
+    std::fs::write(&workflow, &edited).unwrap();
+    let out = output(wasmops().args(["ci", "init", "github", app_s]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("+    runs-on: \"ubuntu-latest\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("-    runs-on: \"ubuntu-24.04\""),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&workflow).unwrap(), edited);
+    let out = output(wasmops().args(["ci", "init", "github", app_s, "--force"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&workflow).unwrap(), text);
+
+    // Not an app.
+    let out = output(wasmops().args(["ci", "init", "github", tmp.path().to_str().unwrap()]));
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("not an app"), "{}", out.stderr);
+}

@@ -423,7 +423,12 @@ fn artifact_cache_is_reused_and_repaired() {
     };
     let first = run_logged();
     assert_eq!(first.code, 0, "{}", first.stderr);
-    assert!(first.stderr.contains("Miss"), "{}", first.stderr);
+    // Values in their natural form: `"cache":"miss"`, not a Debug name.
+    assert!(
+        first.stderr.contains(r#""cache":"miss""#),
+        "{}",
+        first.stderr
+    );
     let entries: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -431,7 +436,11 @@ fn artifact_cache_is_reused_and_repaired() {
     assert_eq!(entries.len(), 1, "{entries:?}");
 
     let second = run_logged();
-    assert!(second.stderr.contains("Hit"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(r#""cache":"hit""#),
+        "{}",
+        second.stderr
+    );
 
     // Damage the entry: detected, rebuilt, and the program still runs.
     let mut bytes = std::fs::read(&entries[0]).unwrap();
@@ -447,7 +456,7 @@ fn artifact_cache_is_reused_and_repaired() {
     );
     let fourth = run_logged();
     assert!(
-        fourth.stderr.contains("Hit"),
+        fourth.stderr.contains(r#""cache":"hit""#),
         "the rebuilt entry is used: {}",
         fourth.stderr
     );

@@ -1,4 +1,5 @@
 pub mod build;
+pub mod ci;
 pub mod client;
 pub mod completions;
 pub mod doctor;

@@ -78,7 +78,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
         };
     }
     let loaded = rt.load_bytes(&args.file, &bytes)?;
-    tracing::debug!(cache = %loaded.cache, elapsed = ?loaded.elapsed, "component loaded");
+    tracing::debug!(cache = %loaded.cache, load_ms = wasmops_units::millis(loaded.elapsed), "component loaded");
 
     match tokio.block_on(command::run(&rt, &loaded.component, &grants, &limits)) {
         Ok(code) => Ok(code),
