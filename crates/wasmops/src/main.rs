@@ -68,6 +68,7 @@ enum Command {
     Kube(commands::kube::KubeArgs),
     Test(commands::test::TestArgs),
     Ci(commands::ci::CiArgs),
+    Pipeline(commands::pipeline::PipelineArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::completions::ManArgs),
 }
@@ -220,6 +221,10 @@ fn main() -> ExitCode {
         Command::Kube(args) => {
             init_logging(&cli, "warn");
             commands::kube::run(args)
+        }
+        Command::Pipeline(args) => {
+            init_logging(&cli, "warn");
+            commands::pipeline::run(args)
         }
         Command::Ci(args) => {
             init_logging(&cli, "warn");

@@ -2057,3 +2057,167 @@ fn kube_render_writes_valid_deterministic_manifests() {
         assert!(!target.exists());
     }
 }
+
+/// A copy of the example app (its manifest, static files and built
+/// components) with `extra` appended to its manifest.
+fn webapp_copy(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let src = Path::new(test_programs::EXAMPLE_WEBAPP);
+    let app = dir.join("webapp");
+    std::fs::create_dir_all(app.join("static")).unwrap();
+    std::fs::create_dir_all(app.join("target/wasm32-wasip2/release")).unwrap();
+    for f in ["index.html", "style.css"] {
+        std::fs::copy(src.join("static").join(f), app.join("static").join(f)).unwrap();
+    }
+    for c in ["web", "api", "proxy"] {
+        let rel = format!("target/wasm32-wasip2/release/{c}.wasm");
+        std::fs::copy(src.join(&rel), app.join(&rel)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(src.join("wasmops.toml")).unwrap();
+    std::fs::write(app.join("wasmops.toml"), manifest + extra).unwrap();
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let t = token(&tokens, "deploy", "pipeline");
+    let staging = start_node(&dir.path().join("staging"), &tokens, &[]);
+    let production = start_node(&dir.path().join("production"), &tokens, &[]);
+    wait_ready(&Api::new(&staging)).await;
+    wait_ready(&Api::new(&production)).await;
+    let registry = common::registry::Registry::start(None);
+    let repo = registry.reference("apps/webapp");
+    let key = dir.path().join("key");
+    let out = output(wasmops().env("COSIGN_PASSWORD", "pw").args([
+        "keygen",
+        "--output-prefix",
+        key.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let signing_key = dir.path().join("key.key");
+    let env = |name: &str, node: &Server| {
+        format!(
+            "\n[environments.{name}]\nnode = \"{}\"\nurl = \"{}\"\nhosts = [\"shop.test\"]\n",
+            node.admin_url("").trim_end_matches('/'),
+            node.url("").trim_end_matches('/')
+        )
+    };
+    let app = webapp_copy(
+        dir.path(),
+        &(env("staging", &staging) + &env("production", &production)),
+    );
+    let pipeline = |extra: &[&str]| {
+        let mut args = vec![
+            "pipeline",
+            app.to_str().unwrap(),
+            "--registry",
+            &repo,
+            "--key",
+            signing_key.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        output(
+            wasmops()
+                .env("WASMOPS_TOKEN", &t)
+                .env("COSIGN_PASSWORD", "pw")
+                .env("XDG_CONFIG_HOME", "/nonexistent-wasmops-config")
+                .args(&args),
+        )
+    };
+
+    // The whole way: built, checked, tested, pushed, signed, deployed to
+    // staging and tested there, promoted to production and tested there.
+    let out = pipeline(&["--to", "production"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let stages: Vec<String> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["stage"].as_str().unwrap(),
+                s["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "build ok",
+            "check ok",
+            "test ok",
+            "push ok",
+            "sign ok",
+            "deploy staging ok",
+            "test staging ok",
+            "promote staging → production ok",
+            "test production ok"
+        ],
+        "{report}"
+    );
+    let r = get_host(&production, "shop.test", "/api/config").await;
+    assert_eq!(r.text().trim(), r#"{"greeting":"Hello from webapp"}"#);
+    let (_, prod_before) = Api::new(&production)
+        .call("GET", "/v1/apps/webapp", "/v1/apps/{name}", Some(&t), None)
+        .await;
+
+    // Staging's configuration breaks the app (a variable kept on the
+    // node): the next run fails its staging tests, staging is rolled back,
+    // production is not touched.
+    let out = client(
+        &t,
+        &[
+            "deploy",
+            app.to_str().unwrap(),
+            "--env",
+            "staging",
+            "--var",
+            "greeting=Hola",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (_, staging_before) = Api::new(&staging)
+        .call("GET", "/v1/apps/webapp", "/v1/apps/{name}", Some(&t), None)
+        .await;
+    let out = pipeline(&["--to", "production"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["failed_stage"], "test staging", "{report}");
+    let last = report["stages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["stage"], "rollback staging", "{report}");
+    assert_eq!(last["status"], "ok", "{report}");
+    let detail = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "test staging")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("Hola"), "{detail}");
+    let (_, staging_after) = Api::new(&staging)
+        .call("GET", "/v1/apps/webapp", "/v1/apps/{name}", Some(&t), None)
+        .await;
+    assert_eq!(
+        staging_after["history"].as_array().unwrap().last().unwrap()["action"],
+        "rollback",
+        "{staging_after}"
+    );
+    assert_eq!(staging_after["version"], staging_before["version"]);
+    let (_, prod_after) = Api::new(&production)
+        .call("GET", "/v1/apps/webapp", "/v1/apps/{name}", Some(&t), None)
+        .await;
+    assert_eq!(prod_after["version"], prod_before["version"]);
+    assert_eq!(prod_after["history"], prod_before["history"]);
+
+    // Bad requests: an environment the app does not declare, nothing run.
+    let out = pipeline(&["--to", "qa"]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("no environment `qa`"), "{}", out.stderr);
+}

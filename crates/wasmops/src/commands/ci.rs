@@ -249,9 +249,7 @@ fn github(app: &App, a: &InitArgs) -> String {
         ("name", s("wasmops")),
         (
             "run",
-            s(&format!(
-                "cargo install --locked wasmops@${{{{ env.WASMOPS_VERSION }}}}"
-            )),
+            s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}"),
         ),
     ]);
     let cache = m(vec![

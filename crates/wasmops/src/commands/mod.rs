@@ -8,6 +8,7 @@ pub mod kube;
 pub mod new;
 pub mod node;
 pub mod oci;
+pub mod pipeline;
 pub mod run;
 pub mod serve;
 pub mod test;
