@@ -51,7 +51,12 @@ pub fn validate(bytes: &[u8], features: WasmFeatures) -> Result<(), ValidateErro
 }
 
 /// The target worlds [`conforms`] knows.
-pub const KNOWN_WORLDS: &[&str] = &["wasi:http/proxy", "wasi:cli/command", "wasi:http/service"];
+pub const KNOWN_WORLDS: &[&str] = &[
+    "wasi:http/proxy",
+    "wasi:cli/command",
+    "wasi:http/service",
+    "wasmops:host/http",
+];
 
 /// Why a conformance check could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +105,27 @@ struct World {
 }
 
 const WORLDS: &[World] = &[
+    // What `wasmops serve`, `up` and the node give an HTTP component: the
+    // proxy world and what language runtimes import besides (Rust's std,
+    // componentize-js and componentize-py import `wasi:cli`, filesystem
+    // and socket interfaces; each is granted or denied at run time), with
+    // the key-value and config interfaces of the host.
+    World {
+        name: "wasmops:host/http",
+        minor: 2,
+        exports: &["http/incoming-handler"],
+        imports: &[
+            "io/*",
+            "clocks/*",
+            "random/*",
+            "cli/*",
+            "filesystem/*",
+            "sockets/*",
+            "http/*",
+            "keyvalue/*",
+            "config/*",
+        ],
+    },
     World {
         name: "wasi:http/proxy",
         minor: 2,

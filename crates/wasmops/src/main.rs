@@ -68,6 +68,7 @@ enum Command {
     Kube(commands::kube::KubeArgs),
     Test(commands::test::TestArgs),
     Ci(commands::ci::CiArgs),
+    Cache(commands::cache::CacheArgs),
     Pipeline(commands::pipeline::PipelineArgs),
     Completions(commands::completions::CompletionsArgs),
     Man(commands::completions::ManArgs),
@@ -225,6 +226,10 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => {
             init_logging(&cli, "warn");
             commands::pipeline::run(args)
+        }
+        Command::Cache(args) => {
+            init_logging(&cli, "warn");
+            commands::cache::run(args)
         }
         Command::Ci(args) => {
             init_logging(&cli, "warn");

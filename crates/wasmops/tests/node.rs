@@ -2220,4 +2220,36 @@ async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
     let out = pipeline(&["--to", "qa"]);
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("no environment `qa`"), "{}", out.stderr);
+
+    // An environment whose node cannot be reached: the pipeline stops at
+    // its deploy, saying so.
+    let far = dir.path().join("far");
+    std::fs::create_dir(&far).unwrap();
+    let lonely = webapp_copy(
+        &far,
+        "\n[environments.nowhere]\nnode = \"http://127.0.0.1:9\"\nurl = \"http://127.0.0.1:9\"\n",
+    );
+    let out = output(
+        wasmops()
+            .env("WASMOPS_TOKEN", &t)
+            .env("XDG_CONFIG_HOME", "/nonexistent-wasmops-config")
+            .args([
+                "pipeline",
+                lonely.to_str().unwrap(),
+                "--to",
+                "nowhere",
+                "--registry",
+                &repo,
+                "--format",
+                "json",
+            ]),
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["failed_stage"], "deploy nowhere", "{report}");
+    let detail = report["stages"].as_array().unwrap().last().unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(detail.contains("127.0.0.1:9"), "{detail}");
 }

@@ -91,3 +91,53 @@ fn pushing_the_same_files_again_gives_the_same_digest() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(push(app, "app-b"), first);
 }
+
+#[test]
+fn cache_list_and_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (artifacts, store) = (tmp.path().join("artifacts"), tmp.path().join("store"));
+    let cache = |args: &[&str]| {
+        common::output(
+            common::wasmops()
+                .env("WASMOPS_CACHE_DIR", &artifacts)
+                .env("WASMOPS_OCI_STORE", &store)
+                .args(args),
+        )
+    };
+    let out = cache(&["run", test_programs::CLI, "--", "exit", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let list = |()| -> serde_json::Value {
+        let out = cache(&["cache", "list", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let v = list(());
+    assert_eq!(v["caches"][0]["cache"], "artifacts");
+    assert_eq!(v["caches"][0]["entries"], 1, "{v}");
+    assert!(v["caches"][0]["bytes"].as_u64().unwrap() > 0);
+
+    common::assert_one_line_error(&cache(&["cache", "prune"]));
+    let out = cache(&["cache", "prune", "--max-size", "1", "--dry-run"]);
+    assert!(
+        out.stdout.contains("artifacts: would remove 1 entries"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(list(())["caches"][0]["entries"], 1);
+    let out = cache(&["cache", "prune", "--older-than", "24h"]);
+    assert!(
+        out.stdout.contains("artifacts: removed 0 entries"),
+        "{}",
+        out.stdout
+    );
+    let out = cache(&["cache", "prune", "--all"]);
+    assert!(
+        out.stdout.contains("artifacts: removed 1 entries"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(list(())["caches"][0]["entries"], 0);
+    // Pruned entries are rebuilt when needed.
+    let out = cache(&["run", test_programs::CLI, "--", "exit", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

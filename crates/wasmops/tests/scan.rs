@@ -273,6 +273,29 @@ fn validate_and_world_conformance() {
         "lists the known worlds: {}",
         out.stderr
     );
+    // The host's world: what wasmops gives an HTTP component. The example
+    // app's Rust components (std imports `wasi:cli` and filesystem
+    // interfaces) and a componentize-js/py style import set pass it; a
+    // command does not (it exports no handler).
+    let example = Path::new(test_programs::EXAMPLE_WEBAPP).join("target/wasm32-wasip2/release");
+    for c in ["web", "api", "proxy"] {
+        let f = example.join(format!("{c}.wasm"));
+        let out = run(&[
+            "validate",
+            "--world",
+            "wasmops:host/http",
+            f.to_str().unwrap(),
+        ]);
+        assert_eq!(out.code, 0, "{c}: {}", out.stderr);
+    }
+    let out = run(&[
+        "validate",
+        "--world",
+        "wasmops:host/http",
+        test_programs::CLI,
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("incoming-handler"), "{}", out.stderr);
 }
 
 #[test]
@@ -384,4 +407,39 @@ fn advisory_database_refresh_from_git() {
         "file:///nonexistent/repo",
     ]);
     common::assert_one_line_error(&out);
+}
+
+#[test]
+fn a_scan_without_an_advisory_database_says_it_checked_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let scan = |extra: &[&str]| {
+        let mut args = vec!["scan", test_programs::HELLO];
+        args.extend_from_slice(extra);
+        common::output(
+            common::wasmops()
+                .env_remove("WASMOPS_ADVISORY_DB")
+                .env("HOME", home.path())
+                .args(&args),
+        )
+    };
+    let out = scan(&[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("advisories: NOT CHECKED"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--update-db"), "{}", out.stdout);
+    assert!(!out.stdout.contains("0 of 0 checked"), "{}", out.stdout);
+    let out = scan(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["advisory_database"], false, "{v}");
+    // Asked to fail on findings, it cannot pass having checked nothing.
+    let out = scan(&["--fail-on", "critical"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("vulnerabilities were not checked"),
+        "{}",
+        out.stderr
+    );
 }

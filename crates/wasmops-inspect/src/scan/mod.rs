@@ -230,6 +230,9 @@ pub struct ScanReport {
     pub vulnerabilities: Vec<Vulnerability>,
     /// How many advisories the database held (0 without a database).
     pub advisories_checked: usize,
+    /// Whether an advisory database was there to check against: without
+    /// one, no vulnerability was looked for (a pass says nothing).
+    pub advisory_database: bool,
 }
 
 /// Whether an import name matches an `allow_interfaces` pattern: `prefix*`
@@ -442,8 +445,12 @@ pub fn scan(file: &str, report: &Report, policy: &Policy, db: Option<&AdvisoryDb
         findings,
         vulnerabilities,
         advisories_checked: db.map(AdvisoryDb::len).unwrap_or(0),
+        advisory_database: db.is_some(),
     }
 }
+
+/// What a report says when no advisory database was there.
+pub const NO_DATABASE: &str = "no advisory database, so no known vulnerability was looked for; fetch one with `--update-db https://github.com/rustsec/advisory-db --db DIR` (or set WASMOPS_ADVISORY_DB)";
 
 impl ScanReport {
     /// Whether anything reaches `threshold` (findings and advisories alike).
@@ -494,6 +501,14 @@ impl ScanReport {
                 ]);
             }
             o.push_str(&table(&rows, "  "));
+        }
+        if !self.advisory_database {
+            o.push_str(&format!("\nadvisories: NOT CHECKED: {NO_DATABASE}\n"));
+            match self.max_severity() {
+                Some(s) => o.push_str(&format!("\nhighest severity: {s}\n")),
+                None => o.push_str("\nno policy finding; vulnerabilities not checked\n"),
+            }
+            return o;
         }
         o.push_str(&format!(
             "\nadvisories ({} of {} checked):\n",

@@ -84,7 +84,11 @@ pub struct ValidateArgs {
     /// The files (.wasm).
     #[arg(value_name = "FILES", required = true)]
     pub files: Vec<PathBuf>,
-    /// A world to conform to, e.g. `wasi:http/proxy`, `wasi:cli/command`, `wasi:http/service`.
+    /// A world to conform to: the strict `wasi:http/proxy`,
+    /// `wasi:cli/command`, `wasi:http/service`, or `wasmops:host/http`, what
+    /// the wasmops host gives an HTTP component (the proxy world and the
+    /// `wasi:cli`, filesystem, socket, key-value and config interfaces that
+    /// language runtimes import; each granted or denied at run time).
     #[arg(long, value_name = "WORLD")]
     pub world: Option<String>,
 }
@@ -159,9 +163,35 @@ pub struct ScanOptions {
     pub update_db: Option<String>,
     #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
     pub format: ScanFormat,
-    /// Exit 1 when a finding or vulnerability is at least this severe.
-    #[arg(long, value_name = "SEVERITY", default_value = "high", value_parser = parse_severity)]
-    pub fail_on: Severity,
+    /// Exit 1 when a finding or vulnerability is at least this severe
+    /// [default: high]. Given explicitly, a scan that could not check
+    /// vulnerabilities (no advisory database) fails too.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<Severity>,
+}
+
+impl ScanOptions {
+    /// Whether the reports fail the run; an explicit `--fail-on` with no
+    /// advisory database fails it, saying why.
+    fn failing(
+        &self,
+        reports: &[(
+            wasmops_inspect::scan::ScanReport,
+            wasmops_inspect::Report,
+            String,
+        )],
+    ) -> bool {
+        let threshold = self.fail_on.unwrap_or(Severity::High);
+        let unchecked = reports.iter().any(|(s, _, _)| !s.advisory_database);
+        if self.fail_on.is_some() && unchecked {
+            eprintln!(
+                "error: --fail-on {threshold}: vulnerabilities were not checked: {}",
+                wasmops_inspect::scan::NO_DATABASE
+            );
+            return true;
+        }
+        reports.iter().any(|(s, _, _)| s.fails(threshold))
+    }
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -295,9 +325,7 @@ pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
     let files = targets(&args.target)?;
     let reports = scan_all(&files, &args.options)?;
     print_reports(&reports, args.options.format)?;
-    let failing = reports
-        .iter()
-        .any(|(s, _, _)| s.fails(args.options.fail_on));
+    let failing = args.options.failing(&reports);
     Ok(if failing { 1 } else { 0 })
 }
 
@@ -359,8 +387,6 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     }
     let reports = scan_all(&files, &args.options)?;
     print_reports(&reports, args.options.format)?;
-    let failing = reports
-        .iter()
-        .any(|(s, _, _)| s.fails(args.options.fail_on));
+    let failing = args.options.failing(&reports);
     Ok(if failing || invalid > 0 { 1 } else { 0 })
 }

@@ -1,4 +1,5 @@
 pub mod build;
+pub mod cache;
 pub mod ci;
 pub mod client;
 pub mod completions;
