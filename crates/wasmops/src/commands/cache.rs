@@ -86,9 +86,12 @@ fn entries(dir: &Path, pick: &dyn Fn(&Path) -> bool) -> Vec<Entry> {
     out
 }
 
-/// The two caches: (name, directory, which files are its entries).
-fn caches() -> Vec<(&'static str, PathBuf, fn(&Path) -> bool)> {
-    let mut v: Vec<(&'static str, PathBuf, fn(&Path) -> bool)> = Vec::new();
+/// A cache: its name, its directory, which files are its entries.
+type Cache = (&'static str, PathBuf, fn(&Path) -> bool);
+
+/// The two caches.
+fn caches() -> Vec<Cache> {
+    let mut v: Vec<Cache> = Vec::new();
     if let Some(d) = wasmops_runtime::cache::ArtifactCache::default_dir() {
         v.push(("artifacts", d, |p| {
             p.extension().is_some_and(|e| e == "cwasm")
