@@ -81,13 +81,7 @@ pub struct RenderError(pub String);
 
 /// Kubernetes object names: DNS labels.
 pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && !name.ends_with('-')
+    wasmops_units::dns_label(name) && !name.ends_with('-')
 }
 
 /// A size in bytes as a Kubernetes quantity (`Gi`, `Mi`, `Ki` when exact).

@@ -99,24 +99,32 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The declarations of a directory: its `*.toml` files that are not
+/// hidden (kubelet's `..data` and timestamped directories are), sorted.
+pub fn declaration_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            !n.starts_with('.') && n.ends_with(".toml")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Reads every declaration of `dir`.
 pub fn scan(dir: &Path) -> Scan {
     let mut out = Scan::default();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let root = effective_dir(dir);
     root.hash(&mut hasher);
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&root) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                let n = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
-                !n.starts_with('.') && n.ends_with(".toml")
-            })
-            .collect(),
+    let files = match declaration_files(&root) {
+        Ok(f) => f,
         Err(e) => {
             out.broken
                 .push(("-".into(), format!("{}: {e}", dir.display())));
@@ -124,7 +132,6 @@ pub fn scan(dir: &Path) -> Scan {
             return out;
         }
     };
-    files.sort();
     for path in files {
         let file = path
             .file_name()

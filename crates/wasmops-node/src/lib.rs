@@ -214,12 +214,7 @@ pub struct Node {
 /// Valid app names: lowercase letters, digits and `-`, starting with a
 /// letter, at most 63 characters (a DNS label).
 pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    wasmops_units::dns_label(name)
 }
 
 impl Node {

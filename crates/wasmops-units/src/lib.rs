@@ -59,6 +59,17 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// A DNS label, as app, fleet and Kubernetes object names are: lowercase
+/// letters, digits and `-`, starting with a letter, at most 63 characters.
+pub fn dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
 pub fn check_memory(bytes: u64) -> Result<u64, String> {
     if bytes == 0 {
         Err("must be greater than zero".to_string())

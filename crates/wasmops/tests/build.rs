@@ -456,23 +456,6 @@ fn validator(cmd: &str, args: &[&str]) {
     );
 }
 
-fn ci_snapshot(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/ci")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(text, want, "{name} differs from its snapshot");
-}
-
 #[test]
 fn ci_init_writes_valid_pipelines_and_keeps_edits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -531,7 +514,7 @@ fn ci_init_writes_valid_pipelines_and_keeps_edits() {
             workflow.to_str().unwrap(),
         ],
     );
-    ci_snapshot("poly-github.yml", &text);
+    common::snapshot("ci", "poly-github.yml", &text);
 
     let out = output(wasmops().args(["ci", "init", "gitlab", app_s]));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -544,7 +527,8 @@ fn ci_init_writes_valid_pipelines_and_keeps_edits() {
             gitlab.to_str().unwrap(),
         ],
     );
-    ci_snapshot(
+    common::snapshot(
+        "ci",
         "poly-gitlab.yml",
         &std::fs::read_to_string(&gitlab).unwrap(),
     );

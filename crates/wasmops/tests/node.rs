@@ -1780,25 +1780,6 @@ fn kube_validate(file: &Path) {
     }
 }
 
-/// Compares `text` with the snapshot `name` (rewritten with
-/// `UPDATE_SNAPSHOTS=1`).
-fn snapshot(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kube")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(text, want, "{name} differs from its snapshot");
-}
-
 #[test]
 fn kube_render_writes_valid_deterministic_manifests() {
     let dir = tempfile::tempdir().unwrap();
@@ -1837,7 +1818,7 @@ fn kube_render_writes_valid_deterministic_manifests() {
     let file = dir.path().join("fleet.yaml");
     std::fs::write(&file, &out.stdout).unwrap();
     kube_validate(&file);
-    snapshot("autoscaled.yaml", &out.stdout);
+    common::snapshot("kube", "autoscaled.yaml", &out.stdout);
     assert_eq!(
         out.stdout.matches("\n---\n").count() + 1,
         6,

@@ -235,24 +235,13 @@ fn github_toolchain(l: Language) -> Vec<Y> {
     }
 }
 
-fn github(app: &App, a: &InitArgs) -> String {
-    let name = &app.name;
-    let registry = a
-        .registry
-        .clone()
-        .unwrap_or_else(|| format!("ghcr.io/${{{{ github.repository_owner }}}}/{name}"));
-    let main = format!(
-        "github.ref == 'refs/heads/{}' && github.event_name == 'push'",
-        a.branch
-    );
-    let install = m(vec![
-        ("name", s("wasmops")),
-        (
-            "run",
-            s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}"),
-        ),
-    ]);
-    let cache = m(vec![
+fn github_checkout() -> Y {
+    m(vec![("uses", s("actions/checkout@v4.2.2"))])
+}
+
+/// Toolchains, the installed wasmops and the build cache, across runs.
+fn github_cache() -> Y {
+    m(vec![
         ("name", s("Caches: toolchains, wasmops, build outputs")),
         ("uses", s("actions/cache@v4.1.2")),
         (
@@ -276,13 +265,34 @@ fn github(app: &App, a: &InitArgs) -> String {
                 ("restore-keys", s("wasmops-${{ runner.os }}-")),
             ]),
         ),
-    ]);
-    let checkout = m(vec![("uses", s("actions/checkout@v4.2.2"))]);
-    let mut build_steps = vec![checkout, cache];
+    ])
+}
+
+fn github_install() -> Y {
+    m(vec![
+        ("name", s("wasmops")),
+        (
+            "run",
+            s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}"),
+        ),
+    ])
+}
+
+fn github(app: &App, a: &InitArgs) -> String {
+    let name = &app.name;
+    let registry = a
+        .registry
+        .clone()
+        .unwrap_or_else(|| format!("ghcr.io/${{{{ github.repository_owner }}}}/{name}"));
+    let main = format!(
+        "github.ref == 'refs/heads/{}' && github.event_name == 'push'",
+        a.branch
+    );
+    let mut build_steps = vec![github_checkout(), github_cache()];
     for l in languages(app) {
         build_steps.extend(github_toolchain(l));
     }
-    build_steps.push(install);
+    build_steps.push(github_install());
     build_steps.extend([
         m(vec![("name", s("Build")), ("run", s("wasmops build"))]),
         m(vec![
@@ -319,41 +329,12 @@ fn github(app: &App, a: &InitArgs) -> String {
             ),
         ]),
     ]);
-    let mut publish_steps = vec![
-        m(vec![("uses", s("actions/checkout@v4.2.2"))]),
-        m(vec![
-            ("name", s("Caches")),
-            ("uses", s("actions/cache@v4.1.2")),
-            (
-                "with",
-                m(vec![
-                    (
-                        "path",
-                        script(&[
-                            "~/.cargo/bin",
-                            "~/.cargo/registry",
-                            "~/.cache/wasmops",
-                            ".wasmops",
-                        ]),
-                    ),
-                    (
-                        "key",
-                        s(
-                            "wasmops-${{ runner.os }}-${{ hashFiles('**/wasmops.toml', '**/Cargo.lock', '**/package-lock.json') }}",
-                        ),
-                    ),
-                ]),
-            ),
-        ]),
-    ];
+    let mut publish_steps = vec![github_checkout(), github_cache()];
     for l in languages(app) {
         publish_steps.extend(github_toolchain(l));
     }
     publish_steps.extend([
-        m(vec![
-            ("name", s("wasmops")),
-            ("run", s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}")),
-        ]),
+        github_install(),
         m(vec![("name", s("Build")), ("run", s("wasmops build"))]),
         m(vec![
             ("name", s("Push and sign")),
@@ -389,14 +370,8 @@ fn github(app: &App, a: &InitArgs) -> String {
         )])
     };
     let staging_steps = vec![
-        m(vec![("uses", s("actions/checkout@v4.2.2"))]),
-        m(vec![
-            ("name", s("wasmops")),
-            (
-                "run",
-                s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}"),
-            ),
-        ]),
+        github_checkout(),
+        github_install(),
         m(vec![
             ("name", s("Deploy the pushed digest to staging")),
             ("env", deploy_env("staging")),
@@ -425,14 +400,8 @@ fn github(app: &App, a: &InitArgs) -> String {
         ]),
     ];
     let production_steps = vec![
-        m(vec![("uses", s("actions/checkout@v4.2.2"))]),
-        m(vec![
-            ("name", s("wasmops")),
-            (
-                "run",
-                s("cargo install --locked wasmops@${{ env.WASMOPS_VERSION }}"),
-            ),
-        ]),
+        github_checkout(),
+        github_install(),
         m(vec![
             (
                 "name",

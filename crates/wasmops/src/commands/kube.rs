@@ -170,19 +170,8 @@ fn declaration(
 /// The apps of a declarations directory, checked enough to render (the
 /// nodes check the rest, and report what they cannot apply).
 fn apps_from_dir(dir: &Path) -> anyhow::Result<Vec<App>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            !n.starts_with('.') && n.ends_with(".toml")
-        })
-        .collect();
-    files.sort();
+    let files = wasmops_node::appsdir::declaration_files(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
     let mut apps = Vec::new();
     for f in files {
         let name = f

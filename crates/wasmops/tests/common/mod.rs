@@ -432,3 +432,23 @@ pub fn assert_cncf_hello(manifest: &serde_json::Value, config: &[u8]) {
         "{config}"
     );
 }
+
+/// Compares `text` with the snapshot `tests/fixtures/DIR/NAME` (rewritten
+/// with `UPDATE_SNAPSHOTS=1`).
+pub fn snapshot(dir: &str, name: &str, text: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir)
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(text, want, "{name} differs from its snapshot");
+}
