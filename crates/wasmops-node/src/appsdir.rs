@@ -61,6 +61,9 @@ pub struct Declaration {
     pub name: String,
     pub reference: String,
     pub spec: AppSpec,
+    /// Variables given in the declaration itself (not from `secrets_dir`):
+    /// none of them may be one the app marks secret.
+    pub inline: Vec<String>,
 }
 
 /// What a pass over the directory found.
@@ -186,6 +189,7 @@ fn read_one(
         .map(wasmops_units::parse_nonzero_duration)
         .transpose()
         .map_err(|e| at(format!("timeout: {e}")))?;
+    let inline: Vec<String> = raw.variables.keys().cloned().collect();
     let mut variables = raw.variables;
     if let Some(dir) = &raw.secrets_dir {
         let root = effective_dir(dir);
@@ -220,6 +224,7 @@ fn read_one(
         }
     }
     Ok(Declaration {
+        inline,
         name: stem.to_string(),
         reference: raw.reference,
         spec: AppSpec {
@@ -316,6 +321,13 @@ impl Node {
         } else {
             format!("{}@{manifest}", d.reference)
         };
+        // A secret never comes from the ConfigMap.
+        let secret = self.secret_variables(&digest)?;
+        if let Some(v) = d.inline.iter().find(|v| secret.contains(v)) {
+            return Err(ChangeError::Bad(format!(
+                "variable `{v}` is secret: give it in the Secret mounted at `secrets_dir` (a file named `{v}`), not in the declaration"
+            )));
+        }
         let node = self.clone();
         let (name, spec) = (d.name.clone(), d.spec.clone());
         tokio::task::spawn_blocking(move || node.deploy(&name, &digest, &source, spec, OWNER))

@@ -812,6 +812,21 @@ impl Node {
         Ok(version)
     }
 
+    /// The variables an app bundle marks secret (none for a component).
+    pub(crate) fn secret_variables(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
+        if self.kind(digest) != Kind::App {
+            return Ok(Vec::new());
+        }
+        let dir = self.unpacked(digest)?;
+        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
+        Ok(app
+            .variables
+            .into_iter()
+            .filter(|v| v.secret)
+            .map(|v| v.name)
+            .collect())
+    }
+
     /// The variables an app bundle declares.
     fn declared_variables(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
         let dir = self.unpacked(digest)?;

@@ -2234,3 +2234,73 @@ async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
         .to_string();
     assert!(detail.contains("127.0.0.1:9"), "{detail}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_variable_comes_from_the_secret_mount_not_the_configmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let _ = token(&tokens, "read", "viewer");
+    let app = webapp_copy(dir.path(), "\n[variables.token]\nsecret = true\n");
+    let layout = format!("oci-layout:{}:v1", dir.path().join("layout").display());
+    let out = common::run(&["push", app.to_str().unwrap(), &layout]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let apps = dir.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    let secret = "sup3r-s3cret";
+    kubelet_mount(
+        &apps,
+        "v1",
+        &[(
+            "shop.toml",
+            format!("reference = \"{layout}\"\nvariables = {{ token = \"{secret}\" }}\n"),
+        )],
+    );
+    let node = start_node(
+        &dir.path().join("data"),
+        &tokens,
+        &[
+            "--apps-dir",
+            apps.to_str().unwrap(),
+            "--apps-dir-interval",
+            "100ms",
+        ],
+    );
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let r = readyz(&api).await;
+    let failed = r["declarations"]["failed"].to_string();
+    assert!(failed.contains("`token` is secret"), "{r}");
+    assert!(!failed.contains(secret), "{r}");
+    assert!(
+        !node.log().contains(secret),
+        "the value never reaches the log"
+    );
+
+    // From a mounted Secret it is applied.
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), format!("{secret}\n")).unwrap();
+    kubelet_mount(
+        &apps,
+        "v2",
+        &[(
+            "shop.toml",
+            format!(
+                "reference = \"{layout}\"\nsecrets_dir = \"{}\"\n",
+                secrets.display()
+            ),
+        )],
+    );
+    let start = Instant::now();
+    loop {
+        let r = readyz(&api).await;
+        if r["declarations"]["applied"] == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = get_host(&node, "x.test", "/").await;
+    assert!(r.text().contains("Welcome to webapp"), "{}", r.text());
+    assert!(!node.log().contains(secret));
+}
