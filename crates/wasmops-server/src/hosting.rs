@@ -47,6 +47,10 @@ pub fn tracer(service: &str) -> anyhow::Result<Option<Tracer>> {
 pub struct Listeners {
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The user chose the admin address: a taken port is an error. When it
+    /// is the default, the server runs without the admin endpoints and
+    /// says so.
+    pub admin_required: bool,
     pub shutdown_grace: Duration,
 }
 
@@ -65,6 +69,18 @@ impl Listeners {
         let listener = crate::bind(self.listen)?;
         let admin = match self.admin {
             None => None,
+            Some(addr) if !self.admin_required => match crate::bind(addr) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(
+                        %addr,
+                        error = %e,
+                        "the admin endpoints (/metrics, /healthz) are off: their default address is taken; give --admin-listen ADDR for another"
+                    );
+                    eprintln!("wasmops: admin endpoints off: {addr} is taken (give --admin-listen ADDR for another)");
+                    None
+                }
+            },
             Some(addr) => Some(crate::bind(addr).map_err(|e| match e {
                 crate::BindError::InUse { addr } => anyhow::anyhow!(
                     "cannot listen on {addr} for the admin endpoints (/metrics, /healthz): the address is already in use, perhaps by another wasmops; pick another with --admin-listen ADDR, or turn them off with --admin-listen off"

@@ -205,6 +205,25 @@ pub fn parse_admin(s: &str) -> Result<AdminAddr, String> {
     }
 }
 
+/// The admin listener's address when none is given.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+impl ServerArgs {
+    /// Where the admin endpoints listen, if anywhere.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin_listen
+            .as_ref()
+            .map_or(Some(DEFAULT_ADMIN), |a| a.0)
+    }
+
+    /// Whether the user chose the admin address (then a taken port is an
+    /// error; the default's is only a warning).
+    pub fn admin_asked(&self) -> bool {
+        self.admin_listen.is_some()
+    }
+}
+
 /// What every server command (`serve`, `up`) takes: where to listen, the
 /// admin listener, request-body and shutdown limits, threads, pool, engine.
 #[derive(Args, Debug, Clone)]
@@ -232,9 +251,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`. Keep it
-    /// on loopback: it is not authenticated.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9464", value_parser = parse_admin)]
-    pub admin_listen: AdminAddr,
+    /// on loopback: it is not authenticated [default: 127.0.0.1:9464; when
+    /// that port is taken, the server runs without it and says so].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_admin)]
+    pub admin_listen: Option<AdminAddr>,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub threads: Option<usize>,

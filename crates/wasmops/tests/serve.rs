@@ -778,3 +778,50 @@ fn a_taken_admin_port_names_the_flag_and_a_taken_port_is_reported_before_compili
     assert_one_line_error(&out);
     assert!(out.stderr.contains("already in use"), "{}", out.stderr);
 }
+
+#[test]
+fn a_taken_default_admin_port_turns_the_admin_endpoints_off() {
+    use std::io::{BufRead, BufReader};
+    // Hold the default admin port (if something else holds it, it is taken
+    // all the same).
+    let _held = std::net::TcpListener::bind("127.0.0.1:9464");
+    let mut child = common::wasmops()
+        .args(["serve", test_programs::HELLO, "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said_off = false;
+    let mut addr = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        said_off |= line.contains("admin endpoints off") && line.contains("--admin-listen");
+        if let Some(rest) = line.strip_prefix("wasmops: serving http://") {
+            addr = Some(rest.trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    let addr = addr.expect("the server started");
+    assert!(said_off, "the server says the admin endpoints are off");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    // Asked for explicitly, a taken port is an error naming the flag.
+    let out = common::run(&[
+        "serve",
+        test_programs::HELLO,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:9464",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("--admin-listen"), "{}", out.stderr);
+}

@@ -201,7 +201,7 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     settings.warm_slots = args.server.pool.warm_slots.max(settings.max_instances);
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     let metrics = Arc::new(Metrics::new());
-    let metrics_on = args.server.admin_listen.0.is_some();
+    let metrics_on = args.server.admin().is_some();
     let config = NodeConfig {
         data_dir: args.data_dir.clone(),
         idle_unload: args.idle_unload,
@@ -235,7 +235,7 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
             let node = node.clone();
             tokio::task::spawn_blocking(move || node.warm());
         }
-        let admin_task = match args.server.admin_listen.0 {
+        let admin_task = match args.server.admin() {
             Some(addr) => {
                 let listener = wasmops_server::bind(addr)?;
                 let scheme = if tls.is_some() { "https" } else { "http" };

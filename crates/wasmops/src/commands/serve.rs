@@ -68,7 +68,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         let _enter = tokio.enter();
         hosting::Listeners {
             listen: args.server.listen,
-            admin: args.server.admin_listen.0,
+            admin: args.server.admin(),
+            admin_required: args.server.admin_asked(),
             shutdown_grace: args.server.shutdown_grace,
         }
         .bind()?
@@ -112,7 +113,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     let observe = Observe {
         metrics: metrics.clone(),
         // Metrics are kept only when something can read them.
-        per_route: args.server.admin_listen.0.is_some(),
+        per_route: args.server.admin().is_some(),
         tracer: tracer.clone(),
     };
     let host = match AppHost::new(&rt, &name, vec![served], observe) {

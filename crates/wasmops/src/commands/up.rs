@@ -93,7 +93,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         Some(
             hosting::Listeners {
                 listen: args.server.listen,
-                admin: args.server.admin_listen.0,
+                admin: args.server.admin(),
+                admin_required: args.server.admin_asked(),
                 shutdown_grace: args.server.shutdown_grace,
             }
             .bind()?,
@@ -169,7 +170,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
     };
     let observe = Observe {
         metrics: metrics.clone(),
-        per_route: args.server.admin_listen.0.is_some(),
+        per_route: args.server.admin().is_some(),
         tracer: tracer.clone(),
     };
     let started = Instant::now();
