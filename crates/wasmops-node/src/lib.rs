@@ -392,15 +392,12 @@ impl Node {
                     .blob_path(digest)
                     .ok_or_else(|| ChangeError::Internal(format!("bad digest {digest}")))?,
             ],
-            Kind::App => {
-                let dir = self.unpacked(digest)?;
-                wasmops_manifest::load(&dir)
-                    .map_err(|e| ChangeError::Unusable(e.to_string()))?
-                    .components
-                    .into_iter()
-                    .map(|c| c.source)
-                    .collect()
-            }
+            Kind::App => self
+                .bundle_manifest(digest)?
+                .components
+                .into_iter()
+                .map(|c| c.source)
+                .collect(),
         };
         for path in sources {
             if !self.rt.is_cached(&path) {
@@ -476,9 +473,7 @@ impl Node {
                 }
             }
             Kind::App => {
-                let dir = self.unpacked(&version.digest)?;
-                let app = wasmops_manifest::load(&dir)
-                    .map_err(|e| ChangeError::Unusable(e.to_string()))?;
+                let app = self.bundle_manifest(&version.digest)?;
                 // Only what the deploy gave: the node's own environment is
                 // not the app's.
                 let vars = app
@@ -716,7 +711,8 @@ impl Node {
         let _guard = self.begin_change(name)?;
         let result = (|| {
             if kind == Kind::App {
-                let declared = self.declared_variables(digest)?;
+                let app = self.bundle_manifest(digest)?;
+                let declared: Vec<String> = app.variables.iter().map(|v| v.name.clone()).collect();
                 if let Some(k) = spec.variables.keys().find(|k| !declared.contains(*k)) {
                     return Err(ChangeError::Bad(format!(
                         "the app declares no variable `{k}`{}",
@@ -728,7 +724,7 @@ impl Node {
                     )));
                 }
                 if spec.routes.is_empty() {
-                    spec.routes = self.app_prefixes(digest)?;
+                    spec.routes = app_prefixes(&app);
                 }
                 // Variables not given keep their value (a promotion, or a
                 // redeploy, need not carry secrets again).
@@ -812,56 +808,24 @@ impl Node {
         Ok(version)
     }
 
+    /// The manifest of an app bundle (unpacked once per digest).
+    fn bundle_manifest(&self, digest: &str) -> Result<wasmops_manifest::App, ChangeError> {
+        let dir = self.unpacked(digest)?;
+        wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))
+    }
+
     /// The variables an app bundle marks secret (none for a component).
     pub(crate) fn secret_variables(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
         if self.kind(digest) != Kind::App {
             return Ok(Vec::new());
         }
-        let dir = self.unpacked(digest)?;
-        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
-        Ok(app
+        Ok(self
+            .bundle_manifest(digest)?
             .variables
             .into_iter()
             .filter(|v| v.secret)
             .map(|v| v.name)
             .collect())
-    }
-
-    /// The variables an app bundle declares.
-    fn declared_variables(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
-        let dir = self.unpacked(digest)?;
-        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
-        Ok(app.variables.into_iter().map(|v| v.name).collect())
-    }
-
-    /// The path prefixes an app bundle's routes live under: where the node
-    /// sends its requests when the deploy names no route.
-    fn app_prefixes(&self, digest: &str) -> Result<Vec<String>, ChangeError> {
-        let dir = self.unpacked(digest)?;
-        let app = wasmops_manifest::load(&dir).map_err(|e| ChangeError::Unusable(e.to_string()))?;
-        let mut prefixes: Vec<String> = app
-            .components
-            .iter()
-            .flat_map(|c| c.routes.iter())
-            .map(|r| r.path.clone())
-            .collect();
-        prefixes.sort();
-        prefixes.dedup();
-        // `/` covers everything; a prefix under another is covered by it.
-        let covered: Vec<String> = prefixes
-            .iter()
-            .filter(|p| {
-                !prefixes.iter().any(|q| {
-                    q != *p && (q == "/" || p.starts_with(&format!("{}/", q.trim_end_matches('/'))))
-                })
-            })
-            .cloned()
-            .collect();
-        Ok(if covered.is_empty() {
-            vec!["/".into()]
-        } else {
-            covered
-        })
     }
 
     /// Removes an app: no new request reaches it; requests in flight finish.
@@ -986,6 +950,34 @@ impl Drop for ChangeGuard<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.app);
+    }
+}
+
+/// The path prefixes an app's routes live under: where the node sends its
+/// requests when the deploy names no route. `/` covers everything; a
+/// prefix under another is covered by it.
+fn app_prefixes(app: &wasmops_manifest::App) -> Vec<String> {
+    let mut prefixes: Vec<String> = app
+        .components
+        .iter()
+        .flat_map(|c| c.routes.iter())
+        .map(|r| r.path.clone())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    let covered: Vec<String> = prefixes
+        .iter()
+        .filter(|p| {
+            !prefixes.iter().any(|q| {
+                q != *p && (q == "/" || p.starts_with(&format!("{}/", q.trim_end_matches('/'))))
+            })
+        })
+        .cloned()
+        .collect();
+    if covered.is_empty() {
+        vec!["/".into()]
+    } else {
+        covered
     }
 }
 

@@ -176,27 +176,18 @@ fn go_command_component() {
 /// One app with a component per language, built by one `wasmops build` and
 /// served by `wasmops up`; a no-op rebuild, then touching one source
 /// rebuilds only its component.
-#[test]
-fn polyglot_app_builds_once_and_serves() {
-    let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("poly");
-    std::fs::create_dir(&app).unwrap();
-    let parts = [
-        ("http-rust", "rs", "/rust/..."),
-        ("http-js", "js", "/js/..."),
-        ("http-ts", "ts", "/ts/..."),
-        ("http-python", "py", "/py/..."),
-        ("cli-c", "c", ""),
-        ("cli-go", "go", ""),
-    ];
-    let mut manifest = String::from("manifest_version = 1\n[app]\nname = \"poly\"\n");
+/// An app `poly` of one component per template (`(template, id, route)`,
+/// each in its own directory with the template's build recipe), with
+/// `extra` after its `[app]` table.
+fn polyglot_manifest(app: &Path, extra: &str, parts: &[(&str, &str, &str)]) -> String {
+    let mut manifest = format!("manifest_version = 1\n[app]\nname = \"poly\"\n{extra}");
     for (template, id, route) in parts {
-        let project = new_project(&app, template, id);
+        let project = new_project(app, template, id);
         // Reuse each template's recipe inside one manifest.
         let m = wasmops_manifest::load(&project).unwrap();
         let c = &m.components[0];
         let b = c.build.as_ref().unwrap();
-        let source = c.source.strip_prefix(&app).unwrap().display().to_string();
+        let source = c.source.strip_prefix(app).unwrap().display().to_string();
         manifest.push_str(&format!("[component.{id}]\nsource = \"{source}\"\n"));
         if !route.is_empty() {
             manifest.push_str(&format!("route = \"{route}\"\n"));
@@ -214,6 +205,23 @@ fn polyglot_app_builds_once_and_serves() {
             manifest.push_str(&format!("sources = {:?}\n", b.sources));
         }
     }
+    manifest
+}
+
+#[test]
+fn polyglot_app_builds_once_and_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("poly");
+    std::fs::create_dir(&app).unwrap();
+    let parts = [
+        ("http-rust", "rs", "/rust/..."),
+        ("http-js", "js", "/js/..."),
+        ("http-ts", "ts", "/ts/..."),
+        ("http-python", "py", "/py/..."),
+        ("cli-c", "c", ""),
+        ("cli-go", "go", ""),
+    ];
+    let manifest = polyglot_manifest(&app, "", &parts);
     std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
 
     let out = build(&app, &[]);
@@ -461,34 +469,17 @@ fn ci_init_writes_valid_pipelines_and_keeps_edits() {
     let tmp = tempfile::tempdir().unwrap();
     let app = tmp.path().join("poly");
     std::fs::create_dir(&app).unwrap();
-    let mut manifest = String::from(
-        "manifest_version = 1\n[app]\nname = \"poly\"\n\n[environments.staging]\nnode = \"https://staging.internal:9464\"\nurl = \"https://staging.example.com\"\n\n[environments.production]\nnode = \"https://prod.internal:9464\"\n",
+    let manifest = polyglot_manifest(
+        &app,
+        "\n[environments.staging]\nnode = \"https://staging.internal:9464\"\nurl = \"https://staging.example.com\"\n\n[environments.production]\nnode = \"https://prod.internal:9464\"\n",
+        &[
+            ("http-rust", "rs", ""),
+            ("http-js", "js", ""),
+            ("http-python", "py", ""),
+            ("cli-c", "c", ""),
+            ("cli-go", "go", ""),
+        ],
     );
-    for (template, id) in [
-        ("http-rust", "rs"),
-        ("http-js", "js"),
-        ("http-python", "py"),
-        ("cli-c", "c"),
-        ("cli-go", "go"),
-    ] {
-        let project = new_project(&app, template, id);
-        let m = wasmops_manifest::load(&project).unwrap();
-        let c = &m.components[0];
-        let b = c.build.as_ref().unwrap();
-        let source = c.source.strip_prefix(&app).unwrap().display().to_string();
-        manifest.push_str(&format!(
-            "[component.{id}]\nsource = \"{source}\"\n[component.{id}.build]\nlanguage = \"{}\"\ndir = \"{id}\"\n",
-            b.language.name()
-        ));
-        for (key, v) in [("entry", &b.entry), ("world", &b.world)] {
-            if let Some(v) = v {
-                manifest.push_str(&format!("{key} = \"{v}\"\n"));
-            }
-        }
-        if !b.sources.is_empty() {
-            manifest.push_str(&format!("sources = {:?}\n", b.sources));
-        }
-    }
     std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
     let app_s = app.to_str().unwrap();
 
