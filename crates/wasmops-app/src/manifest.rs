@@ -110,10 +110,29 @@ pub async fn from_manifest(
                 debug_errors: options.debug_errors,
                 name: Arc::from(c.id.as_str()),
                 app: Arc::from(name),
+                instance_reuse: c.instance_reuse.map(|r| r.requests),
             },
         });
     }
-    AppHost::new(rt, name, served, observe)
+    AppHost::new(rt, name, served, observe).map_err(|e| match e {
+        // Found at load, reported where the manifest asks for it.
+        HostError::NotReusable { id, message } => {
+            let at = app.component(&id).and_then(|c| c.instance_reuse);
+            HostError::Config(
+                wasmops_manifest::ManifestError {
+                    path: app.manifest_path.display().to_string(),
+                    line: at.map_or(0, |r| r.line),
+                    col: at.map_or(0, |r| r.col),
+                    message: format!("component `{id}`: {message}"),
+                    hint: Some(
+                        "remove `instance_reuse`: a WASIp3 component serves its requests concurrently in one instance already".into(),
+                    ),
+                }
+                .to_string(),
+            )
+        }
+        e => e,
+    })
 }
 
 /// Replaces `{{ name }}` with the variable's value; also says whether a

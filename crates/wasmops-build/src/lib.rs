@@ -10,6 +10,7 @@
 //! change rebuilds only its component. Independent components build in
 //! parallel.
 
+pub mod metadata;
 pub mod toolchain;
 
 use std::collections::VecDeque;
@@ -59,8 +60,9 @@ impl BuildError {
 /// What happened to one component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Built now.
-    Built,
+    /// Built now, with notes on what the output carries (its dependency
+    /// list, the package metadata embedded) or lacks.
+    Built(Vec<String>),
     /// Nothing changed since the last build.
     Cached,
 }
@@ -298,9 +300,24 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
         .tempdir_in(record.parent().unwrap_or(Path::new(".")))
         .map_err(|e| io(format!("cannot create a build directory: {e}")))?;
     let staged = work.path().join("out.wasm");
+    let mut notes = Vec::new();
     let produced = match b.language {
         Language::Rust => {
             let mut cmd = Command::new("cargo");
+            // `cargo auditable` embeds the dependency list that `wasmops
+            // scan` checks against the advisory database.
+            if tools
+                .iter()
+                .any(|t| t.name == toolchain::CARGO_AUDITABLE && t.found())
+            {
+                cmd.arg("auditable");
+                notes.push("dependency list embedded (cargo auditable)".to_string());
+            } else {
+                notes.push(
+                    "no dependency list embedded: `cargo auditable` is not installed, so `wasmops scan` cannot check its crates for advisories (install: cargo install cargo-auditable)"
+                        .to_string(),
+                );
+            }
             cmd.args(["build", "--release", "--target", "wasm32-wasip2"])
                 .current_dir(&b.dir)
                 .env_remove("CARGO_TARGET_DIR")
@@ -437,7 +454,38 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
         }
         Err(e) => return Err(not_component(e.to_string())),
     };
-    if produced != c.source {
+    // The licence and metadata the package manifest declares.
+    let mut component = component;
+    let mut rewritten = false;
+    match metadata::package_metadata(b.language, &b.dir, b.entry.as_deref()) {
+        Some(meta) => {
+            let (with, added) = metadata::embed(&component, &meta);
+            if !added.is_empty() {
+                notes.push(format!(
+                    "{} from {}",
+                    added.join(", "),
+                    meta.from
+                        .strip_prefix(&app.dir)
+                        .unwrap_or(&meta.from)
+                        .display()
+                ));
+                component = with;
+                rewritten = true;
+            }
+            if meta.get("licenses").is_none() {
+                notes.push(format!(
+                    "no licence: {} declares none",
+                    meta.from
+                        .strip_prefix(&app.dir)
+                        .unwrap_or(&meta.from)
+                        .display()
+                ));
+            }
+        }
+        None if matches!(b.language, Language::C | Language::Go) => {}
+        None => notes.push("no package manifest to take a licence from".to_string()),
+    }
+    if produced != c.source || rewritten {
         if let Some(parent) = c.source.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| io(format!("cannot create {}: {e}", parent.display())))?;
@@ -456,7 +504,7 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
     };
     std::fs::write(&record, serde_json::to_vec(&rec).unwrap_or_default())
         .map_err(|e| io(format!("cannot record the build: {e}")))?;
-    Ok(Outcome::Built)
+    Ok(Outcome::Built(notes))
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {

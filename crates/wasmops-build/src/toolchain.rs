@@ -21,16 +21,24 @@ pub struct Tool {
     /// `package.json` lists: build runs `npm install` first).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub installed_by_build: bool,
+    /// A build works without it, with less in its output (`cargo
+    /// auditable`: the dependency list).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
+
+/// The optional tool that embeds Rust dependency lists.
+pub const CARGO_AUDITABLE: &str = "cargo-auditable";
 
 impl Tool {
     pub fn found(&self) -> bool {
         self.path.is_some()
     }
 
-    /// Found, or installed by `wasmops build` when it is needed.
+    /// Found, installed by `wasmops build` when it is needed, or not
+    /// needed for a build.
     pub fn available(&self) -> bool {
-        self.found() || self.installed_by_build
+        self.found() || self.installed_by_build || self.optional
     }
 }
 
@@ -112,6 +120,7 @@ fn program(name: &'static str, version_args: &[&str], install: impl Into<String>
         version,
         install: install.into(),
         installed_by_build: false,
+        optional: false,
     }
 }
 
@@ -171,6 +180,7 @@ fn npm_tool(name: &'static str, dir: &Path, package_file: &str, install: String)
         version,
         install,
         installed_by_build: listed && which("npm").is_some(),
+        optional: false,
     }
 }
 
@@ -201,7 +211,19 @@ pub fn tools(language: Language, dir: &Path) -> Vec<Tool> {
                 "curl https://sh.rustup.rs -sSf | sh   (then: rustup target add wasm32-wasip2)",
             );
             let target = rust_target("wasm32-wasip2");
-            vec![cargo, target]
+            // Optional: without it a build works, with no dependency list.
+            // (`cargo auditable --version` prints cargo's version, so its
+            // presence is what is recorded.)
+            let auditable = which("cargo-auditable");
+            let auditable = Tool {
+                name: CARGO_AUDITABLE,
+                version: auditable.as_ref().map(|_| "installed".to_string()),
+                path: auditable,
+                install: "cargo install cargo-auditable".into(),
+                installed_by_build: false,
+                optional: true,
+            };
+            vec![cargo, target, auditable]
         }
         Language::JavaScript | Language::TypeScript => {
             let mut v = vec![
@@ -244,6 +266,7 @@ pub fn tools(language: Language, dir: &Path) -> Vec<Tool> {
                 path: sysroot,
                 install: "apt-get install wasi-libc libclang-rt-14-dev-wasm32".into(),
                 installed_by_build: false,
+                optional: false,
             };
             vec![clang, lld, libc]
         }
@@ -287,6 +310,7 @@ fn rust_target(target: &'static str) -> Tool {
         version,
         install,
         installed_by_build: false,
+        optional: false,
     }
 }
 
@@ -309,7 +333,7 @@ fn go_at_least(version_line: &str, major: u32, minor: u32) -> bool {
 /// The missing tools of a language, as one line naming them and the
 /// install commands.
 pub fn missing_hint(language: Language, tools: &[Tool]) -> Option<String> {
-    let missing: Vec<&Tool> = tools.iter().filter(|t| !t.found()).collect();
+    let missing: Vec<&Tool> = tools.iter().filter(|t| !t.found() && !t.optional).collect();
     if missing.is_empty() {
         return None;
     }

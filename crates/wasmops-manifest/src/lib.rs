@@ -247,8 +247,21 @@ pub struct ComponentSpec {
     /// Environment variables, in manifest order.
     pub environment: Vec<(String, String)>,
     pub limits: ComponentLimits,
+    /// `instance_reuse = N`: an instance serves up to N requests.
+    pub instance_reuse: Option<InstanceReuse>,
     /// How to build `source`, when the manifest says.
     pub build: Option<BuildSpec>,
+}
+
+/// A component's `instance_reuse` setting, with where it is written (for
+/// errors found when the component is loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Requests an instance serves before it is discarded (at least 1).
+    pub requests: std::num::NonZeroU32,
+    /// 1-based line and column of the value in the manifest.
+    pub line: usize,
+    pub col: usize,
 }
 
 /// A component's build recipe.

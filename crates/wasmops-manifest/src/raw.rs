@@ -344,6 +344,15 @@ pub(crate) struct RawComponent {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub environment: Option<Entries<String>>,
+    /// Opt-in instance reuse for an HTTP component: an instance serves up
+    /// to this many requests, one at a time, then is discarded. What the
+    /// guest keeps in memory (globals, caches, an interpreter's state)
+    /// carries over between those requests; an instance whose request
+    /// trapped or timed out is never reused. Default: off, a fresh instance
+    /// per request. Not for WASIp3 components.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    #[serde(default)]
+    pub instance_reuse: Option<Spanned<i64>>,
     /// Resource limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,

@@ -16,8 +16,8 @@ use crate::routes::{parse_route_host, parse_route_path};
 use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
     App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, Expect,
-    FileMount, KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route, SmokeTest,
-    Variable, dotenv, variable_env_name,
+    FileMount, InstanceReuse, KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route,
+    SmokeTest, Variable, dotenv, variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -714,6 +714,38 @@ impl Validator<'_> {
             Some(limits) => self.limits(limits)?,
             None => ComponentLimits::default(),
         };
+        let instance_reuse = match c.instance_reuse {
+            None => None,
+            Some(n) => {
+                let v = *n.get_ref();
+                let requests = u32::try_from(v)
+                    .ok()
+                    .and_then(std::num::NonZeroU32::new)
+                    .ok_or_else(|| {
+                        self.err(
+                            n.span(),
+                            format!(
+                                "instance_reuse must be a number of requests from 1 to {}, not {v}",
+                                u32::MAX
+                            ),
+                            "e.g. `instance_reuse = 1000`; leave it out for a fresh instance per request",
+                        )
+                    })?;
+                if routes.is_empty() {
+                    return Err(self.err(
+                        n.span(),
+                        format!("instance_reuse applies to HTTP components; `{id}` has no route"),
+                        "remove `instance_reuse`, or give the component a `route`",
+                    ));
+                }
+                let (line, col) = self.src.position(n.span().start);
+                Some(InstanceReuse {
+                    requests,
+                    line,
+                    col,
+                })
+            }
+        };
 
         Ok(ComponentSpec {
             id,
@@ -726,6 +758,7 @@ impl Validator<'_> {
             files,
             environment,
             limits,
+            instance_reuse,
             build,
         })
     }

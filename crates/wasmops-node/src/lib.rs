@@ -456,6 +456,9 @@ impl Node {
                         debug_errors: self.config.debug_errors,
                         name: Arc::from(name),
                         app: Arc::from(name),
+                        // A bare component takes no reuse setting (an app's
+                        // manifest can ask for it).
+                        instance_reuse: None,
                     },
                 };
                 match AppHost::new(&self.rt, name, vec![served], observe) {

@@ -1,5 +1,5 @@
 //! Guest stdout/stderr captured line by line into the host's log, tagged with
-//! the component and the request, and bounded per instance.
+//! the component and the request, and bounded per request.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,20 @@ impl GuestLog {
                 logged: 0,
                 truncated: false,
             })),
+        }
+    }
+}
+
+impl GuestLog {
+    /// A reused instance's next request: what is pending is logged under
+    /// the request that wrote it, later output under `request_id`, with the
+    /// per-request bound counted afresh.
+    pub fn next_request(&self, request_id: Arc<str>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.flush_partial();
+            s.request_id = request_id;
+            s.logged = 0;
+            s.truncated = false;
         }
     }
 }

@@ -213,7 +213,20 @@ pub fn new_store(
     limits: &Limits,
     stdio: Stdio,
 ) -> anyhow::Result<Store<Host>> {
+    new_store_with_logs(engine, grants, outbound, limits, stdio).map(|(s, _)| s)
+}
+
+/// [`new_store`], also giving the guest's stdout and stderr logs (with
+/// `Stdio::Log`), which a reused instance re-tags per request.
+pub fn new_store_with_logs(
+    engine: &Engine,
+    grants: &Grants,
+    outbound: OutboundPolicy,
+    limits: &Limits,
+    stdio: Stdio,
+) -> anyhow::Result<(Store<Host>, Option<[GuestLog; 2]>)> {
     let mut b = WasiCtxBuilder::new();
+    let mut logs = None;
     match stdio {
         Stdio::Inherit => {
             // A command: one guest on its own thread, so file-system calls
@@ -224,12 +237,11 @@ pub fn new_store(
             component,
             request_id,
         } => {
-            b.stdout(GuestLog::new(
-                component.clone(),
-                request_id.clone(),
-                "stdout",
-            ));
-            b.stderr(GuestLog::new(component, request_id, "stderr"));
+            let out = GuestLog::new(component.clone(), request_id.clone(), "stdout");
+            let err = GuestLog::new(component, request_id, "stderr");
+            b.stdout(out.clone());
+            b.stderr(err.clone());
+            logs = Some([out, err]);
         }
     }
     grants.apply(&mut b)?;
@@ -246,7 +258,7 @@ pub fn new_store(
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limiter);
     arm_deadline(&mut store, limits.timeout.map(|t| Instant::now() + t));
-    Ok(store)
+    Ok((store, logs))
 }
 
 /// Every epoch tick the guest yields its thread; past the deadline it traps.

@@ -61,6 +61,11 @@ pub struct HttpSettings {
     pub name: Arc<str>,
     /// The app's name in logs.
     pub app: Arc<str>,
+    /// Opt-in instance reuse: an instance serves up to this many requests,
+    /// one at a time, before it is discarded (`None`: a fresh instance per
+    /// request). An instance whose request trapped or timed out is never
+    /// reused. WASIp2 handlers only.
+    pub instance_reuse: Option<std::num::NonZeroU32>,
 }
 
 impl Default for HttpSettings {
@@ -79,8 +84,40 @@ impl Default for HttpSettings {
             debug_errors: false,
             name: Arc::from("component"),
             app: Arc::from("component"),
+            instance_reuse: None,
         }
     }
+}
+
+/// Whether the guest still holds a resource of the request it served (a
+/// response or body it never finished, an outbound call in flight): such
+/// an instance is not reused, since its response would only end when the
+/// instance is dropped.
+fn holds_request_resources(store: &mut wasmtime::Store<Host>) -> bool {
+    use wasmtime_wasi_http::p2::{body, types};
+    store.data_mut().table.iter_mut().any(|e| {
+        let e: &dyn std::any::Any = e;
+        e.is::<body::HostOutgoingBody>()
+            || e.is::<body::HostIncomingBody>()
+            || e.is::<body::HostIncomingBodyStream>()
+            || e.is::<body::HostFutureTrailers>()
+            || e.is::<types::HostOutgoingResponse>()
+            || e.is::<types::HostResponseOutparam>()
+            || e.is::<types::HostIncomingRequest>()
+            || e.is::<types::HostOutgoingRequest>()
+            || e.is::<types::HostFutureIncomingResponse>()
+            || e.is::<types::HostIncomingResponse>()
+    })
+}
+
+/// An instance kept between requests under instance reuse.
+struct Idle {
+    store: wasmtime::Store<Host>,
+    proxy: wasmtime_wasi_http::p2::bindings::Proxy,
+    /// Requests it has served.
+    served: u32,
+    /// Its stdout and stderr, re-tagged with each request's id.
+    logs: [crate::guest_log::GuestLog; 2],
 }
 
 /// Counters kept by a handler.
@@ -139,6 +176,9 @@ struct Inner {
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
     stats: HandlerStats,
+    /// Instances waiting for their next request (instance reuse only); at
+    /// most as many as have ever run at once.
+    idle: std::sync::Mutex<Vec<Idle>>,
 }
 
 impl Inner {
@@ -206,6 +246,9 @@ impl HttpHandler {
                 exports: world::exports(component, engine),
             })?)
         };
+        if matches!(flavor, Flavor::P3(_)) && settings.instance_reuse.is_some() {
+            return Err(WorldError::NotReusable(world::P3_HTTP_HANDLER.to_string()));
+        }
         let permits = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -219,6 +262,7 @@ impl HttpHandler {
                 permits,
                 queued: AtomicUsize::new(0),
                 stats: HandlerStats::default(),
+                idle: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -448,21 +492,39 @@ impl HttpHandler {
             shared: inner.outbound.shared.clone(),
             trace: handler_span.map(|(h, _)| h),
         };
-        let mut store = match host::new_store(
-            &inner.engine,
-            &inner.grants,
-            outbound,
-            &settings.limits,
-            Stdio::Log {
-                component: settings.name.clone(),
-                request_id,
-            },
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot create the instance's store");
-                return simple(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+        // Under instance reuse, an instance that finished its last request
+        // cleanly is taken if one waits; otherwise a fresh store.
+        let idle = match settings.instance_reuse {
+            Some(_) => inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop(),
+            None => None,
+        };
+        let (mut store, ready, served, logs) = match idle {
+            Some(mut idle) => {
+                let host = idle.store.data_mut();
+                host.hooks = outbound;
+                host.timed_out = false;
+                for log in &idle.logs {
+                    log.next_request(request_id.clone());
+                }
+                host::arm_deadline(&mut idle.store, deadline);
+                (idle.store, Some(idle.proxy), idle.served, Some(idle.logs))
             }
+            None => match host::new_store_with_logs(
+                &inner.engine,
+                &inner.grants,
+                outbound,
+                &settings.limits,
+                Stdio::Log {
+                    component: settings.name.clone(),
+                    request_id,
+                },
+            ) {
+                Ok((s, logs)) => (s, None, 0, logs),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot create the instance's store");
+                    return simple(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+                }
+            },
         };
 
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -497,33 +559,45 @@ impl HttpHandler {
                 // Unsampled requests record no spans, but still pass the
                 // trace context on to outbound calls.
                 let recorded = handler_span.filter(|(h, _)| h.sampled);
-                let inst_span = recorded.map(|(_, req)| {
-                    SpanRecord::start(
-                        "instantiate",
-                        Kind::Internal,
-                        req.child(),
-                        Some(req.span_id),
-                    )
-                });
-                let proxy = pre.instantiate_async(&mut store).await?;
-                let instantiated = started.elapsed();
-                // The handler span starts where the instantiate span ends.
-                let handler_start = match (tracer, inst_span) {
-                    (Some(t), Some(s)) => {
-                        let now = wasmops_telemetry::trace::now_unix_nanos();
-                        t.end_at(s, now, &[]);
-                        Some(now)
+                let (proxy, handler_start) = match ready {
+                    // A reused instance: nothing to instantiate.
+                    Some(proxy) => (
+                        proxy,
+                        recorded
+                            .and(tracer)
+                            .map(|_| wasmops_telemetry::trace::now_unix_nanos()),
+                    ),
+                    None => {
+                        let inst_span = recorded.map(|(_, req)| {
+                            SpanRecord::start(
+                                "instantiate",
+                                Kind::Internal,
+                                req.child(),
+                                Some(req.span_id),
+                            )
+                        });
+                        let proxy = pre.instantiate_async(&mut store).await?;
+                        let instantiated = started.elapsed();
+                        // The handler span starts where the instantiate span ends.
+                        let handler_start = match (tracer, inst_span) {
+                            (Some(t), Some(s)) => {
+                                let now = wasmops_telemetry::trace::now_unix_nanos();
+                                t.end_at(s, now, &[]);
+                                Some(now)
+                            }
+                            _ => None,
+                        };
+                        inner
+                            .stats
+                            .instantiate_nanos
+                            .fetch_add(instantiated.as_nanos() as u64, Ordering::Relaxed);
+                        inner.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+                        if let Some(m) = &inner.metrics {
+                            m.instantiation.observe(instantiated.as_secs_f64());
+                        }
+                        (proxy, handler_start)
                     }
-                    _ => None,
                 };
-                inner
-                    .stats
-                    .instantiate_nanos
-                    .fetch_add(instantiated.as_nanos() as u64, Ordering::Relaxed);
-                inner.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = &inner.metrics {
-                    m.instantiation.observe(instantiated.as_secs_f64());
-                }
                 let handler = recorded.zip(handler_start).map(|((h, req), at)| {
                     SpanRecord::start_at("guest handler", Kind::Internal, h, Some(req.span_id), at)
                 });
@@ -537,7 +611,7 @@ impl HttpHandler {
                     }
                     t.end(s);
                 }
-                r
+                r.map(|()| proxy)
             };
             let result = match deadline {
                 Some(d) => match tokio::time::timeout_at(d.into(), run).await {
@@ -557,8 +631,27 @@ impl HttpHandler {
             // response body's sender) is dropped, so a body that ends
             // because its writer is gone finds out why.
             let r = match result {
-                Ok(()) => {
+                Ok(proxy) => {
                     task_state.outcome.set(Outcome::OK);
+                    // Kept for the next request when reuse is on, it has
+                    // requests left and it finished in time.
+                    if let (Some(max), Some(logs)) = (inner.settings.instance_reuse, logs)
+                        && served + 1 < max.get()
+                        && !store.data().timed_out
+                        && !holds_request_resources(&mut store)
+                    {
+                        inner
+                            .idle
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Idle {
+                                store,
+                                proxy,
+                                served: served + 1,
+                                logs,
+                            });
+                        return Ok(());
+                    }
                     Ok(())
                 }
                 Err(e) => {

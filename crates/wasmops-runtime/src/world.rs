@@ -147,6 +147,10 @@ pub enum WorldError {
         what: &'static str,
         exports: Vec<String>,
     },
+    #[error(
+        "instance reuse does not apply: the component exports `{0}` (WASIp3), whose instances handle requests concurrently"
+    )]
+    NotReusable(String),
 }
 
 impl WorldError {

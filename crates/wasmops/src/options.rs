@@ -298,3 +298,37 @@ pub fn show_size(bytes: u64) -> String {
     }
     format!("{bytes}B")
 }
+
+/// What a command prints on stdout: text for people, or one JSON document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--format text|json` switch of a command that reports something
+/// (the shapes are in docs/cli.md); `--json` is its older spelling.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct FormatArg {
+    /// `json`: one JSON document on stdout, shaped as docs/cli.md says.
+    #[arg(long = "format", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The same as `--format json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
+}
+
+impl FormatArg {
+    pub fn json(&self) -> bool {
+        self.json || self.format == Format::Json
+    }
+}
+
+/// Prints a JSON document on stdout (pretty, one trailing newline).
+pub fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}

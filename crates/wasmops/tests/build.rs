@@ -63,9 +63,19 @@ fn language_round_trip(template: &str, broken: (&str, &str)) {
     let tmp = tempfile::tempdir().unwrap();
     let name = format!("my-{template}");
     let project = new_project(tmp.path(), template, &name);
-    let out = build(&project, &[]);
+    let out = build(&project, &["--format", "json"]);
     assert_eq!(out.code, 0, "{template}: {}", out.stderr);
     assert!(out.stderr.contains("built in"), "{}", out.stderr);
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(built["components"][0]["outcome"], "built", "{built}");
+    let notes = built["components"][0]["notes"].to_string();
+    let packaged = !template.starts_with("cli-");
+    if packaged {
+        assert!(notes.contains("licenses"), "{template}: {notes}");
+    }
+    if template == "http-rust" {
+        assert!(notes.contains("cargo auditable"), "{notes}");
+    }
 
     let app = wasmops_manifest::load(&project).unwrap();
     let wasm = app.components[0].source.clone();
@@ -91,6 +101,23 @@ fn language_round_trip(template: &str, broken: (&str, &str)) {
         producers.contains(expected_tool),
         "{template}: producers without {expected_tool}: {producers}"
     );
+    // The package manifest's licence is in the component; a Rust one also
+    // carries its dependency list (cargo auditable), for scan and the SBOM.
+    if packaged {
+        assert_eq!(
+            report["metadata"]["licenses"], "Apache-2.0",
+            "{template}: {}",
+            report["metadata"]
+        );
+    }
+    if template == "http-rust" {
+        assert_eq!(report["has_dependency_list"], true);
+        assert!(
+            report["dependencies"].to_string().contains("\"wasip2\""),
+            "{}",
+            report["dependencies"]
+        );
+    }
     let lang = match template {
         "http-rust" => "Rust",
         "http-js" => "JavaScript",
@@ -113,9 +140,11 @@ fn language_round_trip(template: &str, broken: (&str, &str)) {
     }
 
     // Nothing changed: no work.
-    let again = build(&project, &[]);
+    let again = build(&project, &["--format", "json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["components"][0]["outcome"], "up-to-date", "{again}");
 
     // A syntax error: the compiler's message and the component's id.
     let (file, bad) = broken;
@@ -464,6 +493,66 @@ fn validator(cmd: &str, args: &[&str]) {
     );
 }
 
+/// `ci init github` and `ci init gitlab` on an app: both files valid
+/// (actionlint, the GitHub and GitLab schemas) and as their snapshots
+/// (`fixtures/ci/NAME-github.yml`, `NAME-gitlab.yml`); returns the GitHub
+/// workflow.
+fn generated_pipelines(app: &Path, name: &str) -> String {
+    let app_s = app.to_str().unwrap();
+    let out = output(wasmops().args(["ci", "init", "github", app_s]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let workflow = app.join(format!(".github/workflows/wasmops-{name}.yml"));
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    validator("actionlint", &[workflow.to_str().unwrap()]);
+    validator(
+        "check-jsonschema",
+        &[
+            "--builtin-schema",
+            "vendor.github-workflows",
+            workflow.to_str().unwrap(),
+        ],
+    );
+    common::snapshot("ci", &format!("{name}-github.yml"), &text);
+
+    let out = output(wasmops().args(["ci", "init", "gitlab", app_s]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let gitlab = app.join(".gitlab-ci.yml");
+    validator(
+        "check-jsonschema",
+        &[
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            gitlab.to_str().unwrap(),
+        ],
+    );
+    common::snapshot(
+        "ci",
+        &format!("{name}-gitlab.yml"),
+        &std::fs::read_to_string(&gitlab).unwrap(),
+    );
+    text
+}
+
+/// The example app's pipelines: its three Rust components built by their
+/// recipes, checked, tested; with staging and production declared, pushed,
+/// signed, deployed and promoted.
+#[test]
+fn ci_init_for_the_example_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("webapp");
+    let src = Path::new(test_programs::EXAMPLE_WEBAPP);
+    std::fs::create_dir_all(app.join("static")).unwrap();
+    for f in ["index.html", "style.css"] {
+        std::fs::copy(src.join("static").join(f), app.join("static").join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(src.join("wasmops.toml")).unwrap()
+        + "\n[environments.staging]\nnode = \"https://staging.internal:9464\"\nurl = \"https://staging.example.com\"\n\n[environments.production]\nnode = \"https://prod.internal:9464\"\n";
+    std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
+    let text = generated_pipelines(&app, "webapp");
+    assert!(text.contains("rustup target add wasm32-wasip2"), "{text}");
+    assert!(!text.contains("setup-node"), "{text}");
+}
+
 #[test]
 fn ci_init_writes_valid_pipelines_and_keeps_edits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -482,11 +571,8 @@ fn ci_init_writes_valid_pipelines_and_keeps_edits() {
     );
     std::fs::write(app.join("wasmops.toml"), manifest).unwrap();
     let app_s = app.to_str().unwrap();
-
-    let out = output(wasmops().args(["ci", "init", "github", app_s]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = generated_pipelines(&app, "poly");
     let workflow = app.join(".github/workflows/wasmops-poly.yml");
-    let text = std::fs::read_to_string(&workflow).unwrap();
     for setup in [
         "setup-node",
         "setup-python",
@@ -496,33 +582,6 @@ fn ci_init_writes_valid_pipelines_and_keeps_edits() {
     ] {
         assert!(text.contains(setup), "no {setup} in the workflow");
     }
-    validator("actionlint", &[workflow.to_str().unwrap()]);
-    validator(
-        "check-jsonschema",
-        &[
-            "--builtin-schema",
-            "vendor.github-workflows",
-            workflow.to_str().unwrap(),
-        ],
-    );
-    common::snapshot("ci", "poly-github.yml", &text);
-
-    let out = output(wasmops().args(["ci", "init", "gitlab", app_s]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let gitlab = app.join(".gitlab-ci.yml");
-    validator(
-        "check-jsonschema",
-        &[
-            "--builtin-schema",
-            "vendor.gitlab-ci",
-            gitlab.to_str().unwrap(),
-        ],
-    );
-    common::snapshot(
-        "ci",
-        "poly-gitlab.yml",
-        &std::fs::read_to_string(&gitlab).unwrap(),
-    );
 
     // Run again: nothing to do; after an edit: the difference, the edit kept.
     let out = output(wasmops().args(["ci", "init", "github", app_s]));

@@ -648,7 +648,10 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert_eq!(s, 404);
     let m = common::get(&node.admin_url("/metrics")).await.text();
     assert!(!m.contains("app=\"echo\""), "{m}");
-    let out = client(&reader, &["apps", "list", "--node", url, "--json"]);
+    let out = client(
+        &reader,
+        &["apps", "list", "--node", url, "--format", "json"],
+    );
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["apps"].as_array().unwrap().len(), 1);
 }
@@ -694,10 +697,20 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
         "/",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = with_env(&["promote", "staging", "production", "--app", "web", "--json"]);
+    let out = with_env(&[
+        "promote",
+        "staging",
+        "production",
+        "--app",
+        "web",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let promoted: Value = serde_json::from_str(&out.stdout).unwrap();
-    let out = with_env(&["apps", "status", "web", "--env", "staging", "--json"]);
+    let out = with_env(&[
+        "apps", "status", "web", "--env", "staging", "--format", "json",
+    ]);
     let on_staging: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(promoted["digest"], on_staging["digest"], "the exact digest");
     assert_eq!(
@@ -802,7 +815,15 @@ async fn promote_from_staging_to_production_and_swap_under_load() {
             );
         }
     }
-    let out = with_env(&["apps", "status", "race", "--env", "production", "--json"]);
+    let out = with_env(&[
+        "apps",
+        "status",
+        "race",
+        "--env",
+        "production",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
         v["versions"].as_array().unwrap().len(),
@@ -971,7 +992,8 @@ fn the_admin_api_speaks_tls_with_a_certificate() {
             &url,
             "--ca",
             ca.to_str().unwrap(),
-            "--json",
+            "--format",
+            "json",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -2040,7 +2062,8 @@ fn kube_render_writes_valid_deterministic_manifests() {
 }
 
 /// A copy of the example app (its manifest, static files and built
-/// components) with `extra` appended to its manifest.
+/// components; no sources, so no build recipes) with `extra` appended to
+/// its manifest.
 fn webapp_copy(dir: &Path, extra: &str) -> std::path::PathBuf {
     let src = Path::new(test_programs::EXAMPLE_WEBAPP);
     let app = dir.join("webapp");
@@ -2054,7 +2077,18 @@ fn webapp_copy(dir: &Path, extra: &str) -> std::path::PathBuf {
         std::fs::copy(src.join(&rel), app.join(&rel)).unwrap();
     }
     let manifest = std::fs::read_to_string(src.join("wasmops.toml")).unwrap();
-    std::fs::write(app.join("wasmops.toml"), manifest + extra).unwrap();
+    let mut in_recipe = false;
+    let kept: String = manifest
+        .lines()
+        .filter(|l| {
+            if l.starts_with('[') {
+                in_recipe = l.ends_with(".build]");
+            }
+            !in_recipe
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(app.join("wasmops.toml"), kept + extra).unwrap();
     app
 }
 
@@ -2196,6 +2230,28 @@ async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
         .await;
     assert_eq!(prod_after["version"], prod_before["version"]);
     assert_eq!(prod_after["history"], prod_before["history"]);
+
+    // A policy the app breaks (its proxy sends HTTP requests): the
+    // pipeline stops at the check, before anything is pushed or deployed.
+    let deny = dir.path().join("deny.toml");
+    std::fs::write(&deny, "deny_capabilities = [\"outbound-http\"]\n").unwrap();
+    let tags_before = registry.tags("apps/webapp");
+    let out = pipeline(&["--to", "production", "--policy", deny.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["failed_stage"], "check", "{report}");
+    let ran: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["build", "check"], "{report}");
+    assert_eq!(registry.tags("apps/webapp"), tags_before);
+    let (_, staging_now) = Api::new(&staging)
+        .call("GET", "/v1/apps/webapp", "/v1/apps/{name}", Some(&t), None)
+        .await;
+    assert_eq!(staging_now["history"], staging_after["history"]);
 
     // Bad requests: an environment the app does not declare, nothing run.
     let out = pipeline(&["--to", "qa"]);

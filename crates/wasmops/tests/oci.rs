@@ -9,6 +9,7 @@ fn push_pull_serve_and_tamper_with_a_layout_store() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let reference = format!("oci-layout:{}:v1", store.display());
+    // `--json`: the older spelling of `--format json`.
     let out = run(&["push", test_programs::HELLO, &reference, "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let pushed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -77,7 +78,7 @@ fn pushing_the_same_files_again_gives_the_same_digest() {
         let out = common::output(
             common::wasmops()
                 .env_remove("SOURCE_DATE_EPOCH")
-                .args(["push", what, &reference, "--json"]),
+                .args(["push", what, &reference, "--format", "json"]),
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -107,7 +108,7 @@ fn cache_list_and_prune() {
     let out = cache(&["run", test_programs::CLI, "--", "exit", "0"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let list = |()| -> serde_json::Value {
-        let out = cache(&["cache", "list", "--json"]);
+        let out = cache(&["cache", "list", "--format", "json"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
         serde_json::from_str(&out.stdout).unwrap()
     };

@@ -85,7 +85,7 @@ fn push_pull_serve_and_tamper_with_a_registry() {
         assert_eq!(out.code, 0, "{}", out.stderr);
         serde_json::from_str(&out.stdout).unwrap()
     };
-    let pushed = reproducible(&["push", test_programs::HELLO, &reference, "--json"]);
+    let pushed = reproducible(&["push", test_programs::HELLO, &reference, "--format", "json"]);
     let digest = pushed["digest"].as_str().unwrap().to_string();
     assert_eq!(pushed["kind"], "component");
     assert_eq!(pushed["uploaded"], 2, "config and layer: {pushed}");
@@ -111,7 +111,8 @@ fn push_pull_serve_and_tamper_with_a_registry() {
         "push",
         test_programs::HELLO,
         &reg.reference("components/hello:v2"),
-        "--json",
+        "--format",
+        "json",
     ]);
     assert_eq!(
         (again["uploaded"].as_u64(), again["skipped"].as_u64()),
@@ -127,13 +128,14 @@ fn push_pull_serve_and_tamper_with_a_registry() {
         &reference,
         "-o",
         out_file.to_str().unwrap(),
-        "--json",
+        "--format",
+        "json",
     ]);
     assert_eq!(pulled["digest"], digest.as_str());
     assert_eq!(pulled["fetched"], 2);
     assert_eq!(std::fs::read(&out_file).unwrap(), wasm);
     let by_digest = format!("{}/components/hello@{digest}", reg.host);
-    let again = env.json(&["pull", &by_digest, "--json"]);
+    let again = env.json(&["pull", &by_digest, "--format", "json"]);
     assert_eq!(again["fetched"], 0, "{again}");
 
     // Serve and run straight from the registry.
@@ -200,7 +202,8 @@ fn push_pull_serve_and_tamper_with_a_registry() {
         &by_digest,
         "-o",
         env.path("cached.wasm").to_str().unwrap(),
-        "--json",
+        "--format",
+        "json",
     ]);
     assert_eq!(out["fetched"], 0);
     assert_eq!(std::fs::read(env.path("cached.wasm")).unwrap(), wasm);
@@ -212,7 +215,13 @@ fn apps_go_through_the_registry_and_up() {
     let env = Env::new();
     let app = PathBuf::from(test_programs::EXAMPLE_WEBAPP);
     let reference = reg.reference("apps/webapp:1.0");
-    let pushed = env.json(&["push", app.to_str().unwrap(), &reference, "--json"]);
+    let pushed = env.json(&[
+        "push",
+        app.to_str().unwrap(),
+        &reference,
+        "--format",
+        "json",
+    ]);
     assert_eq!(pushed["kind"], "app");
 
     let manifest = reg.manifest("apps/webapp", "1.0");
@@ -392,7 +401,7 @@ fn credentials_from_login_env_and_helpers() {
     );
     let out = output(
         fresh
-            .cmd(&["pull", &reference, "--json"])
+            .cmd(&["pull", &reference, "--format", "json"])
             .env("PATH", &path),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -453,10 +462,11 @@ fn sign_verify_and_the_signature_policy() {
     let reg = Registry::start(None);
     let env = Env::new();
     let reference = reg.reference("signed/hello:v1");
-    let digest = env.json(&["push", test_programs::HELLO, &reference, "--json"])["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest =
+        env.json(&["push", test_programs::HELLO, &reference, "--format", "json"])["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let key = env.path("release");
     let other = env.path("other");
     env.ok(&["keygen", "--output-prefix", key.to_str().unwrap()]);
@@ -488,7 +498,7 @@ fn sign_verify_and_the_signature_policy() {
         "-a",
         "stage=prod",
     ]);
-    let v = env.json(&["verify", &reference, "--key", public, "--json"]);
+    let v = env.json(&["verify", &reference, "--key", public, "--format", "json"]);
     assert_eq!(v["digest"], digest.as_str());
     assert_eq!(v["annotations"]["stage"], "prod");
     assert_eq!(cosign_check(&reg, "signed/hello", &digest, public), 1);
@@ -671,7 +681,14 @@ fn interop_with_oras_skopeo_and_spin_layouts() {
         &work,
     );
     let spin_dir = env.path("spin-out");
-    let out = env.json(&["pull", &spin, "-o", spin_dir.to_str().unwrap(), "--json"]);
+    let out = env.json(&[
+        "pull",
+        &spin,
+        "-o",
+        spin_dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out["kind"], "spin-app");
     assert_eq!(std::fs::read(spin_dir.join("hello.wasm")).unwrap(), wasm);
     assert_eq!(

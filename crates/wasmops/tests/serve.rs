@@ -224,6 +224,80 @@ async fn every_request_gets_a_fresh_instance() {
     }
 }
 
+/// Opt-in reuse: an instance serves up to N requests one at a time, so
+/// its memory carries over between them; after N, after a trap and after a
+/// timeout the next request starts on a fresh instance. Its stdout is
+/// tagged with each request's own id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_reuse_keeps_an_instance_for_n_requests_and_drops_it_on_failure() {
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &[
+            "--instance-reuse",
+            "3",
+            "--max-concurrency",
+            "1",
+            "--timeout",
+            "2s",
+        ],
+    );
+    let state = || async { get(&server.url("/state")).await.text() };
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(state().await);
+    }
+    assert_eq!(seen, ["1", "2", "3", "1", "2", "3", "1"]);
+    // A trap discards the instance it ran in.
+    assert_eq!(state().await, "2");
+    assert_eq!(get(&server.url("/panic")).await.status, 500);
+    assert_eq!(state().await, "1");
+    assert_eq!(state().await, "2");
+    // So does a timeout.
+    assert_eq!(get(&server.url("/loop")).await.status, 504);
+    assert_eq!(state().await, "1");
+    // Concurrent requests each get an instance of their own, never one in use.
+    let c = client(false);
+    let mut all = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        let url = server.url("/sleep?ms=50");
+        all.push(tokio::spawn(async move {
+            send(
+                &c,
+                http::Request::get(url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .text()
+        }));
+    }
+    for h in all {
+        assert_eq!(h.await.unwrap(), "slept");
+    }
+    drop(server);
+
+    // 0 is refused, with the flag named.
+    let out = common::run(&["serve", test_programs::HOSTILE, "--instance-reuse", "0"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--instance-reuse"), "{}", out.stderr);
+    // A WASIp3 component serves its requests in one instance already.
+    let out = common::run(&[
+        "serve",
+        test_programs::HELLO_P3,
+        "--instance-reuse",
+        "10",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("--instance-reuse") && out.stderr.contains("WASIp3"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_limit_gives_413() {
     let server = Server::start(test_programs::ECHO, &["--max-body", "1KiB"]);

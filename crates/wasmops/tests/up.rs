@@ -892,6 +892,93 @@ fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
     );
     assert_eq!(v["tests"][1]["passed"], false);
 
+    // On wasmtime too: each test's component under `wasmtime serve` (its
+    // real CLI), where the same expectations fail the same way.
+    let out = common::run(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+        "--runtime",
+        "wasmtime",
+    ]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["passed"].clone(),
+            v["failed"].clone(),
+            v["skipped"].clone()
+        ),
+        (
+            serde_json::json!(2),
+            serde_json::json!(4),
+            serde_json::json!(0)
+        ),
+        "{v}"
+    );
+    let on_wasmtime: Vec<String> = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["runtime"] == "wasmtime")
+        .map(|t| format!("{} {}", t["name"].as_str().unwrap(), t["passed"]))
+        .collect();
+    assert_eq!(
+        on_wasmtime,
+        ["greets true", "says goodbye false", "echoes a header false"],
+        "{v}"
+    );
+    assert!(
+        v["tests"][5]["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("expected \"q=2\", got \"q=1\""),
+        "{v}"
+    );
+
+    // The example app on wasmtime: its static pages run there; its API
+    // needs interfaces wasmtime serve does not provide, and says which.
+    let junit = dir.path().join("webapp.xml");
+    let out = common::run(&[
+        "test",
+        test_programs::EXAMPLE_WEBAPP,
+        "--runtime",
+        "wasmtime",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for line in [
+        "ok    home page [wasmtime]",
+        "ok    a missing file is 404 [wasmtime]",
+        "skip  configuration from a variable [wasmtime]: component `api` imports `wasi:",
+        "5 passed, 0 failed, 1 skipped",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {}", out.stdout);
+    }
+    let parsed = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, xml.etree.ElementTree as E\nr = E.parse(sys.argv[1]).getroot()\nprint(' '.join(s.get('name') + ':' + s.get('tests') + '/' + s.get('skipped') for s in r.findall('testsuite')))")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "webapp:3/0 webapp.wasmtime:3/1"
+    );
+    // With an environment the local components are not what runs there.
+    let out = common::run(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--url",
+        "http://127.0.0.1:9",
+        "--runtime",
+        "wasmtime",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("--runtime wasmtime"), "{}", out.stderr);
+
     // Against a URL (a server started here), and an environment without one.
     let server = Server::up(dir.path(), &[], &[]);
     let out = common::run(&[
@@ -916,4 +1003,123 @@ fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
     let out = common::run(&["test", bare.path().to_str().unwrap()]);
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("[[test]]"), "{}", out.stderr);
+    // A pipeline to an environment the app does not declare says how to
+    // declare one, before any stage runs.
+    let out = common::run(&["pipeline", bare.path().to_str().unwrap(), "--to", "staging"]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("declares no environments")
+            && out.stderr.contains("[environments.staging]"),
+        "{}",
+        out.stderr
+    );
+    assert!(!bare.path().join(".wasmops").exists(), "a stage ran");
+}
+
+/// `--format json` on the commands that report something: one JSON
+/// document on stdout each, shaped as its snapshot
+/// (`fixtures/json/COMMAND.json`, the shape only) and docs/cli.md say.
+#[test]
+fn json_output_of_every_reporting_command_keeps_its_shape() {
+    let dir = app_dir(
+        "manifest_version = 1\n[app]\nname = \"shapes\"\nversion = \"1.0.0\"\n\
+         [component.web]\nsource = \"web.wasm\"\nroute = \"/...\"\n\
+         [[test]]\nname = \"nothing there\"\npath = \"/\"\n[test.expect]\nstatus = 404\n",
+    );
+    let app = dir.path().to_str().unwrap().to_string();
+    let web = dir.path().join("web.wasm");
+    let web = web.to_str().unwrap();
+    let store = dir.path().join("store");
+    let layout = format!("oci-layout:{}:v1", store.display());
+    let cache = dir.path().join("cache");
+    let pulled = dir.path().join("pulled");
+    let broken = app_dir(
+        "manifest_version = 1\n[app]\nname = \"broken\"\n[component.web]\nsorce = \"web.wasm\"\n",
+    );
+    let broken = broken.path().to_str().unwrap().to_string();
+    let cases: Vec<(&str, Vec<&str>, i32)> = vec![
+        ("inspect", vec!["inspect", web], 0),
+        (
+            "validate",
+            vec!["validate", web, "--world", "wasmops:host/http"],
+            0,
+        ),
+        ("scan", vec!["scan", web], 0),
+        ("check", vec!["check", &app], 0),
+        ("build", vec!["build", &app], 0),
+        ("doctor", vec!["doctor", &app], 0),
+        ("up-check", vec!["up", &app, "--check"], 0),
+        ("up-check-failed", vec!["up", &broken, "--check"], 1),
+        ("test", vec!["test", &app], 0),
+        ("push", vec!["push", web, &layout], 0),
+        (
+            "pull",
+            vec!["pull", &layout, "-o", pulled.to_str().unwrap()],
+            0,
+        ),
+        ("cache-list", vec!["cache", "list"], 0),
+        ("pipeline", vec!["pipeline", &app], 0),
+    ];
+    for (name, args, code) in cases {
+        let mut args = args.clone();
+        args.extend(["--format", "json"]);
+        let out = common::output(
+            common::wasmops()
+                .env("XDG_CACHE_HOME", &cache)
+                .env("WASMOPS_CACHE_DIR", &cache)
+                .args(&args),
+        );
+        assert_eq!(out.code, code, "{name}: {}{}", out.stdout, out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: not one JSON document ({e}): {}", out.stdout));
+        let shape = serde_json::to_string_pretty(&common::json_shape(&v)).unwrap() + "\n";
+        common::snapshot("json", &format!("{name}.json"), &shape);
+    }
+}
+
+/// `instance_reuse = N` in the manifest: the component's instances serve N
+/// requests each; on a WASIp3 component it is refused where it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_reuse_from_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HOSTILE, dir.path().join("hostile.wasm")).unwrap();
+    std::fs::copy(test_programs::HELLO_P3, dir.path().join("p3.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"reuse\"\n\
+         [component.kept]\nsource = \"hostile.wasm\"\nroute = \"/...\"\ninstance_reuse = 2\n\
+         [component.kept.limits]\nconcurrency = 1\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        kept.push(get(&server.url("/state")).await.text());
+    }
+    assert_eq!(kept, ["1", "2", "1", "2"]);
+    drop(server);
+
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"reuse\"\n\
+         [component.p3]\nsource = \"p3.wasm\"\nroute = \"/...\"\ninstance_reuse = 5\n",
+    )
+    .unwrap();
+    let out = common::output(common::wasmops().current_dir(dir.path()).args([
+        "up",
+        "--check",
+        "wasmops.toml",
+    ]));
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr
+            .contains("wasmops.toml:7:18: component `p3`: instance reuse does not apply"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: remove `instance_reuse`"),
+        "{}",
+        out.stderr
+    );
 }

@@ -235,6 +235,102 @@ pub(crate) fn bom(report: &Report, scan: Option<&ScanReport>, file: &str) -> Val
     bom
 }
 
+/// Gives every reference in a component's BOM a prefix, so BOMs of
+/// several components can share one document.
+fn prefix_refs(v: &mut Value, prefix: &str) {
+    let re = |s: &mut Value| {
+        if let Some(r) = s.as_str() {
+            *s = json!(format!("{prefix}{r}"));
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match k.as_str() {
+                    "bom-ref" | "ref" => re(x),
+                    "dependsOn" => {
+                        if let Some(a) = x.as_array_mut() {
+                            a.iter_mut().for_each(re);
+                        }
+                    }
+                    _ => prefix_refs(x, prefix),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| prefix_refs(x, prefix)),
+        _ => {}
+    }
+}
+
+/// One CycloneDX 1.5 BOM for an app: the app is the described component;
+/// each of its components is a component of it (with its own Rust
+/// dependencies nested inside), and vulnerabilities point at the
+/// component and package they affect.
+pub(crate) fn app_bom(
+    name: &str,
+    version: Option<&str>,
+    parts: &[(&str, &Report, &ScanReport)],
+) -> Value {
+    let mut components = Vec::new();
+    let mut dependencies = Vec::new();
+    let mut vulnerabilities = Vec::new();
+    let mut tops = Vec::new();
+    // Seeds the serial number (random per document, as for one file).
+    let mut serial = format!("app:{name}:");
+    for (id, report, scan) in parts {
+        serial.push_str(&report.sha256);
+        let mut one = bom(report, Some(scan), &scan.file);
+        prefix_refs(&mut one, &format!("{id}/"));
+        let mut c = one["metadata"]["component"].take();
+        c["name"] = json!(id);
+        if let Some(props) = c["properties"].as_array_mut() {
+            props.push(json!({ "name": "wasmops:component", "value": id }));
+        }
+        let nested = one["components"].take();
+        if nested.as_array().is_some_and(|a| !a.is_empty()) {
+            c["components"] = nested;
+        }
+        if let Some(r) = c["bom-ref"].as_str() {
+            tops.push(r.to_string());
+        }
+        components.push(c);
+        if let Value::Array(d) = one["dependencies"].take() {
+            dependencies.extend(d);
+        }
+        if let Value::Array(v) = one["vulnerabilities"].take() {
+            vulnerabilities.extend(v);
+        }
+    }
+    dependencies.insert(0, json!({ "ref": "app", "dependsOn": tops }));
+    let mut root = json!({ "type": "application", "bom-ref": "app", "name": name });
+    if let Some(v) = version {
+        root["version"] = json!(v);
+    }
+    let mut bom = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": format!("urn:uuid:{}", uuid_v4(serial.as_bytes())),
+        "version": 1,
+        "metadata": {
+            "timestamp": now_rfc3339(),
+            "tools": {
+                "components": [{
+                    "type": "application",
+                    "name": "wasmops-inspect",
+                    "version": env!("CARGO_PKG_VERSION"),
+                }]
+            },
+            "component": root,
+        },
+        "components": components,
+        "dependencies": dependencies,
+    });
+    if !vulnerabilities.is_empty() {
+        bom["vulnerabilities"] = Value::Array(vulnerabilities);
+    }
+    bom
+}
+
 fn alias_source(alias: &str) -> &'static str {
     if alias.starts_with("CVE-") {
         "NVD"

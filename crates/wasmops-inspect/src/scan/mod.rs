@@ -355,7 +355,14 @@ pub fn scan(file: &str, report: &Report, policy: &Policy, db: Option<&AdvisoryDb
             add(
                 "WOPS006",
                 format!("metadata section `{field}` is missing"),
-                format!("Add it, e.g. `wasm-tools metadata add --{field} <value>`"),
+                match field.as_str() {
+                    "licenses" | "description" | "version" | "authors" | "source" | "homepage" => {
+                        format!(
+                            "Declare it in the package manifest (Cargo.toml, package.json, pyproject.toml) and rebuild with `wasmops build`, which embeds it; or add it with `wasm-tools metadata add --{field} <value>`"
+                        )
+                    }
+                    _ => format!("Add it, e.g. `wasm-tools metadata add --{field} <value>`"),
+                },
                 Some(field.clone()),
             );
         }
@@ -568,6 +575,31 @@ impl ScanReport {
         serde_json::to_string_pretty(&cyclonedx::bom(report, Some(self), &self.file))
             .unwrap_or_default()
     }
+}
+
+/// SARIF 2.1.0 for several files at once (an app's components): one run,
+/// each result located in its file, as pretty JSON.
+pub fn sarif_many(scans: &[&ScanReport]) -> String {
+    let parts: Vec<(&ScanReport, &str)> = scans.iter().map(|s| (*s, s.file.as_str())).collect();
+    serde_json::to_string_pretty(&sarif::sarif_merged(&parts)).unwrap_or_default()
+}
+
+/// A part of an app's SBOM: the component's id, its inspection and scan.
+pub struct BomPart<'a> {
+    /// The component's id in the app.
+    pub id: &'a str,
+    /// Its inspection.
+    pub report: &'a Report,
+    /// Its scan.
+    pub scan: &'a ScanReport,
+}
+
+/// One CycloneDX 1.5 SBOM for an app (`name`, `version`): each component
+/// of it with its own dependencies and vulnerabilities, as pretty JSON.
+pub fn app_cyclonedx(name: &str, version: Option<&str>, parts: &[BomPart<'_>]) -> String {
+    let parts: Vec<(&str, &Report, &ScanReport)> =
+        parts.iter().map(|p| (p.id, p.report, p.scan)).collect();
+    serde_json::to_string_pretty(&cyclonedx::app_bom(name, version, &parts)).unwrap_or_default()
 }
 
 /// CycloneDX 1.5 SBOM of an inspected file, without vulnerabilities.

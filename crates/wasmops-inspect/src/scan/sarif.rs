@@ -152,6 +152,69 @@ pub(crate) fn sarif(scan: &ScanReport, uri: &str) -> Value {
     })
 }
 
+/// One SARIF log with one run for several files (an app's components):
+/// rules shared by id, every file an artifact, each result located in its
+/// file. (Code scanning takes one run per tool and category per upload.)
+pub(crate) fn sarif_merged(parts: &[(&ScanReport, &str)]) -> Value {
+    let mut rules: Vec<Value> = Vec::new();
+    let mut results: Vec<Value> = Vec::new();
+    let mut artifacts: Vec<Value> = Vec::new();
+    for (scan, uri) in parts {
+        let one = sarif(scan, uri);
+        let run = &one["runs"][0];
+        let own_rules = run["tool"]["driver"]["rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // This file's rule indexes, in the merged rule list.
+        let mut remap = Vec::with_capacity(own_rules.len());
+        for r in own_rules {
+            let at = match rules.iter().position(|x| x["id"] == r["id"]) {
+                Some(i) => i,
+                None => {
+                    rules.push(r);
+                    rules.len() - 1
+                }
+            };
+            remap.push(at);
+        }
+        let artifact_index = artifacts.len();
+        for a in run["artifacts"].as_array().cloned().unwrap_or_default() {
+            artifacts.push(a);
+        }
+        for mut res in run["results"].as_array().cloned().unwrap_or_default() {
+            if let Some(i) = res["ruleIndex"]
+                .as_u64()
+                .and_then(|i| remap.get(i as usize))
+            {
+                res["ruleIndex"] = json!(i);
+            }
+            if let Some(locs) = res["locations"].as_array_mut() {
+                for l in locs {
+                    l["physicalLocation"]["artifactLocation"]["index"] = json!(artifact_index);
+                }
+            }
+            results.push(res);
+        }
+    }
+    json!({
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "wasmops",
+                    "semanticVersion": env!("CARGO_PKG_VERSION"),
+                    "informationUri": INFORMATION_URI,
+                    "rules": rules,
+                }
+            },
+            "artifacts": artifacts,
+            "results": results,
+        }]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,10 @@ pub struct BuildArgs {
     /// Rebuild even when nothing changed.
     #[arg(long)]
     pub force: bool,
+    /// `json`: one document on stdout with each component's outcome,
+    /// duration, notes and error (progress stays on stderr).
+    #[arg(long, value_enum, default_value_t = crate::options::Format::Text)]
+    pub format: crate::options::Format,
 }
 
 pub fn run(args: &BuildArgs) -> anyhow::Result<i32> {
@@ -53,6 +57,13 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<i32> {
             "wasmops: no component of `{}` has a build recipe; nothing to build",
             app.name
         );
+        if let crate::options::Format::Json = args.format {
+            crate::options::print_json(&serde_json::json!({
+                "app": app.name,
+                "ok": true,
+                "components": [],
+            }));
+        }
         return Ok(0);
     }
     let mut options = Options {
@@ -64,19 +75,61 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<i32> {
     }
     let only = (!args.components.is_empty()).then_some(&args.components[..]);
     let results = build_with_progress(&app, only, &options);
-    let failed = results.iter().filter(|r| r.1.is_err()).count();
-    if failed > 0 {
-        for (_, r) in &results {
-            if let Err(e) = r {
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    for r in &results {
+        match &r.result {
+            Ok(Outcome::Built(notes)) => {
+                for n in notes {
+                    eprintln!("wasmops: {}: {n}", r.id);
+                }
+            }
+            Ok(Outcome::Cached) => {}
+            Err(e) => {
                 if let Some(out) = e.output() {
                     eprintln!("{out}");
                 }
                 eprintln!("error: {e}");
             }
         }
-        return Ok(1);
     }
-    Ok(0)
+    if let crate::options::Format::Json = args.format {
+        let components: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                let language = app
+                    .component(&r.id)
+                    .and_then(|c| c.build.as_ref())
+                    .map(|b| b.language.name());
+                let (outcome, notes, error) = match &r.result {
+                    Ok(Outcome::Built(n)) => ("built", n.clone(), None),
+                    Ok(Outcome::Cached) => ("up-to-date", Vec::new(), None),
+                    Err(e) => ("failed", Vec::new(), Some(e.to_string())),
+                };
+                serde_json::json!({
+                    "id": r.id,
+                    "language": language,
+                    "outcome": outcome,
+                    "duration_ms": wasmops_units::millis(r.elapsed),
+                    "output": app.component(&r.id).map(|c| c.source.display().to_string()),
+                    "notes": notes,
+                    "error": error,
+                })
+            })
+            .collect();
+        crate::options::print_json(&serde_json::json!({
+            "app": app.name,
+            "ok": failed == 0,
+            "components": components,
+        }));
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// One component's build, as reported.
+pub struct Built {
+    pub id: String,
+    pub result: Result<Outcome, BuildError>,
+    pub elapsed: Duration,
 }
 
 /// Builds with a live display on a terminal (a spinner per component), and
@@ -85,8 +138,9 @@ pub fn build_with_progress(
     app: &wasmops_manifest::App,
     only: Option<&[String]>,
     options: &Options,
-) -> Vec<(String, Result<Outcome, BuildError>)> {
+) -> Vec<Built> {
     let tty = std::io::stderr().is_terminal();
+    let times: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
     let multi = indicatif::MultiProgress::new();
     let bars: Mutex<Vec<(String, indicatif::ProgressBar)>> = Mutex::new(Vec::new());
     let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -110,8 +164,12 @@ pub fn build_with_progress(
             result,
             elapsed,
         } => {
+            times
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id.to_string(), elapsed));
             let line = match result {
-                Ok(Outcome::Built) => format!("{id}: built in {:.1}s", elapsed.as_secs_f64()),
+                Ok(Outcome::Built(_)) => format!("{id}: built in {:.1}s", elapsed.as_secs_f64()),
                 Ok(Outcome::Cached) => format!("{id}: up to date"),
                 Err(_) => format!("{id}: failed after {:.1}s", elapsed.as_secs_f64()),
             };
@@ -127,5 +185,33 @@ pub fn build_with_progress(
             }
         }
     };
-    wasmops_build::build_app(app, only, options, &on_event)
+    let results = wasmops_build::build_app(app, only, options, &on_event);
+    let times = times.into_inner().unwrap_or_else(|p| p.into_inner());
+    results
+        .into_iter()
+        .map(|(id, result)| Built {
+            elapsed: times
+                .iter()
+                .find(|t| t.0 == id)
+                .map_or(Duration::ZERO, |t| t.1),
+            id,
+            result,
+        })
+        .collect()
+}
+
+/// A spinner on stderr while something slow runs (compiling at start-up),
+/// on a terminal only; cleared when dropped or finished.
+pub fn spinner(msg: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
 }

@@ -22,9 +22,8 @@ pub struct CacheArgs {
 pub enum CacheSub {
     /// Where the caches are, how many entries and how much space.
     List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: crate::options::FormatArg,
     },
     /// Remove entries not used for --older-than, then the least recently
     /// used until each cache is under --max-size.
@@ -138,14 +137,14 @@ fn repair_index(store: &Path) {
 
 pub fn run(args: &CacheArgs) -> anyhow::Result<i32> {
     match &args.command {
-        CacheSub::List { json } => {
+        CacheSub::List { format } => {
             let mut rows = Vec::new();
             for (name, dir, pick) in caches() {
                 let e = entries(&dir, &pick);
                 let size: u64 = e.iter().map(|e| e.size).sum();
                 rows.push((name, dir, e.len(), size));
             }
-            if *json {
+            if format.json() {
                 let v: Vec<_> = rows
                     .iter()
                     .map(|(n, d, c, s)| json!({"cache": n, "dir": d, "entries": c, "bytes": s}))

@@ -351,7 +351,7 @@ fn github(app: &App, a: &InitArgs) -> String {
                 "run",
                 script(&[
                     "echo \"$REGISTRY_TOKEN\" | wasmops registry login ghcr.io --username \"${{ github.actor }}\" --password-stdin",
-                    &format!("digest=$(wasmops push . \"{registry}:${{{{ github.sha }}}}\" --json | jq -r .digest)"),
+                    &format!("digest=$(wasmops push . \"{registry}:${{{{ github.sha }}}}\" --format json | jq -r .digest)"),
                     "printf '%s' \"$COSIGN_KEY\" > cosign.key",
                     &format!("wasmops sign \"{registry}@$digest\" --key cosign.key"),
                     "rm -f cosign.key",
@@ -628,7 +628,7 @@ fn gitlab(app: &App, a: &InitArgs) -> String {
                             "echo \"$CI_REGISTRY_PASSWORD\" | wasmops registry login \"$CI_REGISTRY\" --username \"$CI_REGISTRY_USER\" --password-stdin",
                         ),
                         s(&format!(
-                            "digest=$(wasmops push . \"{registry}:$CI_COMMIT_SHA\" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"digest\"])')"
+                            "digest=$(wasmops push . \"{registry}:$CI_COMMIT_SHA\" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"digest\"])')"
                         )),
                         s(&format!(
                             "wasmops sign \"{registry}@$digest\" --key \"$COSIGN_KEY_FILE\""

@@ -29,9 +29,8 @@ pub struct NodeTarget {
     /// system's) [default: the environment's `ca`].
     #[arg(long, value_name = "FILE", env = "WASMOPS_NODE_CA")]
     pub ca: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
 }
 
 /// Deploy to a node: an app directory or manifest (uploaded whole as an
@@ -122,9 +121,8 @@ pub struct PromoteArgs {
     /// The app.
     #[arg(long)]
     pub app: String,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
 }
 
 fn config_dir() -> PathBuf {
@@ -465,7 +463,7 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
         &format!("/v1/apps/{name}"),
         Some(Body::Json(body)),
     )?;
-    print_version(&v, &name, "deployed", a.target.json);
+    print_version(&v, &name, "deployed", a.target.format.json());
     Ok(0)
 }
 
@@ -474,7 +472,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
         AppsSub::List(t) => {
             let client = Client::new(node_url(t, None)?)?;
             let v = client.call(reqwest::Method::GET, "/v1/apps", None)?;
-            if t.json {
+            if t.format.json() {
                 println!("{v}");
                 return Ok(0);
             }
@@ -501,7 +499,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
         AppsSub::Status { name, target } => {
             let client = Client::new(node_url(target, None)?)?;
             let v = client.call(reqwest::Method::GET, &format!("/v1/apps/{name}"), None)?;
-            if target.json {
+            if target.format.json() {
                 println!("{v}");
                 return Ok(0);
             }
@@ -545,12 +543,12 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
                 &format!("/v1/apps/{name}/rollback"),
                 Some(Body::Json(body)),
             )?;
-            print_version(&v, name, "rolled back", target.json);
+            print_version(&v, name, "rolled back", target.format.json());
         }
         AppsSub::Delete { name, target } => {
             let client = Client::new(node_url(target, None)?)?;
             let v = client.call(reqwest::Method::DELETE, &format!("/v1/apps/{name}"), None)?;
-            if target.json {
+            if target.format.json() {
                 println!("{v}");
             } else {
                 println!("deleted {name}");
@@ -607,7 +605,7 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
         &format!("/v1/apps/{}", a.app),
         Some(Body::Json(body)),
     )?;
-    if a.json {
+    if a.format.json() {
         println!("{v}");
     } else {
         println!(

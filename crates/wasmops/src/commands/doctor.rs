@@ -15,9 +15,8 @@ pub struct DoctorArgs {
     /// The app (a directory holding `wasmops.toml`, or the manifest).
     #[arg(value_name = "DIR|FILE", default_value = ".")]
     pub app: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
 }
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
@@ -54,7 +53,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         }
         report.push((lang, need.map(|n| n.2.clone()), tools, ok));
     }
-    if args.json {
+    if args.format.json() {
         let v: Vec<serde_json::Value> = report
             .iter()
             .map(|(lang, need, tools, ok)| {

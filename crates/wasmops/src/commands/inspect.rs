@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+
+use crate::options::Format;
 use wasmops_inspect::scan::{AdvisoryDb, Policy, ScanReport, Severity};
 
 /// A file's WebAssembly binary: the text format (`.wat`) is assembled,
@@ -30,12 +32,6 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
         })
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum InspectFormat {
-    Text,
-    Json,
-}
-
 /// Show what a component (or core module) is: its world, its capabilities
 /// in plain words, producers, metadata, embedded Rust dependencies, size by
 /// section and SHA-256.
@@ -44,8 +40,8 @@ pub struct InspectArgs {
     /// The file (.wasm).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
-    pub format: InspectFormat,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Print the component's world as WIT only.
     #[arg(long)]
     pub wit: bool,
@@ -70,8 +66,8 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     match args.format {
-        InspectFormat::Text => print!("{}", report.to_text()),
-        InspectFormat::Json => println!("{}", report.to_json()),
+        Format::Text => print!("{}", report.to_text()),
+        Format::Json => println!("{}", report.to_json()),
     }
     Ok(0)
 }
@@ -91,52 +87,82 @@ pub struct ValidateArgs {
     /// language runtimes import; each granted or denied at run time).
     #[arg(long, value_name = "WORLD")]
     pub world: Option<String>,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
 }
 
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
+    let json = args.format.json();
     let mut failed = 0;
+    let mut results = Vec::new();
     for f in &args.files {
-        let shown = f.display();
-        let bytes = match read(f) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        if let Err(e) = wasmops_inspect::validate(&bytes, wasmops_inspect::features()) {
-            eprintln!("error: {shown}: invalid: {e}");
-            failed += 1;
-            continue;
-        }
-        match &args.world {
-            None => println!("{shown}: valid"),
-            Some(world) => match wasmops_inspect::conforms(&bytes, world) {
-                Ok(c) if c.is_ok() => println!("{shown}: valid, conforms to {world}"),
-                Ok(c) => {
-                    failed += 1;
-                    let mut why = Vec::new();
-                    if !c.missing_exports.is_empty() {
-                        why.push(format!("missing exports: {}", c.missing_exports.join(", ")));
+        let shown = f.display().to_string();
+        let mut entry = serde_json::json!({ "file": shown, "valid": false });
+        let error = match read(f) {
+            Err(e) => Some(e.to_string()),
+            Ok(bytes) => match wasmops_inspect::validate(&bytes, wasmops_inspect::features()) {
+                Err(e) => Some(format!("{shown}: invalid: {e}")),
+                Ok(()) => {
+                    entry["valid"] = true.into();
+                    match &args.world {
+                        None => {
+                            if !json {
+                                println!("{shown}: valid");
+                            }
+                            None
+                        }
+                        Some(world) => {
+                            entry["world"] = world.as_str().into();
+                            match wasmops_inspect::conforms(&bytes, world) {
+                                Ok(c) => {
+                                    entry["conforms"] = c.is_ok().into();
+                                    entry["missing_exports"] = c.missing_exports.clone().into();
+                                    entry["unsupported_imports"] =
+                                        c.unsupported_imports.clone().into();
+                                    if c.is_ok() {
+                                        if !json {
+                                            println!("{shown}: valid, conforms to {world}");
+                                        }
+                                        None
+                                    } else {
+                                        let mut why = Vec::new();
+                                        if !c.missing_exports.is_empty() {
+                                            why.push(format!(
+                                                "missing exports: {}",
+                                                c.missing_exports.join(", ")
+                                            ));
+                                        }
+                                        if !c.unsupported_imports.is_empty() {
+                                            why.push(format!(
+                                                "imports the world does not provide: {}",
+                                                c.unsupported_imports.join(", ")
+                                            ));
+                                        }
+                                        Some(format!(
+                                            "{shown}: does not conform to {world}: {}",
+                                            why.join("; ")
+                                        ))
+                                    }
+                                }
+                                Err(e) => Some(format!("{shown}: {e}")),
+                            }
+                        }
                     }
-                    if !c.unsupported_imports.is_empty() {
-                        why.push(format!(
-                            "imports the world does not provide: {}",
-                            c.unsupported_imports.join(", ")
-                        ));
-                    }
-                    eprintln!(
-                        "error: {shown}: does not conform to {world}: {}",
-                        why.join("; ")
-                    );
-                }
-                Err(e) => {
-                    failed += 1;
-                    eprintln!("error: {shown}: {e}");
                 }
             },
+        };
+        if let Some(e) = error {
+            failed += 1;
+            eprintln!("error: {e}");
+            entry["error"] = e.into();
         }
+        results.push(entry);
+    }
+    if json {
+        crate::options::print_json(&serde_json::json!({
+            "ok": failed == 0,
+            "files": results,
+        }));
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }
@@ -238,56 +264,66 @@ impl ScanOptions {
 
 /// Check a component (or every component of an app) against a policy and
 /// the RustSec advisory database, and write a report, SARIF or a CycloneDX
-/// SBOM.
+/// SBOM. For an app, SARIF is one run over its components and the SBOM
+/// describes the app with each component in it.
 #[derive(Args, Debug)]
 pub struct ScanArgs {
-    /// A .wasm file, or an app (a directory with `wasmops.toml`, or the manifest).
-    #[arg(value_name = "FILE|APP")]
+    /// A .wasm file, an app (a directory with `wasmops.toml`, or the
+    /// manifest), or a registry reference to either (`HOST/REPO:TAG`,
+    /// `oci-layout:PATH`).
+    #[arg(value_name = "FILE|APP|REF")]
     pub target: PathBuf,
     #[command(flatten)]
     pub options: ScanOptions,
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
 }
 
-/// The files to scan: the file itself, or an app's components.
-fn targets(target: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let is_app = target.is_dir()
+/// What is scanned: one component, or an app's components.
+struct Scanned {
+    /// The app's name and version, when the target is an app.
+    app: Option<(String, Option<String>)>,
+    /// Per component: its scan, its inspection, its name.
+    reports: Vec<(ScanReport, wasmops_inspect::Report, String)>,
+}
+
+fn is_app_path(target: &Path) -> bool {
+    target.is_dir()
         || target
             .file_name()
-            .is_some_and(|n| n == wasmops_manifest::FILE_NAME);
-    if !is_app {
-        return Ok(vec![(target.display().to_string(), target.to_path_buf())]);
-    }
-    let app = wasmops_manifest::load(target).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(app
-        .components
-        .iter()
-        .map(|c| (c.id.clone(), c.source.clone()))
-        .collect())
+            .is_some_and(|n| n == wasmops_manifest::FILE_NAME)
 }
 
-fn scan_all(
-    files: &[(String, PathBuf)],
+/// A component's path as reports name it: relative to the working
+/// directory when under it (code scanning resolves such paths in the
+/// repository), absolute otherwise.
+fn shown(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn scan_bytes(
+    items: Vec<(String, String, Vec<u8>)>,
     options: &ScanOptions,
 ) -> anyhow::Result<Vec<(ScanReport, wasmops_inspect::Report, String)>> {
     let (policy, db) = options.load()?;
     let mut out = Vec::new();
-    for (name, path) in files {
-        let bytes = read(path)?;
-        let report = wasmops_inspect::inspect(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let uri = path.display().to_string();
+    for (name, uri, bytes) in items {
+        let report = wasmops_inspect::inspect(&bytes).map_err(|e| anyhow::anyhow!("{uri}: {e}"))?;
         let scanned = wasmops_inspect::scan(&uri, &report, &policy, db.as_ref());
-        out.push((scanned, report, name.clone()));
+        out.push((scanned, report, name));
     }
     Ok(out)
 }
 
-fn print_reports(
-    reports: &[(ScanReport, wasmops_inspect::Report, String)],
-    format: ScanFormat,
-) -> anyhow::Result<()> {
-    match format {
-        ScanFormat::Table => {
+fn print_reports(scanned: &Scanned, format: ScanFormat) -> anyhow::Result<()> {
+    let reports = &scanned.reports;
+    match (format, &scanned.app) {
+        (ScanFormat::Table, _) => {
             for (s, _, name) in reports {
                 if reports.len() > 1 {
                     println!("== {name}");
@@ -295,37 +331,81 @@ fn print_reports(
                 print!("{}", s.to_table());
             }
         }
-        ScanFormat::Json => {
+        (ScanFormat::Json, _) => {
             let all: Vec<serde_json::Value> = reports
                 .iter()
                 .map(|(s, _, _)| serde_json::from_str(&s.to_json()).unwrap_or_default())
                 .collect();
-            if all.len() == 1 {
+            if all.len() == 1 && scanned.app.is_none() {
                 println!("{}", serde_json::to_string_pretty(&all[0])?);
             } else {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             }
         }
-        ScanFormat::Sarif | ScanFormat::Cyclonedx if reports.len() > 1 => anyhow::bail!(
-            "SARIF and CycloneDX output take one component; scan each file, or use --format json for the app"
-        ),
-        ScanFormat::Sarif => {
+        (ScanFormat::Sarif, None) => {
             let (s, _, _) = &reports[0];
             println!("{}", s.to_sarif(&s.file));
         }
-        ScanFormat::Cyclonedx => {
+        (ScanFormat::Sarif, Some(_)) => {
+            let scans: Vec<&ScanReport> = reports.iter().map(|(s, _, _)| s).collect();
+            println!("{}", wasmops_inspect::scan::sarif_many(&scans));
+        }
+        (ScanFormat::Cyclonedx, None) => {
             let (s, r, _) = &reports[0];
             println!("{}", s.to_cyclonedx(r));
+        }
+        (ScanFormat::Cyclonedx, Some((name, version))) => {
+            let parts: Vec<wasmops_inspect::scan::BomPart<'_>> = reports
+                .iter()
+                .map(|(s, r, id)| wasmops_inspect::scan::BomPart {
+                    id,
+                    report: r,
+                    scan: s,
+                })
+                .collect();
+            println!(
+                "{}",
+                wasmops_inspect::scan::app_cyclonedx(name, version.as_deref(), &parts)
+            );
         }
     }
     Ok(())
 }
 
 pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
-    let files = targets(&args.target)?;
-    let reports = scan_all(&files, &args.options)?;
-    print_reports(&reports, args.options.format)?;
-    let failing = args.options.failing(&reports);
+    let target = &args.target;
+    let (app_dir, one) = match super::oci::fetch_source(target, &args.source)? {
+        Some(super::oci::Fetched::App(dir)) => (Some(dir), None),
+        Some(super::oci::Fetched::Component(bytes)) => (None, Some(bytes)),
+        None if is_app_path(target) => (Some(target.clone()), None),
+        None => (None, Some(read(target)?)),
+    };
+    let scanned = match (app_dir, one) {
+        (Some(dir), _) => {
+            let app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut items = Vec::new();
+            for c in &app.components {
+                items.push((c.id.clone(), shown(&c.source), read(&c.source)?));
+            }
+            Scanned {
+                app: Some((app.name.clone(), app.version.clone())),
+                reports: scan_bytes(items, &args.options)?,
+            }
+        }
+        (None, bytes) => Scanned {
+            app: None,
+            reports: scan_bytes(
+                vec![(
+                    target.display().to_string(),
+                    target.display().to_string(),
+                    bytes.unwrap_or_default(),
+                )],
+                &args.options,
+            )?,
+        },
+    };
+    print_reports(&scanned, args.options.format)?;
+    let failing = args.options.failing(&scanned.reports);
     Ok(if failing { 1 } else { 0 })
 }
 
@@ -333,17 +413,29 @@ pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
 /// calls. Exits 1 on an invalid component or a finding at --fail-on.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The app: a directory holding `wasmops.toml`, or the manifest.
-    #[arg(value_name = "DIR|FILE", default_value = ".")]
+    /// The app: a directory holding `wasmops.toml`, the manifest, or a
+    /// registry reference to an app artifact.
+    #[arg(value_name = "DIR|FILE|REF", default_value = ".")]
     pub app: PathBuf,
     #[command(flatten)]
     pub options: ScanOptions,
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
 }
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
-    let app = wasmops_manifest::load(&args.app).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = match super::oci::fetch_source(&args.app, &args.source)? {
+        Some(super::oci::Fetched::App(dir)) => dir,
+        Some(super::oci::Fetched::Component(_)) => anyhow::bail!(
+            "{} is a single component, not an app; check it with `wasmops scan {}`",
+            args.app.display(),
+            args.app.display()
+        ),
+        None => args.app.clone(),
+    };
+    let app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut invalid = 0;
-    let mut files = Vec::new();
+    let mut items = Vec::new();
     for c in &app.components {
         let bytes = match std::fs::read(&c.source) {
             Ok(b) => b,
@@ -383,10 +475,13 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
             invalid += 1;
             continue;
         }
-        files.push((c.id.clone(), c.source.clone()));
+        items.push((c.id.clone(), shown(&c.source), bytes));
     }
-    let reports = scan_all(&files, &args.options)?;
-    print_reports(&reports, args.options.format)?;
-    let failing = args.options.failing(&reports);
+    let scanned = Scanned {
+        app: Some((app.name.clone(), app.version.clone())),
+        reports: scan_bytes(items, &args.options)?,
+    };
+    print_reports(&scanned, args.options.format)?;
+    let failing = args.options.failing(&scanned.reports);
     Ok(if failing || invalid > 0 { 1 } else { 0 })
 }

@@ -53,9 +53,8 @@ pub struct PushArgs {
     /// Where: `HOST[:PORT]/REPO[:TAG]`, or `oci-layout:PATH[:TAG]` (tag `latest` by default).
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Print JSON (`{"digest": ..., "reference": ...}`).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -73,9 +72,8 @@ pub struct PullArgs {
     /// without it, the artifact is only stored.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -94,6 +92,8 @@ pub struct SignArgs {
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
     #[command(flatten)]
+    pub format: crate::options::FormatArg,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -105,9 +105,8 @@ pub struct VerifyArgs {
     /// The public key (cosign format, `.pub`).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -311,7 +310,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
     };
     let (progress, _bars) = progress();
     let pushed = tokio()?.block_on(distribution::push(&t, &blobs, &manifest, &progress))?;
-    if args.json {
+    if args.format.json() {
         println!(
             "{}",
             serde_json::json!({
@@ -368,7 +367,7 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<i32> {
         ArtifactKind::App => "app",
         ArtifactKind::Spin => "spin-app",
     };
-    if args.json {
+    if args.format.json() {
         println!(
             "{}",
             serde_json::json!({
@@ -512,7 +511,16 @@ pub fn sign_cmd(args: &SignArgs) -> anyhow::Result<i32> {
     let t = target(&args.reference, &args.registry, false)?;
     let (progress, _bars) = progress();
     let (digest, tag) = tokio()?.block_on(sign::sign(&t, &signer, &annotations, &progress))?;
-    println!("signed {digest} (signature at tag {tag})");
+    if args.format.json() {
+        crate::options::print_json(&serde_json::json!({
+            "digest": digest,
+            "reference": t.to_string(),
+            "signature_tag": tag,
+            "annotations": annotations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        }));
+    } else {
+        println!("signed {digest} (signature at tag {tag})");
+    }
     Ok(0)
 }
 
@@ -520,7 +528,7 @@ pub fn verify_cmd(args: &VerifyArgs) -> anyhow::Result<i32> {
     let key = load_public_key(&args.key)?;
     let t = target(&args.reference, &args.registry, false)?;
     let v = tokio()?.block_on(sign::verify(&t, &key))?;
-    if args.json {
+    if args.format.json() {
         println!(
             "{}",
             serde_json::json!({"digest": v.digest, "verified": true, "identity": v.identity, "annotations": v.annotations})
@@ -623,6 +631,33 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
     let root = wasmops_oci::default_store_dir().join("apps");
     let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
     Ok(Some((dir, pulled.digest)))
+}
+
+/// A reference pulled under the signature policy.
+pub enum Fetched {
+    /// An app, unpacked (once per digest) into the content store: its
+    /// directory.
+    App(PathBuf),
+    /// A single component's bytes.
+    Component(Vec<u8>),
+}
+
+/// For `scan`/`check`: a reference pulled, whatever it holds; `None` for a
+/// local path.
+pub fn fetch_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Fetched>> {
+    if !is_reference(source) {
+        return Ok(None);
+    }
+    let s = source.to_string_lossy();
+    let (pulled, store) = pull_checked(&s, args)?;
+    if pulled.kind == ArtifactKind::App {
+        let root = wasmops_oci::default_store_dir().join("apps");
+        let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
+        return Ok(Some(Fetched::App(dir)));
+    }
+    Ok(Some(Fetched::Component(resolve::single_component(
+        &s, &pulled, &store,
+    )?)))
 }
 
 #[cfg(test)]

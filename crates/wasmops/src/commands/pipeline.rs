@@ -6,14 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::{Value, json};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+use crate::options::Format;
 
 /// Run the app's pipeline here: build → check (the policy is the gate) →
 /// test → push → sign → deploy to the first environment → test there →
@@ -38,6 +34,10 @@ pub struct PipelineArgs {
     /// COSIGN_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// The policy the check stage gates on (a TOML file, as for `wasmops
+    /// check --policy`) instead of the built-in default.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -183,10 +183,28 @@ pub fn run(a: &PipelineArgs) -> anyhow::Result<i32> {
         started: Instant::now(),
     };
     let app_arg = app.dir.display().to_string();
+    // The stages run in the app's directory: a relative policy path is
+    // taken from here.
+    let policy = match &a.policy {
+        Some(p) if !p.is_file() => {
+            anyhow::bail!("--policy {}: no such file", p.display())
+        }
+        Some(p) => Some(
+            std::path::absolute(p)
+                .with_context(|| format!("--policy {}", p.display()))?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let result = (|| -> Result<(), String> {
         r.run("build", &s(&["build", &app_arg]))?;
-        r.run("check", &s(&["check", &app_arg]))?;
+        let mut check = s(&["check", &app_arg]);
+        if let Some(p) = &policy {
+            check.extend(["--policy".to_string(), p.clone()]);
+        }
+        r.run("check", &check)?;
         if !app.tests.is_empty() {
             r.run("test", &s(&["test", &app_arg]))?;
         }
@@ -203,7 +221,13 @@ pub fn run(a: &PipelineArgs) -> anyhow::Result<i32> {
         .to_ascii_lowercase();
         let pushed = r.run(
             "push",
-            &s(&["push", &app_arg, &format!("{registry}:{tag}"), "--json"]),
+            &s(&[
+                "push",
+                &app_arg,
+                &format!("{registry}:{tag}"),
+                "--format",
+                "json",
+            ]),
         )?;
         let digest = serde_json::from_str::<Value>(&pushed)
             .ok()
@@ -219,7 +243,7 @@ pub fn run(a: &PipelineArgs) -> anyhow::Result<i32> {
         r.run(
             &format!("deploy {first}"),
             &s(&[
-                "deploy", &reference, "--env", first, "--name", &app.name, "--json",
+                "deploy", &reference, "--env", first, "--name", &app.name, "--format", "json",
             ]),
         )?;
         let tested = |r: &mut Runner, env: &str| -> Result<(), String> {

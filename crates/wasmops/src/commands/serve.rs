@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// Requests that may wait for an instance; beyond, 503 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_queue: usize,
+    /// Opt-in instance reuse: an instance serves up to N requests, one at a
+    /// time, then is discarded; what the guest keeps in memory carries over
+    /// between them (see docs/reuse.md). Off by default: a fresh instance
+    /// per request. A trap or a timeout always discards the instance.
+    #[arg(long, value_name = "N")]
+    pub instance_reuse: Option<std::num::NonZeroU32>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -108,6 +114,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
             debug_errors: args.server.debug_errors,
             name: Arc::from(name.as_str()),
             app: Arc::from(name.as_str()),
+            instance_reuse: args.instance_reuse,
         },
     };
     let observe = Observe {
@@ -116,10 +123,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         per_route: args.server.admin().is_some(),
         tracer: tracer.clone(),
     };
-    let host = match AppHost::new(&rt, &name, vec![served], observe) {
+    let progress = super::build::spinner(&format!("compiling {name}"));
+    let host = AppHost::new(&rt, &name, vec![served], observe);
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let host = match host {
         Ok(h) => Arc::new(h),
         // One component: the message names its file, no id is needed.
         Err(HostError::Component { message, .. }) => anyhow::bail!("{message}"),
+        Err(HostError::NotReusable { message, .. }) => {
+            anyhow::bail!("--instance-reuse: {message}; drop the flag")
+        }
         Err(e) => return Err(e.into()),
     };
     let (cache, load_time) = host

