@@ -8,15 +8,8 @@ RSS after the run, and wasmops' mean instantiation per request.
 import argparse, json, os, platform, re, statistics, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from node_bench import rss_kib  # noqa: E402
 from serve_bench import Server, free_port, wrk  # noqa: E402
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -53,6 +46,8 @@ def main():
                 wrk(s.url, 1, 4, 2)  # warm-up
                 res = wrk(s.url, a.wrk_threads, a.connections, a.duration)
                 res["rss_kib"] = rss_kib(s.proc.pid)
+                # One connection: a request's own latency, no queueing.
+                res["one_conn_p50_us"] = wrk(s.url, 1, 1, max(3, a.duration // 2))["p50_us"]
                 text = s.stop()
                 m = re.search(r'"mean_instantiate_us":([\d.]+)', text)
                 res["instantiate_us"] = float(m.group(1)) if m else None
@@ -64,7 +59,7 @@ def main():
             xs = [x[k] for x in v if x[k] is not None]
             return statistics.median(xs) if xs else None
 
-        table[lang] = {n: {k: med(v, k) for k in ["rps", "p50_us", "p99_us", "rss_kib", "instantiate_us"]}
+        table[lang] = {n: {k: med(v, k) for k in ["rps", "p50_us", "p99_us", "one_conn_p50_us", "rss_kib", "instantiate_us"]}
                        | {"non2xx": sum(x["non2xx"] for x in v)} for n, v in rows.items()}
 
     report = {
@@ -79,14 +74,15 @@ def main():
 
     lines = [f"Machine: {report['machine']}; {report['date']}",
              f"wrk -t{a.wrk_threads} -c{a.connections} -d{a.duration}s --latency, {a.rounds} alternated rounds, medians",
-             "", "| language | server | req/s | × wasmtime | p50 | p99 | RSS after | instantiation | non-2xx |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| language | server | req/s | × wasmtime | p50 | p99 | 1-conn p50 | RSS after | instantiation | non-2xx |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for lang, servers in table.items():
         base = servers["wasmtime serve"]["rps"]
         for n, s in servers.items():
             inst = f"{s['instantiate_us']:.1f} µs" if s["instantiate_us"] is not None else "-"
             lines.append(f"| {lang} | {n} | {s['rps']:.0f} | {s['rps'] / base:.2f} | {s['p50_us'] / 1000:.2f} ms | "
-                         f"{s['p99_us'] / 1000:.2f} ms | {s['rss_kib'] / 1024:.0f} MiB | {inst} | {s['non2xx']} |")
+                         f"{s['p99_us'] / 1000:.2f} ms | {s['one_conn_p50_us'] / 1000:.2f} ms | "
+                         f"{s['rss_kib'] / 1024:.0f} MiB | {inst} | {s['non2xx']} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "languages.md"), "w") as f:
         f.write(text)

@@ -418,6 +418,106 @@ fn sarif_validates_against_the_schema() {
     }
 }
 
+/// An app of two components that share a crate: one SARIF run with both
+/// files as artifacts, one SBOM with both components inside the app, every
+/// reference unique and resolvable, both valid against their schemas.
+#[test]
+fn app_sarif_and_sbom_validate_and_keep_components_apart() {
+    let (report, web) = vulnerable_scan();
+    let mut api = web.clone();
+    api.file = "api/api.wasm".into();
+    let sarif: Value =
+        serde_json::from_str(&wasmops_inspect::scan::sarif_many(&[&web, &api])).unwrap();
+    let dir = schema_dir().join("sarif");
+    let schema = load_json(&dir.join("sarif-schema-2.1.0.json"));
+    assert_valid(&schema, LocalSchemas(dir), &sarif);
+    let runs = sarif["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "one run for the app");
+    let artifacts = runs[0]["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2);
+    let rules = runs[0]["tool"]["driver"]["rules"].as_array().unwrap();
+    let ids: std::collections::HashSet<&str> =
+        rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), rules.len(), "each rule once");
+    let results = runs[0]["results"].as_array().unwrap();
+    assert_eq!(
+        results.len(),
+        2 * (web.findings.len() + web.vulnerabilities.len())
+    );
+    for r in results {
+        assert_eq!(
+            rules[r["ruleIndex"].as_u64().unwrap() as usize]["id"],
+            r["ruleId"]
+        );
+        let at = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+        let artifact = &artifacts[at["index"].as_u64().unwrap() as usize];
+        assert_eq!(artifact["location"]["uri"], at["uri"]);
+    }
+    assert!(results.iter().any(|r| {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "api/api.wasm"
+    }));
+
+    let parts = [
+        wasmops_inspect::scan::BomPart {
+            id: "web",
+            report: &report,
+            scan: &web,
+        },
+        wasmops_inspect::scan::BomPart {
+            id: "api",
+            report: &report,
+            scan: &api,
+        },
+    ];
+    let bom: Value = serde_json::from_str(&wasmops_inspect::scan::app_cyclonedx(
+        "shop",
+        Some("1.2.0"),
+        &parts,
+    ))
+    .unwrap();
+    let dir = schema_dir().join("cyclonedx");
+    let schema = load_json(&dir.join("bom-1.5.schema.json"));
+    assert_valid(&schema, LocalSchemas(dir), &bom);
+    assert_eq!(bom["metadata"]["component"]["name"], "shop");
+    assert_eq!(bom["metadata"]["component"]["version"], "1.2.0");
+    let comps = bom["components"].as_array().unwrap();
+    let names: Vec<&str> = comps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web", "api"]);
+    // Every bom-ref once; every reference points at one.
+    let mut refs = std::collections::HashSet::new();
+    fn collect<'a>(v: &'a Value, refs: &mut std::collections::HashSet<&'a str>) {
+        for c in v.as_array().into_iter().flatten() {
+            assert!(
+                refs.insert(c["bom-ref"].as_str().unwrap()),
+                "duplicate {}",
+                c["bom-ref"]
+            );
+            collect(&c["components"], refs);
+        }
+    }
+    refs.insert("app");
+    collect(&bom["components"], &mut refs);
+    for d in bom["dependencies"].as_array().unwrap() {
+        assert!(refs.contains(d["ref"].as_str().unwrap()), "{d}");
+        for on in d["dependsOn"].as_array().unwrap() {
+            assert!(refs.contains(on.as_str().unwrap()), "{on}");
+        }
+    }
+    let vulns = bom["vulnerabilities"].as_array().unwrap();
+    assert_eq!(vulns.len(), 2 * web.vulnerabilities.len());
+    for v in vulns {
+        let target = v["affects"][0]["ref"].as_str().unwrap();
+        assert!(refs.contains(target), "{target}");
+    }
+    assert!(
+        comps[1]["components"]
+            .to_string()
+            .contains("pkg:cargo/regex@1.5.4"),
+        "{}",
+        comps[1]
+    );
+}
+
 #[test]
 fn empty_sarif_validates() {
     let report = inspect(&http_server_component()).unwrap();

@@ -224,6 +224,21 @@ fn apps_go_through_the_registry_and_up() {
     ]);
     assert_eq!(pushed["kind"], "app");
 
+    // The pushed app scans as an app, from the registry: one SBOM with its
+    // three components inside it, one SARIF run over their files.
+    let bom = env.json(&["scan", &reference, "--format", "cyclonedx"]);
+    assert_eq!(bom["metadata"]["component"]["name"], "webapp", "{bom}");
+    let names: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "api", "proxy"]);
+    let sarif = env.json(&["check", &reference, "--format", "sarif"]);
+    assert_eq!(sarif["runs"].as_array().unwrap().len(), 1, "{sarif}");
+    assert_eq!(sarif["runs"][0]["artifacts"].as_array().unwrap().len(), 3);
+
     let manifest = reg.manifest("apps/webapp", "1.0");
     assert_eq!(
         manifest["config"]["mediaType"],

@@ -305,6 +305,27 @@ fn check_validates_and_scans_an_app() {
     for id in ["== web", "== api", "== proxy"] {
         assert!(out.stdout.contains(id), "{}", out.stdout);
     }
+    // SARIF and CycloneDX for the whole app: one run, one SBOM.
+    let sarif = run(&["check", test_programs::EXAMPLE_WEBAPP, "--format", "sarif"]);
+    assert_eq!(sarif.code, 0, "{}", sarif.stderr);
+    let sarif = json(&sarif);
+    assert_eq!(sarif["runs"].as_array().unwrap().len(), 1);
+    let files: Vec<String> = sarif["runs"][0]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["location"]["uri"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[1].ends_with("api.wasm"), "{files:?}");
+    let bom = json(&run(&[
+        "check",
+        test_programs::EXAMPLE_WEBAPP,
+        "--format",
+        "cyclonedx",
+    ]));
+    assert_eq!(bom["metadata"]["component"]["name"], "webapp");
+    assert_eq!(bom["components"].as_array().unwrap().len(), 3);
     // A component that does not handle HTTP behind a route fails the check.
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(test_programs::CLI, dir.path().join("cli.wasm")).unwrap();

@@ -155,25 +155,7 @@ pub(crate) fn bom(report: &Report, scan: Option<&ScanReport>, file: &str) -> Val
         dependencies.push(json!({ "ref": bom_refs[i], "dependsOn": on }));
     }
 
-    let mut bom = json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "serialNumber": format!("urn:uuid:{}", uuid_v4(report.sha256.as_bytes())),
-        "version": 1,
-        "metadata": {
-            "timestamp": now_rfc3339(),
-            "tools": {
-                "components": [{
-                    "type": "application",
-                    "name": "wasmops-inspect",
-                    "version": env!("CARGO_PKG_VERSION"),
-                }]
-            },
-            "component": root,
-        },
-        "components": components,
-        "dependencies": dependencies,
-    });
+    let mut bom = document(report.sha256.as_bytes(), root, components, dependencies);
 
     if let Some(scan) = scan
         && !scan.vulnerabilities.is_empty()
@@ -233,6 +215,30 @@ pub(crate) fn bom(report: &Report, scan: Option<&ScanReport>, file: &str) -> Val
         bom["vulnerabilities"] = Value::Array(vulns);
     }
     bom
+}
+
+/// A CycloneDX 1.5 document describing `root`; `seed` goes into its
+/// (otherwise random) serial number.
+fn document(seed: &[u8], root: Value, components: Vec<Value>, dependencies: Vec<Value>) -> Value {
+    json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": format!("urn:uuid:{}", uuid_v4(seed)),
+        "version": 1,
+        "metadata": {
+            "timestamp": now_rfc3339(),
+            "tools": {
+                "components": [{
+                    "type": "application",
+                    "name": "wasmops-inspect",
+                    "version": env!("CARGO_PKG_VERSION"),
+                }]
+            },
+            "component": root,
+        },
+        "components": components,
+        "dependencies": dependencies,
+    })
 }
 
 /// Gives every reference in a component's BOM a prefix, so BOMs of
@@ -306,25 +312,7 @@ pub(crate) fn app_bom(
     if let Some(v) = version {
         root["version"] = json!(v);
     }
-    let mut bom = json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "serialNumber": format!("urn:uuid:{}", uuid_v4(serial.as_bytes())),
-        "version": 1,
-        "metadata": {
-            "timestamp": now_rfc3339(),
-            "tools": {
-                "components": [{
-                    "type": "application",
-                    "name": "wasmops-inspect",
-                    "version": env!("CARGO_PKG_VERSION"),
-                }]
-            },
-            "component": root,
-        },
-        "components": components,
-        "dependencies": dependencies,
-    });
+    let mut bom = document(serial.as_bytes(), root, components, dependencies);
     if !vulnerabilities.is_empty() {
         bom["vulnerabilities"] = Value::Array(vulnerabilities);
     }

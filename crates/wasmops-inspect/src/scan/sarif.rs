@@ -131,6 +131,18 @@ pub(crate) fn sarif(scan: &ScanReport, uri: &str) -> Value {
         }));
     }
 
+    log(
+        rules,
+        vec![json!({
+            "location": { "uri": uri },
+            "hashes": { "sha-256": scan.sha256 },
+        })],
+        results,
+    )
+}
+
+/// A SARIF log of one `wasmops` run.
+fn log(rules: Vec<Value>, artifacts: Vec<Value>, results: Vec<Value>) -> Value {
     json!({
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -143,10 +155,7 @@ pub(crate) fn sarif(scan: &ScanReport, uri: &str) -> Value {
                     "rules": rules,
                 }
             },
-            "artifacts": [{
-                "location": { "uri": uri },
-                "hashes": { "sha-256": scan.sha256 },
-            }],
+            "artifacts": artifacts,
             "results": results,
         }]
     })
@@ -197,22 +206,7 @@ pub(crate) fn sarif_merged(parts: &[(&ScanReport, &str)]) -> Value {
             results.push(res);
         }
     }
-    json!({
-        "$schema": SCHEMA,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "wasmops",
-                    "semanticVersion": env!("CARGO_PKG_VERSION"),
-                    "informationUri": INFORMATION_URI,
-                    "rules": rules,
-                }
-            },
-            "artifacts": artifacts,
-            "results": results,
-        }]
-    })
+    log(rules, artifacts, results)
 }
 
 #[cfg(test)]

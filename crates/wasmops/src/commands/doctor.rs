@@ -86,6 +86,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
                         "  by build {:<22} `wasmops build` installs it (npm install)",
                         t.name
                     ),
+                    (None, _) if t.optional => println!(
+                        "  optional {:<22} not installed (builds work without it): {}",
+                        t.name, t.install
+                    ),
                     (None, _) => println!("  missing  {:<22} install: {}", t.name, t.install),
                 }
             }
