@@ -105,6 +105,23 @@ fn main() {
         .canonicalize()
         .unwrap();
     out.push_str(&format!("/// The `cli` guest as a WASI preview1 core module (wasm32-wasip1).\npub const CLI_P1: &str = {:?};\n", p1.display().to_string()));
+    // Components built with the Spin SDK (a workspace of their own, for
+    // the SDK's dependency tree).
+    let spin = manifest_dir.join("spin-guests");
+    println!("cargo:rerun-if-changed={}", spin.join("spin-kv").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        spin.join("Cargo.toml").display()
+    );
+    cargo_build(&spin, &target_dir, "wasm32-wasip2", &["spin-kv"]);
+    let spin_kv = target_dir
+        .join("wasm32-wasip2/release/spin_kv.wasm")
+        .canonicalize()
+        .unwrap();
+    out.push_str(&format!(
+        "/// An HTTP component built with the Spin SDK 5.2 (key-value, variables).\npub const SPIN_KV: &str = {:?};\n",
+        spin_kv.display().to_string()
+    ));
     // The example apps, built where their manifests expect their components
     // (their own `target/`), as a user would build them.
     for (name, constant) in EXAMPLES {

@@ -146,18 +146,34 @@ pub struct Grants {
     pub config: ConfigVars,
 }
 
-/// Configuration values for `wasi:config/store`. Debug output shows the
-/// keys only: values may be secrets.
+/// The component's variables, for `wasi:config/store` and Spin's
+/// `variables` interface. Debug output shows nothing: values may be
+/// secrets.
 #[derive(Clone, Default)]
-pub struct ConfigVars(pub Arc<wasmtime_wasi_config::WasiConfigVariables>);
+pub struct ConfigVars {
+    pub wasi: Arc<wasmtime_wasi_config::WasiConfigVariables>,
+    values: Arc<std::collections::HashMap<String, String>>,
+}
 
 impl ConfigVars {
     pub fn new<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
-        let mut v = wasmtime_wasi_config::WasiConfigVariables::new();
-        for (k, val) in vars {
-            v.insert(k, val);
+        let values: std::collections::HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let mut wasi = wasmtime_wasi_config::WasiConfigVariables::new();
+        for (k, v) in &values {
+            wasi.insert(k.as_str(), v.as_str());
         }
-        Self(Arc::new(v))
+        Self {
+            wasi: Arc::new(wasi),
+            values: Arc::new(values),
+        }
+    }
+
+    /// The value of a variable granted to the component.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
     }
 }
 

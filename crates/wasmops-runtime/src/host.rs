@@ -187,8 +187,17 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
         metrics: h.hooks.shared.metrics.as_ref(),
         trace: h.hooks.shared.tracer.as_ref().zip(h.hooks.trace),
     })?;
+    crate::spin::add_to_linker(&mut l, |h: &mut Host| crate::spin::SpinView {
+        kv: crate::kv::KvView {
+            table: &mut h.table,
+            access: &h.kv,
+            metrics: h.hooks.shared.metrics.as_ref(),
+            trace: h.hooks.shared.tracer.as_ref().zip(h.hooks.trace),
+        },
+        vars: &h.config,
+    })?;
     wasmtime_wasi_config::add_to_linker(&mut l, |h: &mut Host| {
-        wasmtime_wasi_config::WasiConfig::new(&h.config.0)
+        wasmtime_wasi_config::WasiConfig::new(&h.config.wasi)
     })?;
     Ok(l)
 }

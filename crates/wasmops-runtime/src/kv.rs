@@ -15,13 +15,14 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmops_telemetry::ComponentMetrics;
 use wasmops_telemetry::trace::{Kind, SpanContext, SpanRecord, Tracer};
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "wasmops:host/extensions",
         imports: { default: async | trappable },
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
+            "fermyon:spin/key-value.store": crate::spin::SpinStore,
         },
         trappable_error_type: {
             "wasi:keyvalue/store.error" => super::KvError,
@@ -455,6 +456,11 @@ impl KvAccess {
     pub fn is_empty(&self) -> bool {
         self.stores.is_empty()
     }
+
+    /// The store granted under `label`.
+    pub(crate) fn get(&self, label: &str) -> Option<KvStore> {
+        self.stores.get(label).cloned()
+    }
 }
 
 /// An open bucket: the store it belongs to.
@@ -477,7 +483,7 @@ impl KvView<'_> {
 }
 
 /// Runs one operation, counting it and recording its span.
-async fn op<T>(
+pub(crate) async fn op<T>(
     metrics: Option<&ComponentMetrics>,
     trace: Option<(&Tracer, SpanContext)>,
     store: &KvStore,

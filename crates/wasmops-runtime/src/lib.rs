@@ -20,6 +20,7 @@ pub mod limits;
 pub mod load;
 pub mod outbound;
 pub mod preview1;
+pub mod spin;
 pub mod world;
 
 pub use engine::{EngineSettings, PoolingChoice, Runtime};

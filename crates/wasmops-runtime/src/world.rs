@@ -69,6 +69,9 @@ const EXACT_PROVIDED: &[&str] = &[
     "wasi:keyvalue/atomics@0.2.0-draft",
     "wasi:keyvalue/batch@0.2.0-draft",
     "wasi:config/store@0.2.0-rc.1",
+    // Spin's platform interfaces (components built with the Spin SDKs).
+    "fermyon:spin/key-value@2.0.0",
+    "fermyon:spin/variables@2.0.0",
 ];
 
 /// The `wasi:http` handler export of WASI 0.3 (the `service` world).

@@ -1123,3 +1123,43 @@ async fn instance_reuse_from_the_manifest() {
         out.stderr
     );
 }
+
+/// A component built with the Spin SDK (5.2, `#[http_component]`) runs
+/// unchanged: Spin's key-value interface over the app's store (a counter
+/// that survives a restart), Spin's variables over the app's variables,
+/// and Spin's own errors for a store or variable not granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_sdk_component_uses_key_value_and_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"spin-kv\"\n\
+         [variables]\ngreeting = { default = \"Hello from a Spin component\" }\n\
+         [component.counter]\nsource = \"spin_kv.wasm\"\nroute = \"/...\"\n\
+         key_value_stores = [\"default\"]\nvariables = [\"greeting\"]\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    for want in ["1", "2", "3"] {
+        let r = get(&server.url("/count")).await;
+        assert_eq!((r.status, r.text()), (200, want.to_string()));
+    }
+    let r = get(&server.url("/greeting")).await;
+    assert_eq!(r.text(), "Hello from a Spin component");
+    let r = get(&server.url("/denied-store")).await;
+    assert_eq!(r.text(), "error: Error::AccessDenied");
+    let r = get(&server.url("/undefined-variable")).await;
+    assert!(
+        r.text().starts_with("error: Error::Undefined("),
+        "{}",
+        r.text()
+    );
+    let r = get(&server.url("/keys")).await;
+    assert_eq!(r.text(), "count");
+    drop(server);
+    // The store is the app's: the count goes on after a restart.
+    let server = Server::up(dir.path(), &[], &[("WASMOPS_VARIABLE_GREETING", "Hola")]);
+    assert_eq!(get(&server.url("/count")).await.text(), "4");
+    assert_eq!(get(&server.url("/greeting")).await.text(), "Hola");
+}
