@@ -185,11 +185,14 @@ pub fn component_grants(
         })?;
         outbound.push(rule);
     }
-    let config = wasmops_runtime::grants::ConfigVars::new(
-        vars.iter()
-            .filter(|v| c.variables.contains(&v.name))
-            .map(|v| (v.name.clone(), v.value.clone())),
-    );
+    // A value whose app variables have no value is left out, as an unset
+    // optional variable is.
+    let config =
+        wasmops_runtime::grants::ConfigVars::new(c.config.iter().filter_map(|(name, template)| {
+            expand(template, vars)
+                .ok()
+                .map(|(value, _)| (name.clone(), value))
+        }));
     Ok(Grants {
         dirs: c
             .files

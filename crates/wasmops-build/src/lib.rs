@@ -204,7 +204,7 @@ fn cache_key(c: &ComponentSpec, b: &BuildSpec, tools: &[Tool]) -> String {
         h.update(part.as_deref().unwrap_or("-").as_bytes());
         h.update(b"\0");
     }
-    for s in b.sources.iter().chain(&b.args) {
+    for s in b.sources.iter().chain(&b.args).chain(&b.command) {
         h.update(s.as_bytes());
         h.update(b"\0");
     }
@@ -421,6 +421,16 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
             run(c, if cpp { "clang++" } else { "clang" }, &mut cmd, &log)?;
             work.path().join("core.wasm")
         }
+        Language::Command => {
+            // Each command in turn, in the recipe's directory; the output is
+            // `source`, wherever the commands write it.
+            for line in &b.command {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(line).current_dir(&b.dir);
+                run(c, line, &mut cmd, &log)?;
+            }
+            c.source.clone()
+        }
         Language::Go => {
             let mut cmd = Command::new("go");
             cmd.args(["build", "-o"])
@@ -482,7 +492,7 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
                 ));
             }
         }
-        None if matches!(b.language, Language::C | Language::Go) => {}
+        None if matches!(b.language, Language::C | Language::Go | Language::Command) => {}
         None => notes.push("no package manifest to take a licence from".to_string()),
     }
     if produced != c.source || rewritten {

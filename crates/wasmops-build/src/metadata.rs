@@ -57,7 +57,7 @@ pub fn package_metadata(
         Language::Rust => cargo(dir, entry),
         Language::JavaScript | Language::TypeScript => npm(&dir.join("package.json")),
         Language::Python => pyproject(&dir.join("pyproject.toml")),
-        Language::C | Language::Go => None,
+        Language::C | Language::Go | Language::Command => None,
     }
 }
 

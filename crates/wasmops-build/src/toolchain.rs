@@ -284,6 +284,18 @@ pub fn tools(language: Language, dir: &Path) -> Vec<Tool> {
             }
             vec![go]
         }
+        // The commands bring their own tools; only the shell is needed.
+        Language::Command => {
+            let sh = which("sh");
+            vec![Tool {
+                name: "sh",
+                version: sh.as_ref().map(|_| "installed".to_string()),
+                path: sh,
+                install: "apt-get install dash".into(),
+                installed_by_build: false,
+                optional: false,
+            }]
+        }
     }
 }
 

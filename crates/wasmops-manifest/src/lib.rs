@@ -16,6 +16,7 @@ mod dotenv;
 mod error;
 mod raw;
 mod routes;
+mod spin;
 mod units;
 mod validate;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use error::ManifestError;
 pub use routes::{Route, default_outbound_host_check};
+pub use spin::SPIN_FILE_NAME;
 pub use units::{parse_duration, parse_size};
 
 /// The file name of a manifest.
@@ -242,6 +244,12 @@ pub struct ComponentSpec {
     pub key_value_stores: Vec<String>,
     /// Names of the app variables it may read (each is declared).
     pub variables: Vec<String>,
+    /// What the component reads as its variables (`wasi:config`, Spin's
+    /// `variables`): (name, template), the template's `{{ app_variable }}`
+    /// parts replaced by values. A wasmops manifest's `variables = ["x"]`
+    /// gives `("x", "{{ x }}")`; a Spin manifest's component variables are
+    /// templates of their own.
+    pub config: Vec<(String, String)>,
     /// Directories mounted read-only.
     pub files: Vec<FileMount>,
     /// Environment variables, in manifest order.
@@ -275,9 +283,12 @@ pub struct BuildSpec {
     pub wit: Option<String>,
     pub sources: Vec<String>,
     pub args: Vec<String>,
+    /// `command`: the shell commands to run, in order (Spin's `build.command`).
+    pub command: Vec<String>,
 }
 
-/// The languages `wasmops build` knows.
+/// The languages `wasmops build` knows, and `command` for a build given as
+/// shell commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Language {
     Rust,
@@ -286,16 +297,20 @@ pub enum Language {
     Python,
     C,
     Go,
+    /// Shell commands that produce `source` (e.g. a Spin app's
+    /// `[component.ID.build] command`).
+    Command,
 }
 
 impl Language {
-    pub const ALL: [Language; 6] = [
+    pub const ALL: [Language; 7] = [
         Language::Rust,
         Language::JavaScript,
         Language::TypeScript,
         Language::Python,
         Language::C,
         Language::Go,
+        Language::Command,
     ];
 
     /// The name used in manifests.
@@ -307,6 +322,7 @@ impl Language {
             Language::Python => "python",
             Language::C => "c",
             Language::Go => "go",
+            Language::Command => "command",
         }
     }
 
@@ -318,6 +334,7 @@ impl Language {
             "python" | "py" => Language::Python,
             "c" | "cpp" | "c++" => Language::C,
             "go" => Language::Go,
+            "command" => Language::Command,
             _ => return None,
         })
     }
@@ -379,6 +396,24 @@ impl fmt::Debug for ResolvedVariable {
     }
 }
 
+/// The app manifest in `dir`: `wasmops.toml`, else Spin's `spin.toml`.
+pub fn manifest_in(dir: &Path) -> Option<PathBuf> {
+    [FILE_NAME, spin::SPIN_FILE_NAME]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Whether `path` names an app: a directory holding a manifest, or a
+/// manifest file (`wasmops.toml`, `spin.toml`).
+pub fn is_app_path(path: &Path) -> bool {
+    if path.is_dir() {
+        return manifest_in(path).is_some();
+    }
+    path.file_name()
+        .is_some_and(|n| n == FILE_NAME || n == spin::SPIN_FILE_NAME)
+}
+
 /// Loads and validates a manifest. `path` is the manifest file, or a
 /// directory containing `wasmops.toml`. Outbound hosts are checked with
 /// [`default_outbound_host_check`].
@@ -391,16 +426,20 @@ pub fn load_with(path: &Path, checks: &Checks) -> Result<App, ManifestError> {
     let display = path.display().to_string();
     let file = if path.is_dir() {
         let file = path.join(FILE_NAME);
-        if !file.is_file() {
+        let spin = path.join(spin::SPIN_FILE_NAME);
+        if file.is_file() {
+            file
+        } else if spin.is_file() {
+            spin
+        } else {
             return Err(ManifestError::without_position(
                 display,
-                format!("no `{FILE_NAME}` in this directory"),
+                format!("no `{FILE_NAME}` (or Spin's `spin.toml`) in this directory"),
                 Some(format!(
                     "create `{FILE_NAME}` there, or give the path of the manifest"
                 )),
             ));
         }
-        file
     } else if path.exists() {
         path.to_path_buf()
     } else {

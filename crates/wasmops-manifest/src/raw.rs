@@ -356,6 +356,11 @@ pub(crate) struct RawComponent {
     /// Resource limits.
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    /// A Spin manifest's component variables: (name, template). Never read
+    /// from a wasmops manifest.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub spin_variables: Option<Vec<(Spanned<String>, Spanned<String>)>>,
     /// How to build the component from its sources (`wasmops build`). With
     /// a build recipe, `source` is the recipe's output and need not exist
     /// yet.
@@ -400,6 +405,28 @@ pub(crate) struct RawBuild {
     /// Extra arguments for the compiler (clang, cargo, go build).
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// `command`: the shell commands that produce `source`, run in order in
+    /// `dir` with `sh -c` (a string or a list).
+    #[serde(default)]
+    #[schemars(with = "Option<StringOrList>")]
+    pub command: Option<Spanned<StringOrList>>,
+}
+
+/// A string, or a list of strings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s],
+            StringOrList::Many(v) => v,
+        }
+    }
 }
 
 /// A route given as a table.

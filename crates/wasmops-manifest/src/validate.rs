@@ -31,6 +31,17 @@ pub(crate) fn parse(
 ) -> Result<App, ManifestError> {
     let src = Source { text, display };
 
+    // A Spin manifest is read into the same form and checked the same way.
+    if crate::spin::is_spin(text) {
+        let raw = crate::spin::to_raw(&src)?;
+        let mut v = Validator {
+            src: &src,
+            dir,
+            checks,
+        };
+        return v.manifest(raw, manifest_path);
+    }
+
     // The version first: a manifest for another version of the format may
     // well have keys this one does not know.
     let probe: VersionProbe = toml::from_str(text).map_err(|e| error::from_toml(&src, &e))?;
@@ -684,6 +695,14 @@ impl Validator<'_> {
             }
         }
 
+        let config = match c.spin_variables {
+            None => variables
+                .iter()
+                .map(|v| (v.clone(), format!("{{{{ {v} }}}}")))
+                .collect(),
+            Some(list) => self.spin_variables(list, declared_variables, &mut variables)?,
+        };
+
         let mut files: Vec<FileMount> = Vec::new();
         for entry in c.files.unwrap_or_default() {
             let mount = self.file_mount(entry, &files)?;
@@ -757,10 +776,68 @@ impl Validator<'_> {
             variables,
             files,
             environment,
+            config,
             limits,
             instance_reuse,
             build,
         })
+    }
+
+    /// A Spin component's variables: each name (lowercase words joined by
+    /// `_`) with a template whose `{{ name }}` parts are app variables; those
+    /// are added to `variables` (what the component may read).
+    fn spin_variables(
+        &self,
+        list: Vec<(Spanned<String>, Spanned<String>)>,
+        declared: &[Variable],
+        variables: &mut Vec<String>,
+    ) -> Result<Vec<(String, String)>, ManifestError> {
+        let mut out = Vec::new();
+        for (name, template) in list {
+            if !is_name(name.get_ref(), false) {
+                return Err(self.err(
+                    name.span(),
+                    format!("invalid variable name {}", quote(name.get_ref())),
+                    "names are lowercase letters, digits and `_`, starting with a letter",
+                ));
+            }
+            let mut rest = template.get_ref().as_str();
+            while let Some(start) = rest.find("{{") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find("}}") else {
+                    return Err(self.err(
+                        template.span(),
+                        format!("unclosed `{{{{` in {}", quote(template.get_ref())),
+                        "close it: `{{ app_variable }}`",
+                    ));
+                };
+                let var = after[..end].trim();
+                if !declared.iter().any(|v| v.name == var) {
+                    let names: Vec<&str> = declared.iter().map(|v| v.name.as_str()).collect();
+                    let hint = match did_you_mean(var, &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "declare it under [variables], e.g. `{var} = {{ default = \"...\" }}`"
+                        ),
+                    };
+                    return Err(self.err(
+                        template.span(),
+                        format!(
+                            "unknown variable {} in {}",
+                            quote(var),
+                            quote(template.get_ref())
+                        ),
+                        hint,
+                    ));
+                }
+                if !variables.iter().any(|v| v == var) {
+                    variables.push(var.to_string());
+                }
+                rest = &after[end + 2..];
+            }
+            out.push((name.into_inner(), template.into_inner()));
+        }
+        Ok(out)
     }
 
     /// The output of a build recipe: it may not exist yet, but must not be
@@ -817,6 +894,38 @@ impl Validator<'_> {
                 self.inside_app(&path, d.span(), "build `dir`", d.get_ref())?
             }
         };
+        let command = match (lang, b.command) {
+            (Language::Command, None) => {
+                return Err(self.err(
+                    span,
+                    "a `command` build recipe has no `command`",
+                    "add the commands that produce `source`, e.g. `command = \"make app.wasm\"`",
+                ));
+            }
+            (Language::Command, Some(c)) => {
+                let span = c.span();
+                let list = c.into_inner().into_vec();
+                if list.is_empty() || list.iter().any(|x| x.trim().is_empty()) {
+                    return Err(self.err(
+                        span,
+                        "`command` is empty",
+                        "give the commands that produce `source`, e.g. `command = \"make app.wasm\"`",
+                    ));
+                }
+                list
+            }
+            (_, Some(c)) => {
+                return Err(self.err(
+                    c.span(),
+                    format!(
+                        "`command` is for `language = \"command\"`, not {}",
+                        lang.name()
+                    ),
+                    "remove `command`, or set `language = \"command\"`",
+                ));
+            }
+            (_, None) => Vec::new(),
+        };
         Ok(BuildSpec {
             language: lang,
             dir,
@@ -825,6 +934,7 @@ impl Validator<'_> {
             wit: b.wit,
             sources: b.sources.unwrap_or_default(),
             args: b.args.unwrap_or_default(),
+            command,
         })
     }
 

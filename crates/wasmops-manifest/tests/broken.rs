@@ -1,5 +1,6 @@
 //! Snapshot tests of error messages: each folder under `tests/broken/` holds
-//! a `wasmops.toml` (and the files it needs) and `expected.txt`, the exact
+//! a `wasmops.toml` or a Spin `spin.toml` (and the files it needs) and
+//! `expected.txt`, the exact
 //! error line. `UPDATE_SNAPSHOTS=1` rewrites the expected files.
 
 use std::fs;
@@ -22,8 +23,14 @@ fn broken_manifests_give_the_expected_error() {
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let text = fs::read_to_string(case.join("wasmops.toml")).expect("wasmops.toml");
-        let actual = match parse_str(&text, "wasmops.toml", case, &Checks::default()) {
+        // A case is a wasmops manifest, or a Spin one.
+        let file = if case.join("spin.toml").is_file() {
+            "spin.toml"
+        } else {
+            "wasmops.toml"
+        };
+        let text = fs::read_to_string(case.join(file)).expect("a manifest");
+        let actual = match parse_str(&text, file, case, &Checks::default()) {
             Ok(_) => format!("(no error: case `{name}` parsed successfully)"),
             Err(e) => e.to_string(),
         };

@@ -589,11 +589,16 @@ fn broken_manifests_fail_with_their_snapshot_error() {
             .find(|p| p.exists())
             .unwrap();
         let expected = std::fs::read_to_string(expected).unwrap();
-        let out = common::output(common::wasmops().current_dir(&case).args([
-            "up",
-            "--check",
-            "wasmops.toml",
-        ]));
+        let file = if case.join("spin.toml").is_file() {
+            "spin.toml"
+        } else {
+            "wasmops.toml"
+        };
+        let out = common::output(
+            common::wasmops()
+                .current_dir(&case)
+                .args(["up", "--check", file]),
+        );
         common::assert_one_line_error(&out);
         assert_eq!(
             out.stderr.trim_end(),
@@ -1162,4 +1167,69 @@ async fn spin_sdk_component_uses_key_value_and_variables() {
     let server = Server::up(dir.path(), &[], &[("WASMOPS_VARIABLE_GREETING", "Hola")]);
     assert_eq!(get(&server.url("/count")).await.text(), "4");
     assert_eq!(get(&server.url("/greeting")).await.text(), "Hola");
+}
+
+/// A Spin app as Spin users write it: `spin.toml` with an HTTP trigger, a
+/// build command, component variables that are templates of app variables,
+/// and the default key-value store. `wasmops build` runs its command;
+/// `wasmops up DIR` finds `spin.toml` and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_toml_apps_build_and_serve_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("prebuilt")).unwrap();
+    std::fs::copy(
+        test_programs::SPIN_KV,
+        dir.path().join("prebuilt/spin_kv.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        r#"spin_manifest_version = 2
+
+[application]
+name = "spin_counter"
+version = "1.0.0"
+description = "A counter"
+
+[variables]
+greeting = { default = "Hello" }
+who = { required = true }
+
+[[trigger.http]]
+route = "/..."
+component = "counter"
+
+[[trigger.http]]
+route = { private = true }
+component = "internal"
+
+[component.counter]
+source = "out/spin_kv.wasm"
+key_value_stores = ["default"]
+[component.counter.variables]
+greeting = "{{ greeting }}, {{ who }}!"
+[component.counter.build]
+command = ["mkdir -p out", "cp prebuilt/spin_kv.wasm out/spin_kv.wasm"]
+
+[component.internal]
+source = "prebuilt/spin_kv.wasm"
+"#,
+    )
+    .unwrap();
+    let app = dir.path().to_str().unwrap();
+    let out = common::run(&["build", app, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(built["app"], "spin-counter");
+    assert_eq!(built["components"][0]["language"], "command");
+    assert_eq!(built["components"][0]["outcome"], "built");
+
+    let out = common::run(&["up", app, "--check", "--format", "json"]);
+    assert_eq!(out.code, 1, "`who` is required: {}", out.stdout);
+    assert!(out.stdout.contains("who"), "{}", out.stdout);
+
+    let server = Server::up(dir.path(), &[], &[("WASMOPS_VARIABLE_WHO", "Spin")]);
+    assert_eq!(get(&server.url("/greeting")).await.text(), "Hello, Spin!");
+    assert_eq!(get(&server.url("/count")).await.text(), "1");
+    assert_eq!(get(&server.url("/count")).await.text(), "2");
 }

@@ -146,7 +146,7 @@ fn manifest_for(app: Option<&Path>) -> anyhow::Result<Option<wasmops_manifest::A
         _ => PathBuf::from("."),
     };
     let manifest = if path.is_dir() {
-        path.join("wasmops.toml")
+        wasmops_manifest::manifest_in(&path).unwrap_or_else(|| path.join("wasmops.toml"))
     } else {
         path.clone()
     };

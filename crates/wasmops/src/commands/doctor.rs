@@ -20,8 +20,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
-    let manifest = args.app.is_dir() && args.app.join(wasmops_manifest::FILE_NAME).is_file()
-        || args.app.is_file();
+    let manifest = wasmops_manifest::is_app_path(&args.app) || args.app.is_file();
     let app = if manifest {
         Some(wasmops_manifest::load(&args.app).map_err(|e| anyhow::anyhow!("{e}"))?)
     } else {

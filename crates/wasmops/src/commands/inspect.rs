@@ -288,10 +288,7 @@ struct Scanned {
 }
 
 fn is_app_path(target: &Path) -> bool {
-    target.is_dir()
-        || target
-            .file_name()
-            .is_some_and(|n| n == wasmops_manifest::FILE_NAME)
+    target.is_dir() || wasmops_manifest::is_app_path(target)
 }
 
 /// A component's path as reports name it: relative to the working
