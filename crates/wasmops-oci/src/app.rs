@@ -298,7 +298,18 @@ pub fn components(store: &Layout, pulled: &Pulled) -> Result<Vec<(String, Vec<u8
             Ok(vec![(name, store.get_blob(d, "layer")?)])
         }
         ArtifactKind::App | ArtifactKind::Spin => {
-            let config: Value = serde_json::from_slice(&pulled.config).map_err(|e| {
+            // A Spin app's locked app is its config (older Spin) or its
+            // `application/vnd.fermyon.spin.application.v1+config` layer.
+            let locked_layer = layers(pulled)
+                .into_iter()
+                .find(|l| l["mediaType"] == crate::SPIN_CONFIG_MEDIA_TYPE);
+            let config_bytes = match (&pulled.kind, locked_layer) {
+                (ArtifactKind::Spin, Some(l)) => {
+                    store.get_blob(l["digest"].as_str().unwrap_or_default(), "locked app")?
+                }
+                _ => pulled.config.clone(),
+            };
+            let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
                 OciError::Invalid(format!(
                     "the app config of {} is not JSON: {e}",
                     pulled.digest
@@ -309,6 +320,7 @@ pub fn components(store: &Layout, pulled: &Pulled) -> Result<Vec<(String, Vec<u8
                 let id = c["id"].as_str().unwrap_or_default();
                 let d = c["digest"]
                     .as_str()
+                    .or(c["source"]["digest"].as_str())
                     .or(c["source"]["content"]["digest"].as_str())
                     .unwrap_or_default();
                 if id.is_empty() || d.is_empty() {

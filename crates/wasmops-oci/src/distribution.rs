@@ -126,6 +126,8 @@ pub fn kind_of(manifest: &Value) -> Result<ArtifactKind, OciError> {
     Ok(match config {
         crate::app::APP_CONFIG_MEDIA_TYPE => ArtifactKind::App,
         crate::SPIN_CONFIG_MEDIA_TYPE => ArtifactKind::Spin,
+        // Spin's current layout: an image config, the locked app a layer.
+        _ if layer_types.contains(&crate::SPIN_CONFIG_MEDIA_TYPE) => ArtifactKind::Spin,
         _ if layer_types.iter().any(|t| {
             *t == crate::WASM_LAYER_MEDIA_TYPE || *t == crate::SPIN_WASM_LAYER_MEDIA_TYPE
         }) =>

@@ -13,6 +13,7 @@ mod reference;
 pub mod registry;
 pub mod resolve;
 pub mod sign;
+pub mod spin;
 
 pub use reference::Reference;
 

@@ -18,21 +18,7 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
     let mut components = Vec::new();
     let mut files = Vec::new();
     for c in &app.components {
-        let wasm = std::fs::read(&c.source).map_err(|e| {
-            anyhow::anyhow!(
-                "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
-                c.id,
-                c.source.display()
-            )
-        })?;
-        let kind = wasmops_component::validate(&wasm);
-        if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
-            anyhow::bail!(
-                "component `{}`: {} is not a WebAssembly component; build it first (`wasmops build`)",
-                c.id,
-                c.source.display()
-            );
-        }
+        let wasm = component_bytes(c)?;
         let Some(table) = doc
             .get_mut("component")
             .and_then(|t| t.get_mut(&c.id))
@@ -74,6 +60,80 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
         manifest: toml::to_string(&doc).context("cannot write the manifest")?,
         components,
         files,
+    })
+}
+
+/// A component's built file, checked to be a component.
+fn component_bytes(c: &wasmops_manifest::ComponentSpec) -> anyhow::Result<Vec<u8>> {
+    let wasm = std::fs::read(&c.source).map_err(|e| {
+        anyhow::anyhow!(
+            "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
+            c.id,
+            c.source.display()
+        )
+    })?;
+    let kind = wasmops_component::validate(&wasm);
+    if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
+        anyhow::bail!(
+            "component `{}`: {} is not a WebAssembly component; build it first (`wasmops build`)",
+            c.id,
+            c.source.display()
+        );
+    }
+    Ok(wasm)
+}
+
+/// An app (a wasmops or a Spin manifest) as Spin's OCI layout describes
+/// it: its locked app's variables, triggers and components.
+pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
+    let app = wasmops_manifest::load(path)?;
+    let mut components = Vec::new();
+    for c in &app.components {
+        let mut routes = Vec::new();
+        for r in &c.routes {
+            if let Some(h) = &r.host {
+                anyhow::bail!(
+                    "component `{}`: the route `{r}` is for host `{h}`, which Spin's layout cannot say; push it as a wasmops app (without --layout spin)",
+                    c.id
+                );
+            }
+            routes.push(r.path_form());
+        }
+        components.push(wasmops_oci::spin::SpinComponent {
+            id: c.id.clone(),
+            wasm: component_bytes(c)?,
+            routes,
+            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+            key_value_stores: c.key_value_stores.clone(),
+            environment: c.environment.clone(),
+            config: c.config.clone(),
+            files: c
+                .files
+                .iter()
+                .map(|f| (f.source.clone(), f.destination.clone()))
+                .collect(),
+        });
+    }
+    Ok(wasmops_oci::spin::SpinInput {
+        name: app.name.clone(),
+        version: app.version.clone(),
+        description: app.description.clone(),
+        created: {
+            let mut inputs: Vec<&Path> = vec![app.manifest_path.as_path()];
+            inputs.extend(app.components.iter().map(|c| c.source.as_path()));
+            created_rfc3339(&inputs)
+        },
+        variables: app
+            .variables
+            .iter()
+            .map(|v| wasmops_oci::spin::SpinVariable {
+                name: v.name.clone(),
+                default: v.default.clone(),
+                secret: v.secret,
+                description: v.description.clone(),
+            })
+            .collect(),
+        components,
     })
 }
 

@@ -1802,6 +1802,118 @@ fn kube_validate(file: &Path) {
     }
 }
 
+/// `kube render --format spinapp`: a SpinKube `SpinApp` for a Spin app
+/// (its variables, secret ones from a Secret), valid against the SpinApp
+/// CRD's own schema; autoscaled, with an HPA that Kubernetes accepts.
+#[test]
+fn kube_render_spinapp_validates_against_the_spinkube_crd() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::copy(test_programs::SPIN_KV, app.join("spin_kv.wasm")).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"shop\"\n\
+         [variables]\ngreeting = { default = \"hi\" }\ntoken = { required = true, secret = true }\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+         [component.web]\nsource = \"spin_kv.wasm\"\n",
+    )
+    .unwrap();
+    let crd = ["../shared/data/spinkube", "../../../shared/data/spinkube"]
+        .iter()
+        .map(|d| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(d)
+                .join("core.spinkube.dev_spinapps.yaml")
+        })
+        .find(|p| p.is_file())
+        .expect("the SpinKube CRD in ../shared/data/spinkube");
+    let validate = |file: &Path| {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, yaml, jsonschema\n\
+                 crd = yaml.safe_load(open(sys.argv[1]))\n\
+                 schema = crd['spec']['versions'][0]['schema']['openAPIV3Schema']\n\
+                 docs = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]\n\
+                 apps = [d for d in docs if d['kind'] == 'SpinApp']\n\
+                 assert len(apps) == 1, docs\n\
+                 jsonschema.validate(apps[0], schema)\n\
+                 print('valid', apps[0]['spec'])",
+            )
+            .arg(&crd)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = dir.path().join("spinapp.yaml");
+    let out = output(wasmops().args([
+        "kube",
+        "render",
+        app.to_str().unwrap(),
+        "--reference",
+        "registry.example.com/apps/shop:1.0",
+        "--format",
+        "spinapp",
+        "--var",
+        "greeting=hello",
+        "--replicas",
+        "3",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("kind: \"SpinApp\"") || text.contains("kind: SpinApp"),
+        "{text}"
+    );
+    let shown = validate(&file);
+    assert!(shown.contains("'replicas': 3"), "{shown}");
+    assert!(
+        shown.contains("'executor': 'containerd-shim-spin'"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("'secretKeyRef': {'key': 'token', 'name': 'wasmops-shop'}"),
+        "{shown}"
+    );
+
+    // Autoscaled: the operator's switch and an HPA on its Deployment.
+    let out = output(wasmops().args([
+        "kube",
+        "render",
+        app.to_str().unwrap(),
+        "--reference",
+        "registry.example.com/apps/shop:1.0",
+        "--format",
+        "spinapp",
+        "--max-replicas",
+        "8",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let shown = validate(&file);
+    assert!(shown.contains("'enableAutoscaling': True"), "{shown}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let hpa_only: String = text
+        .split("---")
+        .filter(|d| d.contains("HorizontalPodAutoscaler"))
+        .collect();
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(&hpa, hpa_only).unwrap();
+    kube_validate(&hpa);
+}
+
 #[test]
 fn kube_render_writes_valid_deterministic_manifests() {
     let dir = tempfile::tempdir().unwrap();

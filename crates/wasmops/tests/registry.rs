@@ -875,3 +875,169 @@ fn retries_carry_through_5xx_and_resets() {
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("503"), "{}", out.stderr);
 }
+
+/// `push --layout spin`: a Spin app in Spin's own OCI layout, checked field
+/// by field against Spin's media types and locked-app format, then pulled
+/// back by wasmops.
+#[test]
+fn spin_apps_push_in_spins_layout() {
+    let reg = Registry::start(None);
+    let env = Env::new();
+    let app = env.path("app");
+    std::fs::create_dir_all(app.join("static/css")).unwrap();
+    std::fs::copy(test_programs::SPIN_KV, app.join("spin_kv.wasm")).unwrap();
+    std::fs::write(app.join("static/small.txt"), "hi").unwrap();
+    let big = "body { color: black; }\n".repeat(20);
+    std::fs::write(app.join("static/css/site.css"), &big).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        r#"spin_manifest_version = 2
+
+[application]
+name = "shop"
+version = "1.2.0"
+description = "A shop"
+
+[variables]
+greeting = { default = "Hello" }
+token = { required = true, secret = true }
+
+[[trigger.http]]
+route = "/..."
+component = "web"
+
+[component.web]
+source = "spin_kv.wasm"
+files = ["static/**/*"]
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["https://api.example.com"]
+environment = { MODE = "prod" }
+[component.web.variables]
+greeting = "{{ greeting }}!"
+"#,
+    )
+    .unwrap();
+    let reference = reg.reference("apps/shop:1.2.0");
+    let pushed = env.json(&[
+        "push",
+        app.to_str().unwrap(),
+        &reference,
+        "--layout",
+        "spin",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(pushed["kind"], "spin");
+
+    let manifest = reg.manifest("apps/shop", "1.2.0");
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "shop"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        "1.2.0"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    let media: Vec<&str> = layers
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        media,
+        [
+            "application/vnd.wasm.content.layer.v1+wasm",
+            "application/vnd.wasm.content.layer.v1+data",
+            "application/vnd.fermyon.spin.application.v1+config",
+        ],
+        "{manifest}"
+    );
+    let config: Value = serde_json::from_slice(
+        &reg.blob("apps/shop", manifest["config"]["digest"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(config["architecture"], "wasm");
+    let locked_digest = layers[2]["digest"].as_str().unwrap();
+    assert_eq!(
+        config["config"]["Labels"]["com.fermyon.spin.lockedAppDigest"],
+        locked_digest
+    );
+    let locked: Value = serde_json::from_slice(&reg.blob("apps/shop", locked_digest)).unwrap();
+    assert_eq!(locked["spin_lock_version"], 0);
+    assert_eq!(locked["metadata"]["name"], "shop");
+    assert_eq!(locked["metadata"]["trigger"]["type"], "http");
+    assert_eq!(locked["variables"]["greeting"]["default"], "Hello");
+    assert_eq!(locked["variables"]["token"]["secret"], true);
+    assert!(locked["variables"]["token"].get("default").is_none());
+    let trigger = &locked["triggers"][0];
+    assert_eq!(trigger["trigger_type"], "http");
+    assert_eq!(trigger["trigger_config"]["component"], "web");
+    assert_eq!(trigger["trigger_config"]["route"], "/...");
+    let web = &locked["components"][0];
+    assert_eq!(web["id"], "web");
+    assert_eq!(web["source"]["content_type"], "application/wasm");
+    assert_eq!(web["source"]["digest"], layers[0]["digest"]);
+    assert_eq!(web["config"]["greeting"], "{{ greeting }}!");
+    assert_eq!(web["env"]["MODE"], "prod");
+    assert_eq!(web["metadata"]["key_value_stores"][0], "default");
+    assert_eq!(
+        web["metadata"]["allowed_outbound_hosts"][0],
+        "https://api.example.com"
+    );
+    // Small files inline (base64), larger ones as data layers, by path.
+    let files = web["files"].as_array().unwrap();
+    let css = files
+        .iter()
+        .find(|f| f["path"] == "static/css/site.css")
+        .unwrap();
+    assert_eq!(css["digest"], layers[1]["digest"]);
+    assert_eq!(
+        reg.blob("apps/shop", layers[1]["digest"].as_str().unwrap()),
+        big.as_bytes()
+    );
+    let small = files
+        .iter()
+        .find(|f| f["path"] == "static/small.txt")
+        .unwrap();
+    assert_eq!(small["inline"], "aGk=");
+    // The layer digests are the bytes' own.
+    assert_eq!(
+        reg.blob("apps/shop", layers[0]["digest"].as_str().unwrap()),
+        std::fs::read(test_programs::SPIN_KV).unwrap()
+    );
+
+    // wasmops reads it back as a Spin app.
+    let out_dir = env.path("pulled");
+    let pulled = env.json(&[
+        "pull",
+        &reference,
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(pulled["kind"], "spin-app");
+    assert_eq!(
+        std::fs::read(out_dir.join("web.wasm")).unwrap(),
+        std::fs::read(test_programs::SPIN_KV).unwrap()
+    );
+    // A single component has no Spin layout of its own.
+    let out = env.run(&[
+        "push",
+        test_programs::SPIN_KV,
+        &reference,
+        "--layout",
+        "spin",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("--layout spin is for apps"),
+        "{}",
+        out.stderr
+    );
+}

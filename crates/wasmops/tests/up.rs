@@ -1232,4 +1232,22 @@ source = "prebuilt/spin_kv.wasm"
     assert_eq!(get(&server.url("/greeting")).await.text(), "Hello, Spin!");
     assert_eq!(get(&server.url("/count")).await.text(), "1");
     assert_eq!(get(&server.url("/count")).await.text(), "2");
+    drop(server);
+
+    // Pushed as an app artifact and served from the reference.
+    let store = dir.path().join("store");
+    let reference = format!("oci-layout:{}:v1", store.display());
+    let out = common::run(&["push", app, &reference, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state = dir.path().join("state");
+    let server = Server::up(
+        std::path::Path::new(&reference),
+        &["--state-dir", state.to_str().unwrap()],
+        &[("WASMOPS_VARIABLE_WHO", "registry")],
+    );
+    assert_eq!(
+        get(&server.url("/greeting")).await.text(),
+        "Hello, registry!"
+    );
+    assert_eq!(get(&server.url("/count")).await.text(), "1");
 }

@@ -21,10 +21,13 @@ pub enum KubeSub {
     Render(RenderArgs),
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Yaml,
     Json,
+    /// A SpinKube `SpinApp` resource (YAML) for the app, pushed with
+    /// `wasmops push --layout spin`, instead of a fleet of nodes.
+    Spinapp,
 }
 
 /// Write the manifests of a fleet: a ConfigMap of app declarations, a
@@ -284,8 +287,126 @@ fn app_from_args(
     })
 }
 
+/// A SpinKube `SpinApp` for the app: its image (the reference of a
+/// `push --layout spin`), the shim executor, its size (replicas, or the
+/// operator's autoscaling with an HPA), pod resources, and its variables
+/// (secret ones from the Secret FLEET-APP).
+fn spin_app(
+    a: &RenderArgs,
+    env: Option<&wasmops_manifest::Environment>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use serde_json::json;
+    let Some(what) = &a.what else {
+        anyhow::bail!(
+            "--format spinapp renders one app: give its reference, or its directory with --reference"
+        );
+    };
+    let app = app_from_args(what, a, env)?;
+    let kube = env.and_then(|e| e.kube.clone()).unwrap_or_default();
+    let reference = a
+        .reference
+        .clone()
+        .or(kube.reference.clone())
+        .unwrap_or_else(|| what.clone());
+    let path = Path::new(what);
+    let manifest = if path.is_dir() || path.extension().is_some_and(|e| e == "toml") {
+        Some(wasmops_manifest::load(path).map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    let fleet = a
+        .fleet
+        .clone()
+        .or(kube.fleet.clone())
+        .unwrap_or_else(|| "wasmops".into());
+    let mut variables = Vec::new();
+    for kv in &a.vars {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--var `{kv}`: write NAME=VALUE"))?;
+        variables.push(json!({ "name": k, "value": v }));
+    }
+    for v in manifest
+        .iter()
+        .flat_map(|m| &m.variables)
+        .filter(|v| v.secret)
+    {
+        variables.push(json!({
+            "name": v.name,
+            "valueFrom": { "secretKeyRef": { "name": format!("{fleet}-{}", app.name), "key": v.name } },
+        }));
+    }
+    let mut metadata =
+        json!({ "name": app.name, "labels": { "app.kubernetes.io/managed-by": "wasmops" } });
+    if let Some(ns) = a.namespace.clone().or(kube.namespace.clone()) {
+        metadata["namespace"] = json!(ns);
+    }
+    if let Some(e) = &a.env {
+        metadata["labels"]["wasmops.dev/environment"] = json!(e);
+    }
+    let memory = a.memory.or(kube.memory).unwrap_or(128 << 20);
+    let memory_limit = a.memory_limit.or(kube.memory_limit).unwrap_or(512 << 20);
+    let cpu = a
+        .cpu
+        .clone()
+        .or(kube.cpu.clone())
+        .unwrap_or_else(|| "100m".into());
+    let mut spec = json!({
+        "image": reference,
+        "executor": "containerd-shim-spin",
+        "resources": {
+            "requests": { "cpu": cpu, "memory": quantity(memory) },
+            "limits": { "memory": quantity(memory_limit) },
+        },
+    });
+    if !variables.is_empty() {
+        spec["variables"] = json!(variables);
+    }
+    if let Some(s) = &a.registry_secret {
+        spec["imagePullSecrets"] = json!([{ "name": s }]);
+    }
+    let max = a.max_replicas.or(kube.max_replicas);
+    let mut objects = Vec::new();
+    match max {
+        None => spec["replicas"] = json!(a.replicas.or(kube.replicas).unwrap_or(2)),
+        Some(max) => {
+            // The operator leaves the replica count to an autoscaler.
+            spec["enableAutoscaling"] = json!(true);
+            let min = a.min_replicas.or(kube.min_replicas).unwrap_or(1).min(max);
+            objects.push(json!({
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": metadata.clone(),
+                "spec": {
+                    "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": app.name },
+                    "minReplicas": min,
+                    "maxReplicas": max,
+                    "metrics": [{
+                        "type": "Resource",
+                        "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": a.cpu_target } },
+                    }],
+                },
+            }));
+        }
+    }
+    objects.insert(
+        0,
+        json!({
+            "apiVersion": "core.spinkube.dev/v1alpha1",
+            "kind": "SpinApp",
+            "metadata": metadata,
+            "spec": spec,
+        }),
+    );
+    Ok(objects)
+}
+
 fn render(a: &RenderArgs) -> anyhow::Result<i32> {
     let env = manifest_settings(a)?;
+    if a.format == Format::Spinapp {
+        let objects = spin_app(a, env.as_ref())?;
+        return write_out(a, &wasmops_kube::to_yaml(&objects));
+    }
     let kube = env
         .as_ref()
         .and_then(|e| e.kube.clone())
@@ -374,9 +495,14 @@ fn render(a: &RenderArgs) -> anyhow::Result<i32> {
     };
     let objects = fleet.render()?;
     let text = match a.format {
-        Format::Yaml => wasmops_kube::to_yaml(&objects),
+        Format::Yaml | Format::Spinapp => wasmops_kube::to_yaml(&objects),
         Format::Json => wasmops_kube::to_json(&objects),
     };
+    write_out(a, &text)
+}
+
+/// Writes the rendered text where `--output` says, whole or not at all.
+fn write_out(a: &RenderArgs, text: &str) -> anyhow::Result<i32> {
     match &a.output {
         Some(path) => {
             // Whole or nothing: a temporary file renamed into place.

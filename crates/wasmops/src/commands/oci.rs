@@ -53,10 +53,22 @@ pub struct PushArgs {
     /// Where: `HOST[:PORT]/REPO[:TAG]`, or `oci-layout:PATH[:TAG]` (tag `latest` by default).
     #[arg(value_name = "REF")]
     pub reference: String,
+    /// The app's layout: `wasmops` (its manifest, components and files), or
+    /// `spin`, Spin's own (a locked app, a layer per component and file),
+    /// which `spin up --from` and SpinKube run.
+    #[arg(long, value_enum, default_value_t = AppLayout::Wasmops)]
+    pub layout: AppLayout,
     #[command(flatten)]
     pub format: crate::options::FormatArg,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// How an app is laid out in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppLayout {
+    Wasmops,
+    Spin,
 }
 
 /// Fetch an artifact into the local content store, verifying every digest
@@ -293,10 +305,18 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
         _ => {}
     }
     let is_app = args.source.is_dir() || args.source.extension().is_some_and(|e| e == "toml");
-    let (blobs, manifest, kind) = if is_app {
+    let (blobs, manifest, kind) = if is_app && args.layout == AppLayout::Spin {
+        let input = crate::artifact::spin_input(&args.source)?;
+        let (blobs, manifest) = wasmops_oci::spin::spin_artifact(&input)?;
+        (blobs, manifest, "spin")
+    } else if is_app {
         let input = crate::artifact::app_input(&args.source)?;
         let (blobs, manifest) = wasmops_oci::app::app_artifact(&input)?;
         (blobs, manifest, "app")
+    } else if args.layout == AppLayout::Spin {
+        anyhow::bail!(
+            "--layout spin is for apps: give the app's directory (with wasmops.toml or spin.toml)"
+        );
     } else {
         let wasm = std::fs::read(&args.source)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.source.display()))?;
