@@ -17,6 +17,8 @@ def main():
     ap.add_argument("--wasmops", required=True)
     ap.add_argument("--wasmtime", required=True)
     ap.add_argument("--component", action="append", required=True, help="LANG=PATH")
+    ap.add_argument("--p3", action="append", default=[],
+                    help="LANG whose component is WASIp3 (wasmtime serve -Sp3; no reuse)")
     ap.add_argument("--reuse", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10)
@@ -31,13 +33,18 @@ def main():
     table = {}
     for spec in a.component:
         lang, path = spec.split("=", 1)
+        p3 = lang in a.p3
+        wasmtime_flags = ["-Scli", "-Sp3", "-Wcomponent-model-async"] if p3 else ["-Scli"]
         servers = [
             Server("wasmops serve", lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}", *log], env),
             Server(f"wasmops serve --instance-reuse {a.reuse}",
                    lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}",
                                       "--instance-reuse", str(a.reuse), *log], env),
-            Server("wasmtime serve", lambda p, c=path: [a.wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{p}", c]),
+            Server("wasmtime serve", lambda p, c=path, f=wasmtime_flags: [a.wasmtime, "serve", *f, "--addr", f"127.0.0.1:{p}", c]),
         ]
+        if p3:
+            # A WASIp3 component's requests share one instance already.
+            servers.pop(1)
         rows = {s.name: [] for s in servers}
         for r in range(a.rounds):
             order = servers if r % 2 == 0 else list(reversed(servers))

@@ -108,20 +108,40 @@ fn main() {
     // Components built with the Spin SDK (a workspace of their own, for
     // the SDK's dependency tree).
     let spin = manifest_dir.join("spin-guests");
-    println!("cargo:rerun-if-changed={}", spin.join("spin-kv").display());
     println!(
         "cargo:rerun-if-changed={}",
         spin.join("Cargo.toml").display()
     );
-    cargo_build(&spin, &target_dir, "wasm32-wasip2", &["spin-kv"]);
-    let spin_kv = target_dir
-        .join("wasm32-wasip2/release/spin_kv.wasm")
-        .canonicalize()
-        .unwrap();
-    out.push_str(&format!(
-        "/// An HTTP component built with the Spin SDK 5.2 (key-value, variables).\npub const SPIN_KV: &str = {:?};\n",
-        spin_kv.display().to_string()
-    ));
+    let spin_guests = [
+        (
+            "spin-kv",
+            "spin_kv.wasm",
+            "SPIN_KV",
+            "An HTTP component built with the Spin SDK 5.2 (WASIp2; key-value, variables).",
+        ),
+        (
+            "spin-hello-p3",
+            "spin_hello_p3.wasm",
+            "SPIN_HELLO_P3",
+            "An HTTP component built with the Spin SDK 7 (WASIp3 `wasi:http/handler@0.3.0`).",
+        ),
+    ];
+    for (package, ..) in spin_guests {
+        println!("cargo:rerun-if-changed={}", spin.join(package).display());
+    }
+    let packages: Vec<&str> = spin_guests.iter().map(|g| g.0).collect();
+    cargo_build(&spin, &target_dir, "wasm32-wasip2", &packages);
+    for (_, file, name, doc) in spin_guests {
+        let path = target_dir
+            .join("wasm32-wasip2/release")
+            .join(file)
+            .canonicalize()
+            .unwrap();
+        out.push_str(&format!(
+            "/// {doc}\npub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
     // The example apps, built where their manifests expect their components
     // (their own `target/`), as a user would build them.
     for (name, constant) in EXAMPLES {

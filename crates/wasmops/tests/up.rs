@@ -1182,6 +1182,12 @@ async fn spin_toml_apps_build_and_serve_unchanged() {
         dir.path().join("prebuilt/spin_kv.wasm"),
     )
     .unwrap();
+    // The current SDK's WASIp3 component beside it.
+    std::fs::copy(
+        test_programs::SPIN_HELLO_P3,
+        dir.path().join("prebuilt/spin_hello_p3.wasm"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("spin.toml"),
         r#"spin_manifest_version = 2
@@ -1213,6 +1219,13 @@ command = ["mkdir -p out", "cp prebuilt/spin_kv.wasm out/spin_kv.wasm"]
 
 [component.internal]
 source = "prebuilt/spin_kv.wasm"
+
+[[trigger.http]]
+route = "/p3/..."
+component = "current-sdk"
+
+[component.current-sdk]
+source = "prebuilt/spin_hello_p3.wasm"
 "#,
     )
     .unwrap();
@@ -1232,6 +1245,10 @@ source = "prebuilt/spin_kv.wasm"
     assert_eq!(get(&server.url("/greeting")).await.text(), "Hello, Spin!");
     assert_eq!(get(&server.url("/count")).await.text(), "1");
     assert_eq!(get(&server.url("/count")).await.text(), "2");
+    assert_eq!(
+        get(&server.url("/p3/hi")).await.text(),
+        "Hello from Spin SDK 7! path=/p3/hi\n"
+    );
     drop(server);
 
     // Pushed as an app artifact and served from the reference.
