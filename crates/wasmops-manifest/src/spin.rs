@@ -428,9 +428,7 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
                     environment: c.environment,
                     instance_reuse: None,
                     limits: None,
-                    spin_variables: c
-                        .variables
-                        .map(|e| e.0.into_iter().map(|(k, v)| (k, v)).collect()),
+                    spin_variables: c.variables.map(|e| e.0.into_iter().collect()),
                     build,
                 },
             ),

@@ -512,7 +512,7 @@ fn write_out(a: &RenderArgs, text: &str) -> anyhow::Result<i32> {
                 .unwrap_or(Path::new("."));
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            std::fs::write(tmp.path(), &text)
+            std::fs::write(tmp.path(), text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
