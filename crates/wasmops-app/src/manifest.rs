@@ -125,7 +125,7 @@ pub async fn from_manifest(
                     col: at.map_or(0, |r| r.col),
                     message: format!("component `{id}`: {message}"),
                     hint: Some(
-                        "remove `instance_reuse`: a WASIp3 component serves its requests concurrently in one instance already".into(),
+                        "remove `instance_reuse`: it applies to WASIp2 handlers (`wasi:http/incoming-handler@0.2`)".into(),
                     ),
                 }
                 .to_string(),

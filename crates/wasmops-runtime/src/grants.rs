@@ -175,6 +175,17 @@ impl ConfigVars {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
     }
+
+    /// Every variable, sorted by name.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 impl std::fmt::Debug for ConfigVars {

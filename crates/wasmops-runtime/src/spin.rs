@@ -1,8 +1,8 @@
 //! Spin's platform interfaces for components built with the Spin SDKs for
 //! WASIp2: `fermyon:spin/key-value@2.0.0` over the same stores as
 //! `wasi:keyvalue` (the component's `key_value_stores`), and
-//! `fermyon:spin/variables@2.0.0` over the same values as `wasi:config`
-//! (the component's variables). Errors are the ones Spin gives: a label
+//! `fermyon:spin/variables@2.0.0` and the `wasi:config` draft of 2024-09-27
+//! over the same values as `wasi:config` (the component's variables). Errors are the ones Spin gives: a label
 //! not granted is `access-denied`, a missing key is `none`, a name that is
 //! not a variable name is `invalid-name`, a variable not granted is
 //! `undefined`.
@@ -11,6 +11,7 @@ use wasmtime::component::{HasData, Linker, Resource};
 
 use crate::grants::ConfigVars;
 use crate::kv::bindings::fermyon::spin::{key_value, variables};
+use crate::kv::bindings::wasi::config::store as config_draft;
 use crate::kv::{KvError, KvStore, KvView, op};
 
 /// An open `fermyon:spin/key-value` store.
@@ -160,6 +161,24 @@ impl variables::Host for SpinView<'_> {
     }
 }
 
+/// `wasi:config/store@0.2.0-draft-2024-09-27`, the draft the Spin SDKs
+/// import: the component's variables, as `wasi:config@0.2.0-rc.1` gives
+/// them.
+impl config_draft::Host for SpinView<'_> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config_draft::Error>> {
+        Ok(Ok(self.vars.get(&key).map(str::to_string)))
+    }
+
+    async fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, config_draft::Error>> {
+        Ok(Ok(self.vars.all()))
+    }
+}
+
 struct HasSpin;
 
 impl HasData for HasSpin {
@@ -173,6 +192,7 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     key_value::add_to_linker::<T, HasSpin>(l, f)?;
     variables::add_to_linker::<T, HasSpin>(l, f)?;
+    config_draft::add_to_linker::<T, HasSpin>(l, f)?;
     Ok(())
 }
 

@@ -72,6 +72,7 @@ const EXACT_PROVIDED: &[&str] = &[
     // Spin's platform interfaces (components built with the Spin SDKs).
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/variables@2.0.0",
+    "wasi:config/store@0.2.0-draft-2024-09-27",
 ];
 
 /// The `wasi:http` handler export of WASI 0.3 (the `service` world).
@@ -151,7 +152,7 @@ pub enum WorldError {
         exports: Vec<String>,
     },
     #[error(
-        "instance reuse does not apply: the component exports `{0}` (WASIp3), whose instances handle requests concurrently"
+        "instance reuse does not apply: the component exports `{0}` (WASIp3), which wasmtime's concurrent handler serves, one request per instance"
     )]
     NotReusable(String),
 }

@@ -1152,6 +1152,8 @@ async fn spin_sdk_component_uses_key_value_and_variables() {
     }
     let r = get(&server.url("/greeting")).await;
     assert_eq!(r.text(), "Hello from a Spin component");
+    let r = get(&server.url("/config")).await;
+    assert_eq!(r.text(), "Hello from a Spin component");
     let r = get(&server.url("/denied-store")).await;
     assert_eq!(r.text(), "error: Error::AccessDenied");
     let r = get(&server.url("/undefined-variable")).await;

@@ -6,6 +6,8 @@
 //! - `GET /denied-store`: opens the store `other` (not granted).
 //! - `GET /undefined-variable`: reads `nope` (not declared).
 //! - `GET /keys`: the default store's keys, sorted, comma-separated.
+//! - `GET /config`: `greeting` through the `wasi:config` draft the SDK
+//!   imports (`wasi:config/store@0.2.0-draft-2024-09-27`).
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
@@ -30,6 +32,11 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         },
         "/undefined-variable" => match spin_sdk::variables::get("nope") {
             Ok(v) => v,
+            Err(e) => format!("error: {e:?}"),
+        },
+        "/config" => match spin_sdk::wit::wasi::config::store::get("greeting") {
+            Ok(Some(v)) => v,
+            Ok(None) => "none".to_string(),
             Err(e) => format!("error: {e:?}"),
         },
         "/keys" => {
