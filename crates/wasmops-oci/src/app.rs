@@ -86,23 +86,50 @@ pub fn app_artifact(input: &AppInput) -> Result<(Vec<Blob>, Vec<u8>), OciError> 
         config["description"] = json!(d);
     }
     let config = Blob::new(serde_json::to_vec(&config).unwrap_or_default());
+    let about = About {
+        name: &input.name,
+        version: input.version.as_deref(),
+        description: input.description.as_deref(),
+        created: &input.created,
+    };
+    Ok(image(APP_CONFIG_MEDIA_TYPE, config, blobs, layers, &about))
+}
+
+/// What an app artifact says of itself in its manifest's annotations.
+pub(crate) struct About<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub created: &'a str,
+}
+
+/// An OCI image manifest over `config` and `layers` (whose blobs are
+/// `blobs`), annotated with the app's title, version, description and
+/// creation time; returns the blobs, config first, and the manifest.
+pub(crate) fn image(
+    config_media_type: &str,
+    config: Blob,
+    mut blobs: Vec<Blob>,
+    layers: Vec<Value>,
+    about: &About<'_>,
+) -> (Vec<Blob>, Vec<u8>) {
     let mut annotations = serde_json::Map::new();
     annotations.insert(
         "org.opencontainers.image.created".into(),
-        json!(input.created),
+        json!(about.created),
     );
-    annotations.insert(TITLE.into(), json!(input.name));
-    if let Some(v) = &input.version {
+    annotations.insert(TITLE.into(), json!(about.name));
+    if let Some(v) = about.version {
         annotations.insert("org.opencontainers.image.version".into(), json!(v));
     }
-    if let Some(d) = &input.description {
+    if let Some(d) = about.description {
         annotations.insert("org.opencontainers.image.description".into(), json!(d));
     }
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "config": {
-            "mediaType": APP_CONFIG_MEDIA_TYPE,
+            "mediaType": config_media_type,
             "digest": config.digest,
             "size": config.data.len(),
         },
@@ -110,7 +137,7 @@ pub fn app_artifact(input: &AppInput) -> Result<(Vec<Blob>, Vec<u8>), OciError> 
         "annotations": annotations,
     });
     blobs.insert(0, config);
-    Ok((blobs, serde_json::to_vec(&manifest).unwrap_or_default()))
+    (blobs, serde_json::to_vec(&manifest).unwrap_or_default())
 }
 
 /// A directory as a tar stream: regular files and directories only, sorted,

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use crate::distribution::Blob;
-use crate::{MANIFEST_MEDIA_TYPE, OciError, SPIN_CONFIG_MEDIA_TYPE, SPIN_WASM_LAYER_MEDIA_TYPE};
+use crate::{OciError, SPIN_CONFIG_MEDIA_TYPE, SPIN_WASM_LAYER_MEDIA_TYPE};
 
 /// A static file's layer.
 pub const SPIN_DATA_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+data";
@@ -214,29 +214,17 @@ pub fn spin_artifact(input: &SpinInput) -> Result<(Vec<Blob>, Vec<u8>), OciError
         }))
         .unwrap_or_default(),
     );
-    let mut annotations = Map::new();
-    annotations.insert("org.opencontainers.image.title".into(), json!(input.name));
-    annotations.insert(
-        "org.opencontainers.image.created".into(),
-        json!(input.created),
-    );
-    if let Some(v) = &input.version {
-        annotations.insert("org.opencontainers.image.version".into(), json!(v));
-    }
-    if let Some(d) = &input.description {
-        annotations.insert("org.opencontainers.image.description".into(), json!(d));
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {
-            "mediaType": IMAGE_CONFIG_MEDIA_TYPE,
-            "digest": config.digest,
-            "size": config.data.len(),
-        },
-        "layers": layers,
-        "annotations": annotations,
-    });
-    blobs.insert(0, config);
-    Ok((blobs, serde_json::to_vec(&manifest).unwrap_or_default()))
+    let about = crate::app::About {
+        name: &input.name,
+        version: input.version.as_deref(),
+        description: input.description.as_deref(),
+        created: &input.created,
+    };
+    Ok(crate::app::image(
+        IMAGE_CONFIG_MEDIA_TYPE,
+        config,
+        blobs,
+        layers,
+        &about,
+    ))
 }

@@ -52,11 +52,7 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
         name: app.name.clone(),
         version: app.version.clone(),
         description: app.description.clone(),
-        created: {
-            let mut inputs: Vec<&Path> = vec![app.manifest_path.as_path()];
-            inputs.extend(app.components.iter().map(|c| c.source.as_path()));
-            created_rfc3339(&inputs)
-        },
+        created: app_created(&app),
         manifest: toml::to_string(&doc).context("cannot write the manifest")?,
         components,
         files,
@@ -118,11 +114,7 @@ pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
         name: app.name.clone(),
         version: app.version.clone(),
         description: app.description.clone(),
-        created: {
-            let mut inputs: Vec<&Path> = vec![app.manifest_path.as_path()];
-            inputs.extend(app.components.iter().map(|c| c.source.as_path()));
-            created_rfc3339(&inputs)
-        },
+        created: app_created(&app),
         variables: app
             .variables
             .iter()
@@ -135,6 +127,14 @@ pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
             .collect(),
         components,
     })
+}
+
+/// The creation time of an app's artifact: from its manifest and its
+/// components' files.
+fn app_created(app: &wasmops_manifest::App) -> String {
+    let mut inputs: Vec<&Path> = vec![app.manifest_path.as_path()];
+    inputs.extend(app.components.iter().map(|c| c.source.as_path()));
+    created_rfc3339(&inputs)
 }
 
 /// The creation time of an artifact made of `inputs`, RFC 3339 UTC to the
