@@ -317,7 +317,7 @@ impl Node {
             .strip_prefix("sha256:")
             .ok_or_else(|| ChangeError::Internal(format!("bad digest {digest}")))?;
         let dir = self.config.data_dir.join("apps").join(hex);
-        if dir.join("wasmops.toml").is_file() {
+        if wasmops_manifest::manifest_in(&dir).is_some() {
             return Ok(dir);
         }
         let bytes = self.state.read_blob(digest)?;
@@ -343,9 +343,9 @@ impl Node {
             m.replace(&format!("{}/", tmp.path().display()), "")
                 .replace(&tmp.path().display().to_string(), "the app")
         };
-        if !tmp.path().join("wasmops.toml").is_file() {
+        if wasmops_manifest::manifest_in(tmp.path()).is_none() {
             return Err(ChangeError::Unusable(
-                "not a usable app bundle: it has no wasmops.toml".into(),
+                "not a usable app bundle: it has no wasmops.toml (or spin.toml)".into(),
             ));
         }
         let app = wasmops_manifest::load(tmp.path())
@@ -372,7 +372,7 @@ impl Node {
             }
         }
         let kept = tmp.keep();
-        if dest.join("wasmops.toml").is_file() {
+        if wasmops_manifest::manifest_in(dest).is_some() {
             let _ = std::fs::remove_dir_all(&kept);
             return Ok(());
         }
@@ -920,7 +920,11 @@ impl Node {
                         ChangeError::Source(m)
                     }
                 })?;
-        let bytes = if pulled.kind == wasmops_oci::distribution::ArtifactKind::App {
+        let bytes = if matches!(
+            pulled.kind,
+            wasmops_oci::distribution::ArtifactKind::App
+                | wasmops_oci::distribution::ArtifactKind::Spin
+        ) {
             let root = self.config.data_dir.join("pulled");
             let dir = wasmops_oci::resolve::unpacked_app(reference, &pulled, &store, &root)
                 .map_err(|e| ChangeError::Unusable(e.to_string()))?;

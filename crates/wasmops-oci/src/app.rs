@@ -289,11 +289,11 @@ fn unpack_tar(data: &[u8], dest: &Path) -> Result<(), OciError> {
     Ok(())
 }
 
-fn safe_relative(p: &Path) -> bool {
+pub(crate) fn safe_relative(p: &Path) -> bool {
     !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-fn layers(pulled: &Pulled) -> Vec<Value> {
+pub(crate) fn layers(pulled: &Pulled) -> Vec<Value> {
     pulled.manifest["layers"]
         .as_array()
         .cloned()
@@ -396,9 +396,9 @@ pub fn components(store: &Layout, pulled: &Pulled) -> Result<Vec<(String, Vec<u8
 /// empty): `wasmops.toml`, `components/`, `files/`. Written to a sibling
 /// temporary directory first, so a failure leaves nothing behind.
 pub fn unpack_app(store: &Layout, pulled: &Pulled, dest: &Path) -> Result<(), OciError> {
-    if pulled.kind != ArtifactKind::App {
+    if !matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         return Err(OciError::Invalid(format!(
-            "{} is not a wasmops app",
+            "{} is not an app",
             pulled.digest
         )));
     }
@@ -422,6 +422,23 @@ pub fn unpack_app(store: &Layout, pulled: &Pulled, dest: &Path) -> Result<(), Oc
         .prefix(".wasmops-pull-")
         .tempdir_in(parent)
         .map_err(|e| OciError::Io(format!("{}: {e}", parent.display())))?;
+    if pulled.kind == ArtifactKind::Spin {
+        crate::spin::write_app(store, pulled, tmp.path())?;
+    } else {
+        write_app(store, pulled, tmp.path())?;
+    }
+    let kept = tmp.keep();
+    if dest.exists() {
+        let _ = std::fs::remove_dir(dest);
+    }
+    std::fs::rename(&kept, dest).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&kept);
+        OciError::Io(format!("{}: {e}", dest.display()))
+    })
+}
+
+/// A wasmops app's layers written into `dir`.
+fn write_app(store: &Layout, pulled: &Pulled, dir: &Path) -> Result<(), OciError> {
     let mut has_manifest = false;
     for l in layers(pulled) {
         let title = l["annotations"][TITLE].as_str().unwrap_or_default();
@@ -432,7 +449,7 @@ pub fn unpack_app(store: &Layout, pulled: &Pulled, dest: &Path) -> Result<(), Oc
                 pulled.digest
             )));
         }
-        let target = tmp.path().join(title);
+        let target = dir.join(title);
         let media = l["mediaType"].as_str().unwrap_or_default();
         match media {
             APP_FILES_MEDIA_TYPE => unpack_tar(&store.get_blob(d, "files layer")?, &target)?,
@@ -455,14 +472,7 @@ pub fn unpack_app(store: &Layout, pulled: &Pulled, dest: &Path) -> Result<(), Oc
             pulled.digest
         )));
     }
-    let kept = tmp.keep();
-    if dest.exists() {
-        let _ = std::fs::remove_dir(dest);
-    }
-    std::fs::rename(&kept, dest).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&kept);
-        OciError::Io(format!("{}: {e}", dest.display()))
-    })
+    Ok(())
 }
 
 #[cfg(test)]

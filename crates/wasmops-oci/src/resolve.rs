@@ -133,13 +133,13 @@ pub fn unpacked_app(
     store: &Layout,
     root: &Path,
 ) -> Result<PathBuf, OciError> {
-    if pulled.kind != ArtifactKind::App {
+    if !matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         return Err(OciError::Invalid(format!(
-            "{source} is a single component, not a wasmops app"
+            "{source} is a single component, not an app"
         )));
     }
     let dir = root.join(&pulled.digest[7..]);
-    if !dir.join("wasmops.toml").is_file() {
+    if !dir.join("wasmops.toml").is_file() && !dir.join("spin.toml").is_file() {
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }

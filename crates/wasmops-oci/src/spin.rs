@@ -228,3 +228,145 @@ pub fn spin_artifact(input: &SpinInput) -> Result<(Vec<Blob>, Vec<u8>), OciError
         &about,
     ))
 }
+
+/// A TOML string (JSON's escapes are TOML's).
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A pulled Spin app (its locked app, components and files) written into
+/// `dir` as an app wasmops serves: `components/ID.wasm`, `files/ID/...`
+/// and a `spin.toml` that says the same as the locked app.
+pub(crate) fn write_app(
+    store: &crate::Layout,
+    pulled: &crate::distribution::Pulled,
+    dir: &Path,
+) -> Result<(), OciError> {
+    let bad = |what: String| OciError::Invalid(format!("{}: {what}", pulled.digest));
+    let locked_bytes = match crate::app::layers(pulled)
+        .into_iter()
+        .find(|l| l["mediaType"] == SPIN_CONFIG_MEDIA_TYPE)
+    {
+        Some(l) => store.get_blob(l["digest"].as_str().unwrap_or_default(), "locked app")?,
+        None => pulled.config.clone(),
+    };
+    let locked: Value = serde_json::from_slice(&locked_bytes)
+        .map_err(|e| bad(format!("the locked app is not JSON: {e}")))?;
+    let write = |path: &Path, data: &[u8]| -> Result<(), OciError> {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)
+                .map_err(|e| OciError::Io(format!("{}: {e}", p.display())))?;
+        }
+        std::fs::write(path, data).map_err(|e| OciError::Io(format!("{}: {e}", path.display())))
+    };
+    let name = locked["metadata"]["name"].as_str().unwrap_or("spin-app");
+    let mut toml = format!(
+        "spin_manifest_version = 2\n\n[application]\nname = {}\n",
+        toml_str(name)
+    );
+    for key in ["version", "description"] {
+        if let Some(v) = locked["metadata"][key].as_str() {
+            toml.push_str(&format!("{key} = {}\n", toml_str(v)));
+        }
+    }
+    if let Some(vars) = locked["variables"].as_object().filter(|v| !v.is_empty()) {
+        toml.push_str("\n[variables]\n");
+        for (k, v) in vars {
+            let mut fields = Vec::new();
+            match v["default"].as_str() {
+                Some(d) => fields.push(format!("default = {}", toml_str(d))),
+                None => fields.push("required = true".into()),
+            }
+            if v["secret"].as_bool() == Some(true) {
+                fields.push("secret = true".into());
+            }
+            toml.push_str(&format!("{} = {{ {} }}\n", toml_str(k), fields.join(", ")));
+        }
+    }
+    for t in locked["triggers"].as_array().into_iter().flatten() {
+        if t["trigger_type"] != "http" {
+            return Err(bad(format!(
+                "its `{}` trigger is not served by wasmops (HTTP triggers are)",
+                t["trigger_type"].as_str().unwrap_or("?")
+            )));
+        }
+        let config = &t["trigger_config"];
+        let route = match &config["route"] {
+            Value::String(r) => toml_str(r),
+            _ => "{ private = true }".into(),
+        };
+        toml.push_str(&format!(
+            "\n[[trigger.http]]\nroute = {route}\ncomponent = {}\n",
+            toml_str(config["component"].as_str().unwrap_or_default())
+        ));
+    }
+    for c in locked["components"].as_array().into_iter().flatten() {
+        let id = c["id"].as_str().unwrap_or_default();
+        if !crate::app::safe_relative(Path::new(id)) || id.contains('/') {
+            return Err(bad(format!("component id `{id}` is not a plain name")));
+        }
+        let digest = c["source"]["digest"]
+            .as_str()
+            .or(c["source"]["content"]["digest"].as_str())
+            .ok_or_else(|| bad(format!("component `{id}` has no source digest")))?;
+        write(
+            &dir.join(format!("components/{id}.wasm")),
+            &store.get_blob(digest, "component")?,
+        )?;
+        toml.push_str(&format!(
+            "\n[component.{}]\nsource = {}\n",
+            toml_str(id),
+            toml_str(&format!("components/{id}.wasm"))
+        ));
+        let files = c["files"].as_array().cloned().unwrap_or_default();
+        for f in &files {
+            let rel = f["path"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/');
+            if !crate::app::safe_relative(Path::new(rel)) {
+                return Err(bad(format!(
+                    "component `{id}` has an unsafe file path `{rel}`"
+                )));
+            }
+            let data = match (f["inline"].as_str(), f["digest"].as_str()) {
+                (Some(b64), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| bad(format!("file `{rel}`: {e}")))?,
+                (None, Some(d)) => store.get_blob(d, "file")?,
+                (None, None) => return Err(bad(format!("file `{rel}` has no content"))),
+            };
+            write(&dir.join("files").join(id).join(rel), &data)?;
+        }
+        if !files.is_empty() {
+            toml.push_str(&format!(
+                "files = [{{ source = {}, destination = \"/\" }}]\n",
+                toml_str(&format!("files/{id}"))
+            ));
+        }
+        for key in ["allowed_outbound_hosts", "key_value_stores"] {
+            let list: Vec<String> = c["metadata"][key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(toml_str))
+                .collect();
+            if !list.is_empty() {
+                toml.push_str(&format!("{key} = [{}]\n", list.join(", ")));
+            }
+        }
+        for (table, key) in [("environment", "env"), ("variables", "config")] {
+            if let Some(map) = c[key].as_object().filter(|m| !m.is_empty()) {
+                toml.push_str(&format!("[component.{}.{table}]\n", toml_str(id)));
+                for (k, v) in map {
+                    toml.push_str(&format!(
+                        "{} = {}\n",
+                        toml_str(k),
+                        toml_str(v.as_str().unwrap_or_default())
+                    ));
+                }
+            }
+        }
+    }
+    write(&dir.join("spin.toml"), toml.as_bytes())
+}

@@ -712,7 +712,11 @@ fn interop_with_oras_skopeo_and_spin_layouts() {
     );
     let out = env.run(&["serve", &spin]);
     common::assert_one_line_error(&out);
-    assert!(out.stderr.contains("2 components"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is an app; serve it with `wasmops up"),
+        "{}",
+        out.stderr
+    );
 
     // skopeo copies our artifact out of the registry into an OCI layout,
     // and wasmops reads that layout; and back the other way.
@@ -1026,6 +1030,23 @@ greeting = "{{ greeting }}!"
         std::fs::read(out_dir.join("web.wasm")).unwrap(),
         std::fs::read(test_programs::SPIN_KV).unwrap()
     );
+    // And serves it from the reference: the locked app becomes a
+    // `spin.toml` beside its components and files.
+    let state = env.path("served-state");
+    let mut envs = env.vars();
+    envs.push(("WASMOPS_VARIABLE_TOKEN", "t".into()));
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::up(
+        Path::new(&reference),
+        &["--state-dir", state.to_str().unwrap()],
+        &envs,
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        assert_eq!(common::get(&server.url("/count")).await.text(), "1");
+        assert_eq!(common::get(&server.url("/greeting")).await.text(), "Hello!");
+    });
+    drop(server);
     // A single component has no Spin layout of its own.
     let out = env.run(&[
         "push",

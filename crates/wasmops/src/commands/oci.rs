@@ -628,8 +628,8 @@ pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Ve
     }
     let s = source.to_string_lossy();
     let (pulled, store) = pull_checked(&s, args)?;
-    if pulled.kind == ArtifactKind::App {
-        anyhow::bail!("{s} is a wasmops app; serve it with `wasmops up {s}`");
+    if matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
+        anyhow::bail!("{s} is an app; serve it with `wasmops up {s}`");
     }
     Ok(Some(resolve::single_component(&s, &pulled, &store)?))
 }
@@ -643,10 +643,8 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
     }
     let s = source.to_string_lossy();
     let (pulled, store) = pull_checked(&s, args)?;
-    if pulled.kind != ArtifactKind::App {
-        anyhow::bail!(
-            "{s} is a single component, not a wasmops app; serve it with `wasmops serve {s}`"
-        );
+    if !matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
+        anyhow::bail!("{s} is a single component, not an app; serve it with `wasmops serve {s}`");
     }
     let root = wasmops_oci::default_store_dir().join("apps");
     let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
@@ -670,7 +668,7 @@ pub fn fetch_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<F
     }
     let s = source.to_string_lossy();
     let (pulled, store) = pull_checked(&s, args)?;
-    if pulled.kind == ArtifactKind::App {
+    if matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         let root = wasmops_oci::default_store_dir().join("apps");
         let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
         return Ok(Some(Fetched::App(dir)));
