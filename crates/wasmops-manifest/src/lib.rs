@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use error::ManifestError;
 pub use routes::{Route, default_outbound_host_check};
-pub use spin::SPIN_FILE_NAME;
+pub use spin::{SPIN_FILE_NAME, apply_runtime_config};
 pub use units::{parse_duration, parse_size};
 
 /// The file name of a manifest.

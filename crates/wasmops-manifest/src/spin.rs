@@ -496,3 +496,99 @@ fn file(src: &Source<'_>, f: Spanned<toml::Value>) -> Result<Spanned<FileEntry>,
         )),
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeConfig {
+    #[serde(default)]
+    key_value_store: Option<Entries<RuntimeKvStore>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeKvStore {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+}
+
+/// Applies a Spin runtime-config file (`--runtime-config-file`) to `app`:
+/// each `[key_value_store.LABEL]` (`type = "spin"` with an optional `path`,
+/// relative to the file, or `type = "redis"` with `url`) becomes the backend
+/// of that store. Other sections (variable providers, SQLite, LLM) are
+/// refused at their position.
+pub fn apply_runtime_config(
+    app: &mut crate::App,
+    path: &std::path::Path,
+) -> Result<(), ManifestError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ManifestError::without_position(
+            display.clone(),
+            format!("cannot read the runtime configuration: {e}"),
+            None,
+        )
+    })?;
+    let src = Source {
+        text: &text,
+        display: &display,
+    };
+    let raw: RuntimeConfig =
+        toml::from_str(&text).map_err(|e| crate::error::from_toml(&src, &e))?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    for (label, store) in raw.key_value_store.map(|e| e.0).unwrap_or_default() {
+        let span = store.span();
+        let store = store.into_inner();
+        let Some(kind) = store.kind else {
+            return Err(src.error(
+                span,
+                format!("store `{}` has no `type`", label.get_ref()),
+                "add `type = \"spin\"` (an embedded store) or `type = \"redis\"` with `url`",
+            ));
+        };
+        let backend = match kind.get_ref().as_str() {
+            "spin" => crate::KvBackend::Embedded {
+                path: match &store.path {
+                    Some(p) => base.join(p.get_ref()),
+                    None => crate::validate::default_store_path(&app.dir, label.get_ref()),
+                },
+                durability: crate::Durability::Process,
+            },
+            "redis" => match store.url {
+                Some(u) => crate::KvBackend::Redis {
+                    url: u.into_inner(),
+                },
+                None => {
+                    return Err(src.error(
+                        span,
+                        format!("redis store `{}` has no `url`", label.get_ref()),
+                        "add `url = \"redis://127.0.0.1:6379\"`",
+                    ));
+                }
+            },
+            other => {
+                return Err(unsupported(
+                    &src,
+                    kind.span(),
+                    &format!("the key-value store type {}", quote(other)),
+                    "use `type = \"spin\"` (embedded) or `type = \"redis\"`",
+                ));
+            }
+        };
+        match app
+            .key_value
+            .iter_mut()
+            .find(|s| &s.label == label.get_ref())
+        {
+            Some(s) => s.backend = backend,
+            None => app.key_value.push(crate::KvStore {
+                label: label.into_inner(),
+                backend,
+            }),
+        }
+    }
+    Ok(())
+}

@@ -1290,7 +1290,7 @@ fn label_hint(label: &str) -> String {
     )
 }
 
-fn default_store_path(dir: &Path, label: &str) -> PathBuf {
+pub(crate) fn default_store_path(dir: &Path, label: &str) -> PathBuf {
     dir.join(".wasmops").join("kv").join(format!("{label}.db"))
 }
 

@@ -1270,3 +1270,56 @@ source = "prebuilt/spin_hello_p3.wasm"
     );
     assert_eq!(get(&server.url("/count")).await.text(), "1");
 }
+
+/// A Spin runtime-config file puts a Spin app's store in a real Redis;
+/// what it cannot say is refused at its position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_runtime_config_puts_a_store_in_redis() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"counter\"\n\
+         [variables]\ngreeting = { default = \"hi\" }\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+         [component.web]\nsource = \"spin_kv.wasm\"\nkey_value_stores = [\"default\"]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let server = Server::up(
+        dir.path(),
+        &["--runtime-config-file", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(get(&server.url("/count")).await.text(), "1");
+    assert_eq!(get(&server.url("/count")).await.text(), "2");
+    drop(server);
+    let reply = redis.command(&["GET", "counter:default:count"]);
+    assert!(reply.ends_with("2\r\n"), "{reply:?}");
+    assert!(!dir.path().join(".wasmops/kv/default.db").exists());
+
+    std::fs::write(&config, "[sqlite_database.default]\ntype = \"spin\"\n").unwrap();
+    let out = common::run(&[
+        "up",
+        dir.path().to_str().unwrap(),
+        "--check",
+        "--runtime-config-file",
+        config.to_str().unwrap(),
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr
+            .contains("runtime-config.toml:1:2: unknown field `sqlite_database`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -41,6 +41,11 @@ pub struct UpArgs {
     /// --watch when their sources change).
     #[arg(long)]
     pub no_build: bool,
+    /// A Spin runtime-config file: `[key_value_store.LABEL]` with `type =
+    /// "spin"` (embedded, `path` optional) or `type = "redis"` and `url`
+    /// sets where that store keeps its data.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config_file: Option<PathBuf>,
     /// Where the app keeps its state (embedded key-value stores) [default:
     /// DIR/.wasmops; for a reference, $XDG_STATE_HOME/wasmops/apps/NAME].
     #[arg(long, value_name = "DIR")]
@@ -99,7 +104,11 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
         };
         return run(&args);
     }
-    let app = load_app(&args.app)?;
+    let mut app = load_app(&args.app)?;
+    if let Some(file) = &args.runtime_config_file {
+        wasmops_manifest::apply_runtime_config(&mut app, file)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     // The listeners before building and compiling: a taken port is
     // reported at once.
     let tokio = hosting::tokio_runtime(args.server.threads)?;
