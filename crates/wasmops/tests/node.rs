@@ -2173,37 +2173,6 @@ fn kube_render_writes_valid_deterministic_manifests() {
     }
 }
 
-/// A copy of the example app (its manifest, static files and built
-/// components; no sources, so no build recipes) with `extra` appended to
-/// its manifest.
-fn webapp_copy(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let src = Path::new(test_programs::EXAMPLE_WEBAPP);
-    let app = dir.join("webapp");
-    std::fs::create_dir_all(app.join("static")).unwrap();
-    std::fs::create_dir_all(app.join("target/wasm32-wasip2/release")).unwrap();
-    for f in ["index.html", "style.css"] {
-        std::fs::copy(src.join("static").join(f), app.join("static").join(f)).unwrap();
-    }
-    for c in ["web", "api", "proxy"] {
-        let rel = format!("target/wasm32-wasip2/release/{c}.wasm");
-        std::fs::copy(src.join(&rel), app.join(&rel)).unwrap();
-    }
-    let manifest = std::fs::read_to_string(src.join("wasmops.toml")).unwrap();
-    let mut in_recipe = false;
-    let kept: String = manifest
-        .lines()
-        .filter(|l| {
-            if l.starts_with('[') {
-                in_recipe = l.ends_with(".build]");
-            }
-            !in_recipe
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(app.join("wasmops.toml"), kept + extra).unwrap();
-    app
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
     let dir = tempfile::tempdir().unwrap();
@@ -2230,7 +2199,7 @@ async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
             node.url("").trim_end_matches('/')
         )
     };
-    let app = webapp_copy(
+    let app = common::webapp_copy(
         dir.path(),
         &(env("staging", &staging) + &env("production", &production)),
     );
@@ -2374,7 +2343,7 @@ async fn pipeline_to_production_then_a_version_that_fails_in_staging() {
     // its deploy, saying so.
     let far = dir.path().join("far");
     std::fs::create_dir(&far).unwrap();
-    let lonely = webapp_copy(
+    let lonely = common::webapp_copy(
         &far,
         "\n[environments.nowhere]\nnode = \"http://127.0.0.1:9\"\nurl = \"http://127.0.0.1:9\"\n",
     );
@@ -2408,7 +2377,7 @@ async fn a_secret_variable_comes_from_the_secret_mount_not_the_configmap() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     let _ = token(&tokens, "read", "viewer");
-    let app = webapp_copy(dir.path(), "\n[variables.token]\nsecret = true\n");
+    let app = common::webapp_copy(dir.path(), "\n[variables.token]\nsecret = true\n");
     let layout = format!("oci-layout:{}:v1", dir.path().join("layout").display());
     let out = common::run(&["push", app.to_str().unwrap(), &layout]);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -104,10 +104,12 @@ async fn example_app_serves_every_route_from_its_directory() {
     let up = upstream("upstream says hi to");
     let state = tempfile::tempdir().unwrap();
     let state_dir = state_arg(state.path());
-    // Run inside the example's directory, without naming the app.
+    // Run inside the (copied) example's directory, without naming the app.
+    let copy = tempfile::tempdir().unwrap();
+    let example = common::webapp_copy(copy.path(), "");
     let server = Server::try_up(
         None,
-        Some(&example()),
+        Some(&example),
         &["--state-dir", &state_dir],
         &[("WASMOPS_VARIABLE_UPSTREAM", &up.url)],
     )
@@ -839,7 +841,10 @@ async fn spin_route_forms_and_their_parameters() {
 #[test]
 fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
     // The example app's own tests.
-    let out = common::run(&["test", test_programs::EXAMPLE_WEBAPP]);
+    let copy = tempfile::tempdir().unwrap();
+    let example = common::webapp_copy(copy.path(), "");
+    let example = example.to_str().unwrap();
+    let out = common::run(&["test", example]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
 
@@ -947,7 +952,7 @@ fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
     let junit = dir.path().join("webapp.xml");
     let out = common::run(&[
         "test",
-        test_programs::EXAMPLE_WEBAPP,
+        example,
         "--runtime",
         "wasmtime",
         "--junit",
@@ -1026,11 +1031,16 @@ fn smoke_tests_pass_fail_with_a_diff_and_report_junit_and_json() {
 /// (`fixtures/json/COMMAND.json`, the shape only) and docs/cli.md say.
 #[test]
 fn json_output_of_every_reporting_command_keeps_its_shape() {
-    let dir = app_dir(
+    // The `hello` guest: built once by the tests' own cargo, never rebuilt.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::HELLO, dir.path().join("web.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
         "manifest_version = 1\n[app]\nname = \"shapes\"\nversion = \"1.0.0\"\n\
          [component.web]\nsource = \"web.wasm\"\nroute = \"/...\"\n\
-         [[test]]\nname = \"nothing there\"\npath = \"/\"\n[test.expect]\nstatus = 404\n",
-    );
+         [[test]]\nname = \"greets\"\npath = \"/\"\n[test.expect]\nstatus = 200\n",
+    )
+    .unwrap();
     let app = dir.path().to_str().unwrap().to_string();
     let web = dir.path().join("web.wasm");
     let web = web.to_str().unwrap();

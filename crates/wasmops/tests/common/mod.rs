@@ -469,3 +469,35 @@ pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
         }
     }
 }
+
+/// A copy of the example app (its manifest, static files and built
+/// components; no sources, so no build recipes) with `extra` appended to
+/// its manifest. Tests that serve the example use a copy: serving builds
+/// stale components, and the example is shared by every test.
+pub fn webapp_copy(dir: &std::path::Path, extra: &str) -> PathBuf {
+    let src = std::path::Path::new(test_programs::EXAMPLE_WEBAPP);
+    let app = dir.join("webapp");
+    std::fs::create_dir_all(app.join("static")).unwrap();
+    std::fs::create_dir_all(app.join("target/wasm32-wasip2/release")).unwrap();
+    for f in ["index.html", "style.css"] {
+        std::fs::copy(src.join("static").join(f), app.join("static").join(f)).unwrap();
+    }
+    for c in ["web", "api", "proxy"] {
+        let rel = format!("target/wasm32-wasip2/release/{c}.wasm");
+        std::fs::copy(src.join(&rel), app.join(&rel)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(src.join("wasmops.toml")).unwrap();
+    let mut in_recipe = false;
+    let kept: String = manifest
+        .lines()
+        .filter(|l| {
+            if l.starts_with('[') {
+                in_recipe = l.ends_with(".build]");
+            }
+            !in_recipe
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(app.join("wasmops.toml"), kept + extra).unwrap();
+    app
+}
