@@ -84,6 +84,15 @@ fn component_import_capability(name: &str) -> Option<&'static str> {
     let Some(n) = InterfaceName::parse(name) else {
         return Some("unknown-import");
     };
+    // Spin's platform interfaces that the host provides (the Spin SDKs
+    // for WASIp2 import them).
+    if n.namespace == "fermyon" && n.package == "spin" {
+        return Some(match (n.interface, n.version) {
+            ("key-value", Some(v)) if v.starts_with("2.") => "key-value",
+            ("variables", Some(v)) if v.starts_with("2.") => "config",
+            _ => "unknown-import",
+        });
+    }
     if n.namespace != "wasi" {
         return Some("unknown-import");
     }
@@ -235,6 +244,9 @@ mod tests {
             ("wasi:config/store@0.2.0-draft", Some("config")),
             ("wasi:io/streams@0.2.0", None),
             ("wasi:http/types@0.2.0", None),
+            ("fermyon:spin/key-value@2.0.0", Some("key-value")),
+            ("fermyon:spin/variables@2.0.0", Some("config")),
+            ("fermyon:spin/llm@2.0.0", Some("unknown-import")),
             ("acme:db/query@1.0.0", Some("unknown-import")),
             ("wasi:nn/graph", Some("unknown-import")),
         ];

@@ -1248,6 +1248,10 @@ source = "prebuilt/spin_hello_p3.wasm"
     assert_eq!(built["app"], "spin-counter");
     assert_eq!(built["components"][0]["language"], "command");
     assert_eq!(built["components"][0]["outcome"], "built");
+    // `check` takes it whole: a WASIp2 and a WASIp3 handler, and a private
+    // component that only handles HTTP for others.
+    let out = common::run(&["check", app]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
     let out = common::run(&["up", app, "--check", "--format", "json"]);
     assert_eq!(out.code, 1, "`who` is required: {}", out.stdout);

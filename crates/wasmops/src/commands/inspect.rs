@@ -451,20 +451,28 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
             invalid += 1;
             continue;
         }
-        let world = if c.routes.is_empty() {
-            "wasi:cli/command"
+        // A routed component handles HTTP (WASIp2 or WASIp3); one without
+        // routes is a command, or a handler only other components call (a
+        // private Spin component).
+        let http = ["wasi:http/proxy", "wasi:http/service"];
+        let worlds: &[&str] = if c.routes.is_empty() {
+            &["wasi:cli/command", http[0], http[1]]
         } else {
-            "wasi:http/proxy"
+            &http
         };
-        if let Ok(conf) = wasmops_inspect::conforms(&bytes, world)
-            && !conf.missing_exports.is_empty()
-        {
+        let missing: Vec<Vec<String>> = worlds
+            .iter()
+            .filter_map(|w| wasmops_inspect::conforms(&bytes, w).ok())
+            .map(|conf| conf.missing_exports)
+            .collect();
+        if !missing.is_empty() && missing.iter().all(|m| !m.is_empty()) {
+            let wanted: Vec<String> = missing.into_iter().flatten().collect();
             eprintln!(
-                "error: component `{}`: does not export {} ({})",
+                "error: component `{}`: exports none of {} ({})",
                 c.id,
-                conf.missing_exports.join(", "),
+                wanted.join(", "),
                 if c.routes.is_empty() {
-                    "a command"
+                    "a command, or an HTTP handler"
                 } else {
                     "it has routes, so it must handle HTTP"
                 }
