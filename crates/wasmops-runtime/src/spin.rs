@@ -25,9 +25,25 @@ pub struct SpinView<'a> {
     pub vars: &'a ConfigVars,
 }
 
-impl SpinView<'_> {
+impl<'a> SpinView<'a> {
     fn store(&self, s: &Resource<SpinStore>) -> wasmtime::Result<KvStore> {
         Ok(self.kv.table.get(s)?.store.clone())
+    }
+
+    /// Runs one operation on `st` (counted and traced), with Spin's errors;
+    /// only the metrics and trace context are held across the await (the
+    /// resource table is not `Sync`).
+    fn op<'f, T: 'f>(
+        &self,
+        st: &'f KvStore,
+        name: &'static str,
+        f: impl Future<Output = Result<T, KvError>> + Send + 'f,
+    ) -> impl Future<Output = KvResult<T>> + Send + 'f
+    where
+        'a: 'f,
+    {
+        let (metrics, trace) = (self.kv.metrics, self.kv.trace);
+        async move { Ok(op(metrics, trace, st, name, f).await.map_err(kv_error)) }
     }
 }
 
@@ -56,47 +72,22 @@ impl key_value::HostStore for SpinView<'_> {
 
     async fn get(&mut self, s: Resource<SpinStore>, key: String) -> KvResult<Option<Vec<u8>>> {
         let st = self.store(&s)?;
-        let r = op(self.kv.metrics, self.kv.trace, &st, "get", st.get(&key)).await;
-        Ok(r.map_err(kv_error))
+        self.op(&st, "get", st.get(&key)).await
     }
 
     async fn set(&mut self, s: Resource<SpinStore>, key: String, value: Vec<u8>) -> KvResult<()> {
         let st = self.store(&s)?;
-        let r = op(
-            self.kv.metrics,
-            self.kv.trace,
-            &st,
-            "set",
-            st.set(&key, &value),
-        )
-        .await;
-        Ok(r.map_err(kv_error))
+        self.op(&st, "set", st.set(&key, &value)).await
     }
 
     async fn delete(&mut self, s: Resource<SpinStore>, key: String) -> KvResult<()> {
         let st = self.store(&s)?;
-        let r = op(
-            self.kv.metrics,
-            self.kv.trace,
-            &st,
-            "delete",
-            st.delete(&key),
-        )
-        .await;
-        Ok(r.map_err(kv_error))
+        self.op(&st, "delete", st.delete(&key)).await
     }
 
     async fn exists(&mut self, s: Resource<SpinStore>, key: String) -> KvResult<bool> {
         let st = self.store(&s)?;
-        let r = op(
-            self.kv.metrics,
-            self.kv.trace,
-            &st,
-            "exists",
-            st.exists(&key),
-        )
-        .await;
-        Ok(r.map_err(kv_error))
+        self.op(&st, "exists", st.exists(&key)).await
     }
 
     async fn get_keys(&mut self, s: Resource<SpinStore>) -> KvResult<Vec<String>> {
@@ -113,8 +104,7 @@ impl key_value::HostStore for SpinView<'_> {
                 }
             }
         };
-        let r = op(self.kv.metrics, self.kv.trace, &st, "get-keys", all).await;
-        Ok(r.map_err(kv_error))
+        self.op(&st, "get-keys", all).await
     }
 
     async fn drop(&mut self, s: Resource<SpinStore>) -> wasmtime::Result<()> {
