@@ -117,13 +117,19 @@ fn main() {
             "spin-kv",
             "spin_kv.wasm",
             "SPIN_KV",
-            "An HTTP component built with the Spin SDK 5.2 (WASIp2; key-value, variables).",
+            "An HTTP component built with the Spin SDK 5.2 (WASIp2; key-value, variables, SQLite, outbound Redis).",
         ),
         (
             "spin-hello-p3",
             "spin_hello_p3.wasm",
             "SPIN_HELLO_P3",
             "An HTTP component built with the Spin SDK 7 (WASIp3 `wasi:http/handler@0.3.0`).",
+        ),
+        (
+            "spin-apis-p3",
+            "spin_apis_p3.wasm",
+            "SPIN_APIS_P3",
+            "An HTTP component built with the Spin SDK 7 that uses its asynchronous key-value, variables, SQLite and Redis interfaces.",
         ),
     ];
     for (package, ..) in spin_guests {

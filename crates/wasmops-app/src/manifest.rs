@@ -68,10 +68,13 @@ pub async fn from_manifest(
     observe: Observe,
 ) -> Result<AppHost, HostError> {
     let name = options.name.as_deref().unwrap_or(&app.name);
-    let stores = if options.open_stores {
-        open_stores(app, name, options.state_dir.as_deref()).await?
+    let (stores, databases) = if options.open_stores {
+        (
+            open_stores(app, name, options.state_dir.as_deref()).await?,
+            open_databases(app, options.state_dir.as_deref())?,
+        )
     } else {
-        HashMap::new()
+        (HashMap::new(), HashMap::new())
     };
     let mut served = Vec::new();
     for c in &app.components {
@@ -80,6 +83,11 @@ pub async fn from_manifest(
             c.key_value_stores
                 .iter()
                 .filter_map(|l| stores.get(l).cloned()),
+        );
+        grants.sqlite = wasmops_runtime::sqlite::SqliteAccess::new(
+            c.sqlite_databases
+                .iter()
+                .filter_map(|l| databases.get(l).cloned()),
         );
         served.push(Served {
             id: c.id.clone(),
@@ -240,6 +248,29 @@ pub async fn open_stores(
         stores.insert(s.label.clone(), store);
     }
     Ok(stores)
+}
+
+/// Opens every SQLite database of the app; like embedded stores, those in
+/// their default place live in the state directory when one is given.
+pub fn open_databases(
+    app: &App,
+    state_dir: Option<&Path>,
+) -> Result<HashMap<String, wasmops_runtime::sqlite::SqliteDb>, HostError> {
+    let mut out = HashMap::new();
+    for d in &app.sqlite {
+        let default = app
+            .state_dir()
+            .join("sqlite")
+            .join(format!("{}.db", d.label));
+        let path = match state_dir {
+            Some(s) if d.path == default => s.join("sqlite").join(format!("{}.db", d.label)),
+            _ => d.path.clone(),
+        };
+        let db = wasmops_runtime::sqlite::SqliteDb::open(&d.label, &path)
+            .map_err(|e| HostError::Config(format!("{e:#}")))?;
+        out.insert(d.label.clone(), db);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ const CAPABILITIES: &[(&str, &str)] = &[
     ("random", "Reads random bytes from the host"),
     ("key-value", "Reads and writes a key-value store"),
     ("config", "Reads runtime configuration values"),
+    ("sqlite", "Queries an SQLite database"),
+    ("outbound-redis", "Sends commands to Redis servers"),
     (
         "stdio",
         "Uses standard input, output, error or the terminal",
@@ -84,12 +86,23 @@ fn component_import_capability(name: &str) -> Option<&'static str> {
     let Some(n) = InterfaceName::parse(name) else {
         return Some("unknown-import");
     };
-    // Spin's platform interfaces that the host provides (the Spin SDKs
-    // for WASIp2 import them).
+    // Spin's platform interfaces that the host provides: `fermyon:spin@2`
+    // (the Spin SDKs for WASIp2) and `spin:*@3` (the current SDKs).
     if n.namespace == "fermyon" && n.package == "spin" {
         return Some(match (n.interface, n.version) {
             ("key-value", Some(v)) if v.starts_with("2.") => "key-value",
             ("variables", Some(v)) if v.starts_with("2.") => "config",
+            ("sqlite", Some(v)) if v.starts_with("2.") => "sqlite",
+            ("redis", Some(v)) if v.starts_with("2.") => "outbound-redis",
+            _ => "unknown-import",
+        });
+    }
+    if n.namespace == "spin" {
+        return Some(match (n.package, n.interface, n.version) {
+            ("key-value", "key-value", Some(v)) if v.starts_with("3.") => "key-value",
+            ("variables", "variables", Some(v)) if v.starts_with("3.") => "config",
+            ("sqlite", "sqlite", Some(v)) if v.starts_with("3.") => "sqlite",
+            ("redis", "redis", Some(v)) if v.starts_with("3.") => "outbound-redis",
             _ => "unknown-import",
         });
     }
@@ -246,6 +259,13 @@ mod tests {
             ("wasi:http/types@0.2.0", None),
             ("fermyon:spin/key-value@2.0.0", Some("key-value")),
             ("fermyon:spin/variables@2.0.0", Some("config")),
+            ("fermyon:spin/sqlite@2.0.0", Some("sqlite")),
+            ("fermyon:spin/redis@2.0.0", Some("outbound-redis")),
+            ("spin:key-value/key-value@3.0.0", Some("key-value")),
+            ("spin:variables/variables@3.0.0", Some("config")),
+            ("spin:sqlite/sqlite@3.1.0", Some("sqlite")),
+            ("spin:redis/redis@3.0.0", Some("outbound-redis")),
+            ("spin:mqtt/mqtt@3.0.0", Some("unknown-import")),
             ("fermyon:spin/llm@2.0.0", Some("unknown-import")),
             ("acme:db/query@1.0.0", Some("unknown-import")),
             ("wasi:nn/graph", Some("unknown-import")),

@@ -44,8 +44,10 @@
 //! | `arguments` | preview 1 `args_*` (components read arguments through `wasi:cli/environment`) |
 //! | `clocks` | `wasi:clocks/*`; preview 1 `clock_*` |
 //! | `random` | `wasi:random/*`; preview 1 `random_get` |
-//! | `key-value` | `wasi:keyvalue/*` |
-//! | `config` | `wasi:config/*` |
+//! | `key-value` | `wasi:keyvalue/*`; Spin's `fermyon:spin/key-value@2`, `spin:key-value@3` |
+//! | `config` | `wasi:config/*`; Spin's `fermyon:spin/variables@2`, `spin:variables@3` |
+//! | `sqlite` | Spin's `fermyon:spin/sqlite@2`, `spin:sqlite@3` |
+//! | `outbound-redis` | Spin's `fermyon:spin/redis@2`, `spin:redis@3` |
 //! | `stdio` | `wasi:cli/stdin`, `stdout`, `stderr`, `terminal-*` |
 //! | `exit` | `wasi:cli/exit`; preview 1 `proc_exit` |
 //! | `incoming-http` | *exports* `wasi:http/incoming-handler` or `wasi:http/handler` |

@@ -82,6 +82,8 @@ pub struct App {
     /// The declared stores and those only named by components, sorted by
     /// label.
     pub key_value: Vec<KvStore>,
+    /// The SQLite databases components name, sorted by label.
+    pub sqlite: Vec<SqliteDatabase>,
     /// The components, in manifest order.
     pub components: Vec<ComponentSpec>,
     /// Deployment environments, in manifest order.
@@ -169,6 +171,14 @@ pub struct KvStore {
     pub backend: KvBackend,
 }
 
+/// An embedded SQLite database of the app (Spin's `sqlite_databases`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteDatabase {
+    pub label: String,
+    /// Absolute path of the database file.
+    pub path: PathBuf,
+}
+
 /// Where a key-value store keeps its data.
 #[derive(Clone, PartialEq, Eq)]
 pub enum KvBackend {
@@ -242,6 +252,9 @@ pub struct ComponentSpec {
     pub allowed_outbound_hosts: Vec<String>,
     /// Labels of the stores it may open (each is in [`App::key_value`]).
     pub key_value_stores: Vec<String>,
+    /// Labels of the SQLite databases it may open (each is in
+    /// [`App::sqlite`]).
+    pub sqlite_databases: Vec<String>,
     /// Names of the app variables it may read (each is declared).
     pub variables: Vec<String>,
     /// What the component reads as its variables (`wasi:config`, Spin's

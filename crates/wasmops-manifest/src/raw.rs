@@ -330,6 +330,11 @@ pub(crate) struct RawComponent {
     #[schemars(with = "Vec<String>")]
     #[serde(default)]
     pub key_value_stores: Option<Vec<Spanned<String>>>,
+    /// Labels of the SQLite databases the component may open (Spin's
+    /// `sqlite_databases`); each is an embedded database of the app.
+    #[schemars(with = "Vec<String>")]
+    #[serde(default)]
+    pub sqlite_databases: Option<Vec<Spanned<String>>>,
     /// App variables the component may read; each must be declared in
     /// `[variables]`.
     #[schemars(with = "Vec<String>")]

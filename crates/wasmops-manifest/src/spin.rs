@@ -7,10 +7,11 @@
 //! component `source` (a path), `files` (directories, `DIR/**/*` globs,
 //! `{ source, destination }` tables), `allowed_outbound_hosts`,
 //! `key_value_stores` (embedded stores unless the manifest is given their
-//! backends), `environment`, `variables` (templates of app variables) and
-//! `build` (`command`, `workdir`). What does not (other triggers, URL or
-//! registry sources, `sqlite_databases`, `dependencies`, `exclude_files`,
-//! `ai_models`) is an error at its position saying so.
+//! backends), `sqlite_databases` (embedded databases, likewise),
+//! `environment`, `variables` (templates of app variables) and `build`
+//! (`command`, `workdir`). What does not (other triggers, URL or registry
+//! sources, `dependencies`, `exclude_files`, `ai_models`) is an error at its
+//! position saying so.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -111,7 +112,7 @@ struct SpinComponent {
     #[serde(default)]
     key_value_stores: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    sqlite_databases: Option<Spanned<toml::Value>>,
+    sqlite_databases: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     ai_models: Option<Spanned<toml::Value>>,
     #[serde(default)]
@@ -315,11 +316,6 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
         let c_span = c.span();
         let c = c.into_inner();
         for (field, value, hint) in [
-            (
-                "`sqlite_databases`",
-                &c.sqlite_databases,
-                "remove it: the component gets a key-value store instead (`key_value_stores`)",
-            ),
             ("`ai_models`", &c.ai_models, "remove it"),
             (
                 "`dependencies`",
@@ -423,6 +419,7 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
                     route,
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
                     key_value_stores: c.key_value_stores,
+                    sqlite_databases: c.sqlite_databases,
                     variables: None,
                     files: Some(files),
                     environment: c.environment,
@@ -502,6 +499,17 @@ fn file(src: &Source<'_>, f: Spanned<toml::Value>) -> Result<Spanned<FileEntry>,
 struct RuntimeConfig {
     #[serde(default)]
     key_value_store: Option<Entries<RuntimeKvStore>>,
+    #[serde(default)]
+    sqlite_database: Option<Entries<RuntimeSqlite>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeSqlite {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -518,8 +526,9 @@ struct RuntimeKvStore {
 /// Applies a Spin runtime-config file (`--runtime-config-file`) to `app`:
 /// each `[key_value_store.LABEL]` (`type = "spin"` with an optional `path`,
 /// relative to the file, or `type = "redis"` with `url`) becomes the backend
-/// of that store. Other sections (variable providers, SQLite, LLM) are
-/// refused at their position.
+/// of that store; each `[sqlite_database.LABEL]` (`type = "spin"` with an
+/// optional `path`) says where that database lives. Other sections
+/// (variable providers, LLM) are refused at their position.
 pub fn apply_runtime_config(
     app: &mut crate::App,
     path: &std::path::Path,
@@ -587,6 +596,40 @@ pub fn apply_runtime_config(
             None => app.key_value.push(crate::KvStore {
                 label: label.into_inner(),
                 backend,
+            }),
+        }
+    }
+    for (label, db) in raw.sqlite_database.map(|e| e.0).unwrap_or_default() {
+        let span = db.span();
+        let db = db.into_inner();
+        match db.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            Some("spin") => {}
+            None => {
+                return Err(src.error(
+                    span,
+                    format!("database `{}` has no `type`", label.get_ref()),
+                    "add `type = \"spin\"` (an embedded database) with an optional `path`",
+                ));
+            }
+            Some(other) => {
+                let kind = db.kind.as_ref().map(|k| k.span()).unwrap_or(span);
+                return Err(unsupported(
+                    &src,
+                    kind,
+                    &format!("the SQLite database type {}", quote(other)),
+                    "use `type = \"spin\"` (an embedded database file)",
+                ));
+            }
+        }
+        let path = match &db.path {
+            Some(p) => base.join(p.get_ref()),
+            None => crate::validate::default_sqlite_path(&app.dir, label.get_ref()),
+        };
+        match app.sqlite.iter_mut().find(|d| &d.label == label.get_ref()) {
+            Some(d) => d.path = path,
+            None => app.sqlite.push(crate::SqliteDatabase {
+                label: label.into_inner(),
+                path,
             }),
         }
     }

@@ -17,7 +17,7 @@ use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
     App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, Expect,
     FileMount, InstanceReuse, KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route,
-    SmokeTest, Variable, dotenv, variable_env_name,
+    SmokeTest, SqliteDatabase, Variable, dotenv, variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -200,6 +200,18 @@ impl Validator<'_> {
             }
         }
 
+        let mut sqlite: BTreeMap<String, SqliteDatabase> = BTreeMap::new();
+        for component in &components {
+            for label in &component.sqlite_databases {
+                sqlite
+                    .entry(label.clone())
+                    .or_insert_with(|| SqliteDatabase {
+                        label: label.clone(),
+                        path: default_sqlite_path(self.dir, label),
+                    });
+            }
+        }
+
         let memory_budget = match app.memory_budget {
             None => None,
             Some(m) => Some(self.size(&m, "memory_budget")?),
@@ -221,6 +233,7 @@ impl Validator<'_> {
             memory_budget,
             variables,
             key_value: stores.into_values().collect(),
+            sqlite: sqlite.into_values().collect(),
             components,
             environments,
             tests,
@@ -669,6 +682,20 @@ impl Validator<'_> {
             }
         }
 
+        let mut sqlite_databases: Vec<String> = Vec::new();
+        for label in c.sqlite_databases.unwrap_or_default() {
+            if !is_name(label.get_ref(), true) {
+                return Err(self.err(
+                    label.span(),
+                    format!("invalid database label {}", quote(label.get_ref())),
+                    label_hint(label.get_ref()),
+                ));
+            }
+            if !sqlite_databases.contains(label.get_ref()) {
+                sqlite_databases.push(label.into_inner());
+            }
+        }
+
         let mut variables: Vec<String> = Vec::new();
         for name in c.variables.unwrap_or_default() {
             if !declared_variables.iter().any(|v| &v.name == name.get_ref()) {
@@ -773,6 +800,7 @@ impl Validator<'_> {
             routes,
             allowed_outbound_hosts,
             key_value_stores,
+            sqlite_databases,
             variables,
             files,
             environment,
@@ -1292,6 +1320,13 @@ fn label_hint(label: &str) -> String {
 
 pub(crate) fn default_store_path(dir: &Path, label: &str) -> PathBuf {
     dir.join(".wasmops").join("kv").join(format!("{label}.db"))
+}
+
+/// Where an SQLite database lives unless a runtime configuration says.
+pub(crate) fn default_sqlite_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(".wasmops")
+        .join("sqlite")
+        .join(format!("{label}.db"))
 }
 
 /// The path relative to the app directory, or why it is not one.

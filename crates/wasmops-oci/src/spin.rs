@@ -41,6 +41,7 @@ pub struct SpinComponent {
     pub routes: Vec<String>,
     pub allowed_outbound_hosts: Vec<String>,
     pub key_value_stores: Vec<String>,
+    pub sqlite_databases: Vec<String>,
     pub environment: Vec<(String, String)>,
     /// (name, template) of its variables.
     pub config: Vec<(String, String)>,
@@ -148,6 +149,7 @@ pub fn spin_artifact(input: &SpinInput) -> Result<(Vec<Blob>, Vec<u8>), OciError
             "metadata": {
                 "allowed_outbound_hosts": c.allowed_outbound_hosts,
                 "key_value_stores": c.key_value_stores,
+                "databases": c.sqlite_databases,
             },
             "source": { "content_type": "application/wasm", "digest": digest },
             "env": env,
@@ -344,8 +346,12 @@ pub(crate) fn write_app(
                 toml_str(&format!("files/{id}"))
             ));
         }
-        for key in ["allowed_outbound_hosts", "key_value_stores"] {
-            let list: Vec<String> = c["metadata"][key]
+        for (key, field) in [
+            ("allowed_outbound_hosts", "allowed_outbound_hosts"),
+            ("key_value_stores", "key_value_stores"),
+            ("sqlite_databases", "databases"),
+        ] {
+            let list: Vec<String> = c["metadata"][field]
                 .as_array()
                 .into_iter()
                 .flatten()

@@ -142,6 +142,8 @@ pub struct Grants {
     pub args: Vec<String>,
     /// Key-value stores the guest may open.
     pub key_value: crate::kv::KvAccess,
+    /// SQLite databases the guest may open (Spin's `sqlite_databases`).
+    pub sqlite: crate::sqlite::SqliteAccess,
     /// What the guest reads through `wasi:config/store`.
     pub config: ConfigVars,
 }

@@ -21,6 +21,10 @@ pub struct Host {
     pub limiter: Limiter,
     pub kv: crate::kv::KvAccess,
     pub config: crate::grants::ConfigVars,
+    /// The SQLite databases the component may open.
+    pub sqlite: crate::sqlite::SqliteAccess,
+    /// Outbound Redis connections open in this instance.
+    pub redis_open: usize,
     /// Set when the deadline passed while the guest was running.
     pub timed_out: bool,
 }
@@ -195,6 +199,9 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
             trace: h.hooks.shared.tracer.as_ref().zip(h.hooks.trace),
         },
         vars: &h.config,
+        sqlite: &h.sqlite,
+        outbound: &h.hooks,
+        redis_open: &mut h.redis_open,
     })?;
     wasmtime_wasi_config::add_to_linker(&mut l, |h: &mut Host| {
         wasmtime_wasi_config::WasiConfig::new(&h.config.wasi)
@@ -262,6 +269,14 @@ pub fn new_store_with_logs(
         limiter: Limiter::new(limits),
         kv: grants.key_value.clone(),
         config: grants.config.clone(),
+        sqlite: {
+            let mut s = grants.sqlite.clone();
+            if let Some(t) = limits.timeout {
+                s.statement_limit = t;
+            }
+            s
+        },
+        redis_open: 0,
         timed_out: false,
     };
     let mut store = Store::new(engine, host);

@@ -23,6 +23,11 @@ pub(crate) mod bindings {
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
             "fermyon:spin/key-value.store": crate::spin::SpinStore,
+            "spin:key-value/key-value.store": crate::spin::SpinStore,
+            "fermyon:spin/sqlite.connection": crate::sqlite::Connection,
+            "spin:sqlite/sqlite.connection": crate::sqlite::Connection,
+            "fermyon:spin/redis.connection": crate::redis_out::Connection,
+            "spin:redis/redis.connection": crate::redis_out::Connection,
         },
         trappable_error_type: {
             "wasi:keyvalue/store.error" => super::KvError,

@@ -20,7 +20,9 @@ pub mod limits;
 pub mod load;
 pub mod outbound;
 pub mod preview1;
+pub mod redis_out;
 pub mod spin;
+pub mod sqlite;
 pub mod world;
 
 pub use engine::{EngineSettings, PoolingChoice, Runtime};

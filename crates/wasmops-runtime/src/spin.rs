@@ -9,10 +9,21 @@
 
 use wasmtime::component::{HasData, Linker, Resource};
 
+use wasmtime::component::{Accessor, FutureReader, StreamReader};
+
 use crate::grants::ConfigVars;
-use crate::kv::bindings::fermyon::spin::{key_value, variables};
+use crate::host::OutboundPolicy;
+use crate::kv::bindings::fermyon::spin::{
+    key_value, redis as redis2, sqlite as sqlite2, variables,
+};
+use crate::kv::bindings::spin::key_value::key_value as key_value3;
+use crate::kv::bindings::spin::redis::redis as redis3;
+use crate::kv::bindings::spin::sqlite::sqlite as sqlite3;
+use crate::kv::bindings::spin::variables::variables as variables3;
 use crate::kv::bindings::wasi::config::store as config_draft;
 use crate::kv::{KvError, KvStore, KvView, op};
+use crate::redis_out::{self, RedisError};
+use crate::sqlite::{SqlError, SqliteAccess};
 
 /// An open `fermyon:spin/key-value` store.
 pub struct SpinStore {
@@ -23,6 +34,11 @@ pub struct SpinStore {
 pub struct SpinView<'a> {
     pub kv: KvView<'a>,
     pub vars: &'a ConfigVars,
+    pub sqlite: &'a SqliteAccess,
+    /// Outbound grants (Redis addresses among them).
+    pub outbound: &'a OutboundPolicy,
+    /// Redis connections the instance holds open.
+    pub redis_open: &'a mut usize,
 }
 
 impl<'a> SpinView<'a> {
@@ -135,19 +151,56 @@ fn invalid_name(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Why a variable could not be read (both interface versions have these).
+enum VarError {
+    InvalidName(String),
+    Undefined(String),
+}
+
+/// The component's variable `name`, with Spin's errors.
+fn variable(vars: &ConfigVars, name: &str) -> Result<String, VarError> {
+    if let Some(why) = invalid_name(name) {
+        return Err(VarError::InvalidName(format!("{name:?}: {why}")));
+    }
+    match vars.get(name) {
+        Some(v) => Ok(v.to_string()),
+        None => Err(VarError::Undefined(format!(
+            "no variable {name:?} for this component (grant it in the manifest's `variables`)"
+        ))),
+    }
+}
+
+macro_rules! var_error {
+    ($m:ident) => {
+        impl From<VarError> for $m::Error {
+            fn from(e: VarError) -> Self {
+                match e {
+                    VarError::InvalidName(m) => $m::Error::InvalidName(m),
+                    VarError::Undefined(m) => $m::Error::Undefined(m),
+                }
+            }
+        }
+    };
+}
+var_error!(variables);
+var_error!(variables3);
+
 impl variables::Host for SpinView<'_> {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
-        if let Some(why) = invalid_name(&name) {
-            return Ok(Err(variables::Error::InvalidName(format!(
-                "{name:?}: {why}"
-            ))));
-        }
-        Ok(match self.vars.get(&name) {
-            Some(v) => Ok(v.to_string()),
-            None => Err(variables::Error::Undefined(format!(
-                "no variable {name:?} for this component (grant it in the manifest's `variables`)"
-            ))),
-        })
+        Ok(variable(self.vars, &name).map_err(Into::into))
+    }
+}
+
+impl variables3::Host for SpinView<'_> {}
+
+impl<U> variables3::HostWithStore<U> for HasSpin {
+    async fn get(
+        accessor: &Accessor<U, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, variables3::Error>> {
+        Ok(accessor
+            .with(|mut a| variable(a.get().vars, &name))
+            .map_err(Into::into))
     }
 }
 
@@ -169,6 +222,674 @@ impl config_draft::Host for SpinView<'_> {
     }
 }
 
+fn kv_error3(e: KvError) -> key_value3::Error {
+    match e {
+        KvError::NoSuchStore => key_value3::Error::NoSuchStore,
+        KvError::AccessDenied => key_value3::Error::AccessDenied,
+        KvError::Other(m) => key_value3::Error::Other(m),
+    }
+}
+
+/// What a `spin:key-value@3` operation needs once the instance's state is
+/// let go: the store, and where its metrics and spans go.
+struct KvOp {
+    store: KvStore,
+    metrics: Option<wasmops_telemetry::ComponentMetrics>,
+    trace: Option<(
+        wasmops_telemetry::trace::Tracer,
+        wasmops_telemetry::trace::SpanContext,
+    )>,
+}
+
+impl KvOp {
+    /// The store behind `s` (an unknown handle is `no-such-store`, as on
+    /// Spin).
+    fn of<U>(
+        accessor: &Accessor<U, HasSpin>,
+        s: &Resource<SpinStore>,
+    ) -> Result<Self, key_value3::Error> {
+        accessor.with(|mut a| {
+            let v = a.get();
+            let store =
+                v.kv.table
+                    .get(s)
+                    .map_err(|_| key_value3::Error::NoSuchStore)?
+                    .store
+                    .clone();
+            Ok(KvOp {
+                store,
+                metrics: v.kv.metrics.cloned(),
+                trace: v.kv.trace.map(|(t, c)| (t.clone(), c)),
+            })
+        })
+    }
+
+    async fn run<T>(
+        &self,
+        name: &'static str,
+        f: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, key_value3::Error> {
+        let trace = self.trace.as_ref().map(|(t, c)| (t, *c));
+        op(self.metrics.as_ref(), trace, &self.store, name, f)
+            .await
+            .map_err(kv_error3)
+    }
+}
+
+type Kv3<T> = wasmtime::Result<Result<T, key_value3::Error>>;
+
+impl key_value3::Host for SpinView<'_> {}
+
+impl key_value3::HostStore for SpinView<'_> {
+    async fn drop(&mut self, s: Resource<SpinStore>) -> wasmtime::Result<()> {
+        self.kv.table.delete(s)?;
+        Ok(())
+    }
+}
+
+impl<U> key_value3::HostStoreWithStore<U> for HasSpin {
+    async fn open(accessor: &Accessor<U, Self>, label: String) -> Kv3<Resource<SpinStore>> {
+        accessor.with(|mut a| {
+            let v = a.get();
+            match v.kv.access.get(&label) {
+                Some(store) => Ok(Ok(v.kv.table.push(SpinStore { store })?)),
+                None => {
+                    tracing::warn!(store = %label, "key-value store denied: not granted to the component");
+                    Ok(Err(key_value3::Error::AccessDenied))
+                }
+            }
+        })
+    }
+
+    async fn get(
+        accessor: &Accessor<U, Self>,
+        s: Resource<SpinStore>,
+        key: String,
+    ) -> Kv3<Option<Vec<u8>>> {
+        let o = match KvOp::of(accessor, &s) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(o.run("get", o.store.get(&key)).await)
+    }
+
+    async fn set(
+        accessor: &Accessor<U, Self>,
+        s: Resource<SpinStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Kv3<()> {
+        let o = match KvOp::of(accessor, &s) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(o.run("set", o.store.set(&key, &value)).await)
+    }
+
+    async fn delete(accessor: &Accessor<U, Self>, s: Resource<SpinStore>, key: String) -> Kv3<()> {
+        let o = match KvOp::of(accessor, &s) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(o.run("delete", o.store.delete(&key)).await)
+    }
+
+    async fn exists(
+        accessor: &Accessor<U, Self>,
+        s: Resource<SpinStore>,
+        key: String,
+    ) -> Kv3<bool> {
+        let o = match KvOp::of(accessor, &s) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(o.run("exists", o.store.exists(&key)).await)
+    }
+
+    async fn get_keys(
+        accessor: &Accessor<U, Self>,
+        s: Resource<SpinStore>,
+    ) -> wasmtime::Result<(
+        StreamReader<String>,
+        FutureReader<Result<(), key_value3::Error>>,
+    )> {
+        let keys = match KvOp::of(accessor, &s) {
+            Ok(o) => o.run("get-keys", all_keys(&o.store)).await,
+            Err(e) => Err(e),
+        };
+        let (keys, end) = match keys {
+            Ok(k) => (k, Ok(())),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        accessor.with(|mut a| {
+            Ok((
+                StreamReader::new(&mut a, keys)?,
+                FutureReader::new(&mut a, async move { wasmtime::error::Ok(end) })?,
+            ))
+        })
+    }
+}
+
+/// Every key of `st`, page after page.
+async fn all_keys(st: &KvStore) -> Result<Vec<String>, KvError> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = st.list_keys(cursor).await?;
+        keys.extend(page);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(keys),
+        }
+    }
+}
+
+macro_rules! sqlite_types {
+    ($m:ident) => {
+        impl From<SqlError> for $m::Error {
+            fn from(e: SqlError) -> Self {
+                match e {
+                    SqlError::NoSuchDatabase => $m::Error::NoSuchDatabase,
+                    SqlError::AccessDenied => $m::Error::AccessDenied,
+                    SqlError::InvalidConnection => $m::Error::InvalidConnection,
+                    SqlError::DatabaseFull => $m::Error::DatabaseFull,
+                    SqlError::Io(m) => $m::Error::Io(m),
+                }
+            }
+        }
+        impl From<$m::Value> for crate::sqlite::Value {
+            fn from(v: $m::Value) -> Self {
+                match v {
+                    $m::Value::Integer(i) => Self::Integer(i),
+                    $m::Value::Real(f) => Self::Real(f),
+                    $m::Value::Text(s) => Self::Text(s),
+                    $m::Value::Blob(b) => Self::Blob(b),
+                    $m::Value::Null => Self::Null,
+                }
+            }
+        }
+        impl From<crate::sqlite::Value> for $m::Value {
+            fn from(v: crate::sqlite::Value) -> Self {
+                use crate::sqlite::Value as V;
+                match v {
+                    V::Integer(i) => Self::Integer(i),
+                    V::Real(f) => Self::Real(f),
+                    V::Text(s) => Self::Text(s),
+                    V::Blob(b) => Self::Blob(b),
+                    V::Null => Self::Null,
+                }
+            }
+        }
+        pub(super) fn row(values: Vec<crate::sqlite::Value>) -> $m::RowResult {
+            $m::RowResult {
+                values: values.into_iter().map(Into::into).collect(),
+            }
+        }
+    };
+}
+
+mod sqlite2_types {
+    use super::*;
+    sqlite_types!(sqlite2);
+    pub(super) use row as row2;
+}
+mod sqlite3_types {
+    use super::*;
+    sqlite_types!(sqlite3);
+    pub(super) use row as row3;
+}
+use sqlite2_types::row2;
+use sqlite3_types::row3;
+
+impl SpinView<'_> {
+    fn sql_open(
+        &mut self,
+        database: &str,
+    ) -> wasmtime::Result<Result<Resource<Connection>, SqlError>> {
+        match self.sqlite.open(database) {
+            Ok(c) => Ok(Ok(self.kv.table.push(c)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn sql_execute(
+        &mut self,
+        c: &Resource<Connection>,
+        statement: &str,
+        params: Vec<crate::sqlite::Value>,
+    ) -> Result<crate::sqlite::Rows, SqlError> {
+        let limit = self.sqlite.statement_limit;
+        let conn = self
+            .kv
+            .table
+            .get_mut(c)
+            .map_err(|_| SqlError::InvalidConnection)?;
+        conn.execute(statement, params, limit)
+    }
+}
+
+use crate::sqlite::Connection;
+
+impl sqlite2::Host for SpinView<'_> {}
+
+impl sqlite2::HostConnection for SpinView<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, sqlite2::Error>> {
+        Ok(self.sql_open(&database)?.map_err(Into::into))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<sqlite2::Value>,
+    ) -> wasmtime::Result<Result<sqlite2::QueryResult, sqlite2::Error>> {
+        let params = parameters.into_iter().map(Into::into).collect();
+        Ok(self
+            .sql_execute(&c, &statement, params)
+            .map(|r| sqlite2::QueryResult {
+                columns: r.columns,
+                rows: r.rows.into_iter().map(row2).collect(),
+            })
+            .map_err(Into::into))
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.kv.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl sqlite3::Host for SpinView<'_> {}
+
+impl sqlite3::HostConnection for SpinView<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, sqlite3::Error>> {
+        Ok(self.sql_open(&database)?.map_err(Into::into))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<sqlite3::Value>,
+    ) -> wasmtime::Result<Result<sqlite3::QueryResult, sqlite3::Error>> {
+        let params = parameters.into_iter().map(Into::into).collect();
+        Ok(self
+            .sql_execute(&c, &statement, params)
+            .map(|r| sqlite3::QueryResult {
+                columns: r.columns,
+                rows: r.rows.into_iter().map(row3).collect(),
+            })
+            .map_err(Into::into))
+    }
+
+    async fn last_insert_rowid(&mut self, c: Resource<Connection>) -> wasmtime::Result<i64> {
+        Ok(self.kv.table.get(&c)?.last_insert_rowid)
+    }
+
+    async fn changes(&mut self, c: Resource<Connection>) -> wasmtime::Result<u64> {
+        Ok(self.kv.table.get(&c)?.changes)
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.kv.table.delete(c)?;
+        Ok(())
+    }
+}
+
+type Sql3<T> = wasmtime::Result<Result<T, sqlite3::Error>>;
+
+impl<U> sqlite3::HostConnectionWithStore<U> for HasSpin {
+    async fn open_async(
+        accessor: &Accessor<U, Self>,
+        database: String,
+    ) -> Sql3<Resource<Connection>> {
+        Ok(accessor
+            .with(|mut a| a.get().sql_open(&database))?
+            .map_err(Into::into))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<U, Self>,
+        c: Resource<Connection>,
+        statement: String,
+        parameters: Vec<sqlite3::Value>,
+    ) -> Sql3<(
+        Vec<String>,
+        StreamReader<sqlite3::RowResult>,
+        FutureReader<Result<(), sqlite3::Error>>,
+    )> {
+        let params = parameters.into_iter().map(Into::into).collect();
+        accessor.with(|mut a| {
+            let rows = match a.get().sql_execute(&c, &statement, params) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let stream: Vec<sqlite3::RowResult> = rows.rows.into_iter().map(row3).collect();
+            Ok(Ok((
+                rows.columns,
+                StreamReader::new(&mut a, stream)?,
+                FutureReader::new(&mut a, async { wasmtime::error::Ok(Ok(())) })?,
+            )))
+        })
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<U, Self>,
+        c: Resource<Connection>,
+    ) -> wasmtime::Result<i64> {
+        accessor.with(|mut a| Ok(a.get().kv.table.get(&c)?.last_insert_rowid))
+    }
+
+    async fn changes_async(
+        accessor: &Accessor<U, Self>,
+        c: Resource<Connection>,
+    ) -> wasmtime::Result<u64> {
+        accessor.with(|mut a| Ok(a.get().kv.table.get(&c)?.changes))
+    }
+}
+
+macro_rules! redis_types {
+    ($m:ident) => {
+        impl From<RedisError> for $m::Error {
+            fn from(e: RedisError) -> Self {
+                match e {
+                    RedisError::InvalidAddress => $m::Error::InvalidAddress,
+                    RedisError::TooManyConnections => $m::Error::TooManyConnections,
+                    RedisError::TypeError => $m::Error::TypeError,
+                    RedisError::Other(m) => $m::Error::Other(m),
+                }
+            }
+        }
+        impl From<$m::RedisParameter> for redis_out::Param {
+            fn from(p: $m::RedisParameter) -> Self {
+                match p {
+                    $m::RedisParameter::Int64(i) => Self::Int(i),
+                    $m::RedisParameter::Binary(b) => Self::Binary(b),
+                }
+            }
+        }
+        impl From<redis_out::Reply> for $m::RedisResult {
+            fn from(r: redis_out::Reply) -> Self {
+                match r {
+                    redis_out::Reply::Nil => Self::Nil,
+                    redis_out::Reply::Status(s) => Self::Status(s),
+                    redis_out::Reply::Int(i) => Self::Int64(i),
+                    redis_out::Reply::Binary(b) => Self::Binary(b),
+                }
+            }
+        }
+    };
+}
+redis_types!(redis2);
+redis_types!(redis3);
+
+impl SpinView<'_> {
+    /// Connects to `address` if granted and the instance has a connection
+    /// to spare.
+    async fn redis_open(
+        &mut self,
+        address: &str,
+    ) -> wasmtime::Result<Result<Resource<redis_out::Connection>, RedisError>> {
+        if *self.redis_open >= redis_out::MAX_CONNECTIONS {
+            return Ok(Err(RedisError::TooManyConnections));
+        }
+        match redis_out::open(self.outbound, address).await {
+            Ok(c) => {
+                *self.redis_open += 1;
+                Ok(Ok(self.kv.table.push(c)?))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn redis_drop(&mut self, c: Resource<redis_out::Connection>) -> wasmtime::Result<()> {
+        self.kv.table.delete(c)?;
+        *self.redis_open = self.redis_open.saturating_sub(1);
+        Ok(())
+    }
+
+    /// A handle on the connection behind `c` that outlives the borrow.
+    fn redis(
+        &self,
+        c: &Resource<redis_out::Connection>,
+    ) -> wasmtime::Result<redis_out::Connection> {
+        Ok(self.kv.table.get(c)?.clone())
+    }
+}
+
+type R2<T> = wasmtime::Result<Result<T, redis2::Error>>;
+
+impl redis2::Host for SpinView<'_> {}
+
+impl redis2::HostConnection for SpinView<'_> {
+    async fn open(&mut self, address: String) -> R2<Resource<redis_out::Connection>> {
+        Ok(self.redis_open(&address).await?.map_err(Into::into))
+    }
+    async fn publish(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> R2<()> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::publish(&c, channel, payload)
+            .await
+            .map_err(Into::into))
+    }
+    async fn get(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        key: String,
+    ) -> R2<Option<Vec<u8>>> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::get(&c, key).await.map_err(Into::into))
+    }
+    async fn set(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> R2<()> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::set(&c, key, value)
+            .await
+            .map_err(Into::into))
+    }
+    async fn incr(&mut self, c: Resource<redis_out::Connection>, key: String) -> R2<i64> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::incr(&c, key).await.map_err(Into::into))
+    }
+    async fn del(&mut self, c: Resource<redis_out::Connection>, keys: Vec<String>) -> R2<u32> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::del(&c, keys).await.map_err(Into::into))
+    }
+    async fn sadd(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> R2<u32> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::sadd(&c, key, values)
+            .await
+            .map_err(Into::into))
+    }
+    async fn smembers(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        key: String,
+    ) -> R2<Vec<String>> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::smembers(&c, key).await.map_err(Into::into))
+    }
+    async fn srem(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> R2<u32> {
+        let c = self.redis(&c)?;
+        Ok(redis_out::ops::srem(&c, key, values)
+            .await
+            .map_err(Into::into))
+    }
+    async fn execute(
+        &mut self,
+        c: Resource<redis_out::Connection>,
+        command: String,
+        arguments: Vec<redis2::RedisParameter>,
+    ) -> R2<Vec<redis2::RedisResult>> {
+        let c = self.redis(&c)?;
+        let args = arguments.into_iter().map(Into::into).collect();
+        Ok(redis_out::ops::execute(&c, command, args)
+            .await
+            .map(|r| r.into_iter().map(Into::into).collect())
+            .map_err(Into::into))
+    }
+    async fn drop(&mut self, c: Resource<redis_out::Connection>) -> wasmtime::Result<()> {
+        self.redis_drop(c)
+    }
+}
+
+type R3<T> = wasmtime::Result<Result<T, redis3::Error>>;
+
+/// The connection behind `c`, or the trap an unknown handle is.
+fn redis3_conn<U>(
+    accessor: &Accessor<U, HasSpin>,
+    c: &Resource<redis_out::Connection>,
+) -> wasmtime::Result<redis_out::Connection> {
+    accessor.with(|mut a| a.get().redis(c))
+}
+
+impl redis3::Host for SpinView<'_> {}
+
+impl redis3::HostConnection for SpinView<'_> {
+    async fn drop(&mut self, c: Resource<redis_out::Connection>) -> wasmtime::Result<()> {
+        self.redis_drop(c)
+    }
+}
+
+impl<U> redis3::HostConnectionWithStore<U> for HasSpin {
+    async fn open(
+        accessor: &Accessor<U, Self>,
+        address: String,
+    ) -> R3<Resource<redis_out::Connection>> {
+        let (policy, full) = accessor.with(|mut a| {
+            let v = a.get();
+            (
+                v.outbound.clone(),
+                *v.redis_open >= redis_out::MAX_CONNECTIONS,
+            )
+        });
+        if full {
+            return Ok(Err(redis3::Error::TooManyConnections));
+        }
+        match redis_out::open(&policy, &address).await {
+            Ok(c) => accessor.with(|mut a| {
+                let v = a.get();
+                *v.redis_open += 1;
+                Ok(Ok(v.kv.table.push(c)?))
+            }),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+    async fn publish(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> R3<()> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::publish(&c, channel, payload)
+            .await
+            .map_err(Into::into))
+    }
+    async fn get(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+    ) -> R3<Option<Vec<u8>>> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::get(&c, key).await.map_err(Into::into))
+    }
+    async fn set(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        value: Vec<u8>,
+    ) -> R3<()> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::set(&c, key, value)
+            .await
+            .map_err(Into::into))
+    }
+    async fn incr(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+    ) -> R3<i64> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::incr(&c, key).await.map_err(Into::into))
+    }
+    async fn del(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        keys: Vec<String>,
+    ) -> R3<u32> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::del(&c, keys).await.map_err(Into::into))
+    }
+    async fn sadd(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> R3<u32> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::sadd(&c, key, values)
+            .await
+            .map_err(Into::into))
+    }
+    async fn smembers(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+    ) -> R3<Vec<String>> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::smembers(&c, key).await.map_err(Into::into))
+    }
+    async fn srem(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        key: String,
+        values: Vec<String>,
+    ) -> R3<u32> {
+        let c = redis3_conn(accessor, &c)?;
+        Ok(redis_out::ops::srem(&c, key, values)
+            .await
+            .map_err(Into::into))
+    }
+    async fn execute(
+        accessor: &Accessor<U, Self>,
+        c: Resource<redis_out::Connection>,
+        command: String,
+        arguments: Vec<redis3::RedisParameter>,
+    ) -> R3<Vec<redis3::RedisResult>> {
+        let c = redis3_conn(accessor, &c)?;
+        let args = arguments.into_iter().map(Into::into).collect();
+        Ok(redis_out::ops::execute(&c, command, args)
+            .await
+            .map(|r| r.into_iter().map(Into::into).collect())
+            .map_err(Into::into))
+    }
+}
+
 struct HasSpin;
 
 impl HasData for HasSpin {
@@ -183,6 +904,12 @@ pub fn add_to_linker<T: Send + 'static>(
     key_value::add_to_linker::<T, HasSpin>(l, f)?;
     variables::add_to_linker::<T, HasSpin>(l, f)?;
     config_draft::add_to_linker::<T, HasSpin>(l, f)?;
+    sqlite2::add_to_linker::<T, HasSpin>(l, f)?;
+    redis2::add_to_linker::<T, HasSpin>(l, f)?;
+    key_value3::add_to_linker::<T, HasSpin>(l, f)?;
+    variables3::add_to_linker::<T, HasSpin>(l, f)?;
+    sqlite3::add_to_linker::<T, HasSpin>(l, f)?;
+    redis3::add_to_linker::<T, HasSpin>(l, f)?;
     Ok(())
 }
 

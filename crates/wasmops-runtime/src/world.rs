@@ -73,6 +73,14 @@ const EXACT_PROVIDED: &[&str] = &[
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/variables@2.0.0",
     "wasi:config/store@0.2.0-draft-2024-09-27",
+    "fermyon:spin/sqlite@2.0.0",
+    "fermyon:spin/redis@2.0.0",
+    // The current Spin SDKs (WASIp3, asynchronous).
+    "spin:key-value/key-value@3.0.0",
+    "spin:variables/variables@3.0.0",
+    "spin:sqlite/sqlite@3.0.0",
+    "spin:sqlite/sqlite@3.1.0",
+    "spin:redis/redis@3.0.0",
 ];
 
 /// The `wasi:http` handler export of WASI 0.3 (the `service` world).

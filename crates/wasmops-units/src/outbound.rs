@@ -3,7 +3,7 @@
 //! manifest, the flags and the runtime, so what `check` accepts is what
 //! `up` serves.
 
-/// An outbound HTTP destination a guest may call: `scheme://host:port`, where
+/// An outbound destination a guest may call (HTTP, or Redis): `scheme://host:port`, where
 /// each part may be `*`, and the host may start with `*.`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRule {
@@ -41,8 +41,9 @@ impl OutboundRule {
             .ok_or_else(|| bad("missing scheme"))?;
         let scheme = match scheme {
             "*" => None,
-            "http" | "https" => Some(scheme.to_string()),
-            _ => return Err(bad("the scheme must be http, https or *")),
+            // Redis addresses, for Spin components' outbound Redis.
+            "http" | "https" | "redis" | "rediss" => Some(scheme.to_string()),
+            _ => return Err(bad("the scheme must be http, https, redis, rediss or *")),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains('/') {
@@ -72,6 +73,7 @@ impl OutboundRule {
             None => match scheme.as_deref() {
                 Some("http") => Some(80),
                 Some("https") => Some(443),
+                Some("redis" | "rediss") => Some(6379),
                 _ => None,
             },
             Some("*") => None,

@@ -101,6 +101,7 @@ pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
             routes,
             allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
             key_value_stores: c.key_value_stores.clone(),
+            sqlite_databases: c.sqlite_databases.clone(),
             environment: c.environment.clone(),
             config: c.config.clone(),
             files: c

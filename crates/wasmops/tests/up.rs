@@ -1321,7 +1321,7 @@ async fn spin_runtime_config_puts_a_store_in_redis() {
     assert!(reply.ends_with("2\r\n"), "{reply:?}");
     assert!(!dir.path().join(".wasmops/kv/default.db").exists());
 
-    std::fs::write(&config, "[sqlite_database.default]\ntype = \"spin\"\n").unwrap();
+    std::fs::write(&config, "[llm_compute]\ntype = \"spin\"\n").unwrap();
     let out = common::run(&[
         "up",
         dir.path().to_str().unwrap(),
@@ -1332,8 +1332,150 @@ async fn spin_runtime_config_puts_a_store_in_redis() {
     common::assert_one_line_error(&out);
     assert!(
         out.stderr
-            .contains("runtime-config.toml:1:2: unknown field `sqlite_database`"),
+            .contains("runtime-config.toml:1:2: unknown field `llm_compute`"),
         "{}",
         out.stderr
+    );
+}
+
+/// A post with a header, for the Spin guests' Redis route.
+async fn get_with(url: &str, header: (&str, &str)) -> common::Resp {
+    let req = http::Request::get(url)
+        .header(header.0, header.1)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(&common::client(false), req).await
+}
+
+/// A Spin SDK 5.2 component's SQLite (`fermyon:spin/sqlite@2.0.0`) and
+/// outbound Redis (`fermyon:spin/redis@2.0.0`): rows that survive a
+/// restart in the database file a runtime configuration names, a database
+/// not granted is `access-denied`, a round trip through a real Redis the
+/// component is granted, and `invalid-address` for one it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
+    let redis = Redis::start();
+    let other = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"notes\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [component.web]\nsource = \"spin_kv.wasm\"\nsqlite_databases = [\"default\"]\n\
+             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\"]\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[sqlite_database.default]\ntype = \"spin\"\npath = \"data/notes.db\"\n",
+    )
+    .unwrap();
+    let args = ["--runtime-config-file", config.to_str().unwrap()];
+    let server = Server::up(dir.path(), &args, &[]);
+    let r = post(&server.url("/notes"), b"first").await;
+    assert_eq!((r.status, r.text()), (200, "id=1 count=1".to_string()));
+    let r = post(&server.url("/notes"), b"second").await;
+    assert_eq!(r.text(), "id=2 count=2");
+    assert_eq!(get(&server.url("/notes")).await.text(), "1:first\n2:second");
+    let r = get(&server.url("/denied-database")).await;
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+
+    let granted = format!("redis://127.0.0.1:{}", redis.port);
+    let r = get_with(&server.url("/redis"), ("x-redis", &granted)).await;
+    assert_eq!(
+        r.text(),
+        "get=hello incr=1 members=a,b ping=PONG echo=echoed del=2"
+    );
+    assert!(redis.command(&["GET", "spin-kv:n"]).ends_with("1\r\n"));
+    let denied = format!("redis://127.0.0.1:{}", other.port);
+    let r = get_with(&server.url("/redis"), ("x-redis", &denied)).await;
+    assert!(r.text().contains("InvalidAddress"), "{}", r.text());
+    assert!(
+        other.command(&["EXISTS", "spin-kv:n"]).starts_with(":0"),
+        "nothing reached the server not granted"
+    );
+    drop(server);
+
+    // The rows are in the file the runtime configuration named, and are
+    // there after a restart.
+    assert!(dir.path().join("data/notes.db").exists());
+    let server = Server::up(dir.path(), &args, &[]);
+    assert_eq!(
+        post(&server.url("/notes"), b"third").await.text(),
+        "id=3 count=3"
+    );
+}
+
+/// A component built with the current Spin SDK (7, WASIp3) uses its
+/// asynchronous interfaces: `spin:key-value@3.0.0` (keys as a stream),
+/// `spin:variables@3.0.0`, `spin:sqlite@3.1.0` (rows as a stream) and
+/// `spin:redis@3.0.0`, with Spin's errors for what is not granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_spin_sdk_async_interfaces() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        test_programs::SPIN_APIS_P3,
+        dir.path().join("spin_apis_p3.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"apis\"\n\
+             [variables]\nwho = {{ default = \"SDK 7\" }}\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [component.web]\nsource = \"spin_apis_p3.wasm\"\n\
+             key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n\
+             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\"]\n\
+             [component.web.variables]\ngreeting = \"Hello, {{{{ who }}}}!\"\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let out = common::run(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let server = Server::up(dir.path(), &[], &[]);
+    assert_eq!(get(&server.url("/count")).await.text(), "1");
+    assert_eq!(get(&server.url("/count")).await.text(), "2");
+    assert_eq!(get(&server.url("/keys")).await.text(), "count");
+    let r = get(&server.url("/denied-store")).await;
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+    assert_eq!(get(&server.url("/greeting")).await.text(), "Hello, SDK 7!");
+    let r = get(&server.url("/undefined-variable")).await;
+    assert!(r.text().contains("Undefined("), "{}", r.text());
+
+    assert_eq!(
+        post(&server.url("/notes"), b"one").await.text(),
+        "id=1 count=1 changes=1"
+    );
+    assert_eq!(
+        post(&server.url("/notes"), b"two").await.text(),
+        "id=2 count=2 changes=1"
+    );
+    assert_eq!(
+        get(&server.url("/notes")).await.text(),
+        "id,body\n1:one\n2:two"
+    );
+    let r = get(&server.url("/denied-database")).await;
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+
+    let granted = format!("redis://127.0.0.1:{}", redis.port);
+    let r = get_with(&server.url("/redis"), ("x-redis", &granted)).await;
+    assert_eq!(r.text(), "get=hello incr=1 echo=echoed");
+    let r = get_with(&server.url("/redis"), ("x-redis", "redis://127.0.0.1:1")).await;
+    assert!(r.text().contains("InvalidAddress"), "{}", r.text());
+    drop(server);
+    // The store and the database are the app's: both go on after a restart.
+    let server = Server::up(dir.path(), &[], &[]);
+    assert_eq!(get(&server.url("/count")).await.text(), "3");
+    assert_eq!(
+        post(&server.url("/notes"), b"three").await.text(),
+        "id=3 count=3 changes=1"
     );
 }

@@ -8,10 +8,48 @@
 //! - `GET /keys`: the default store's keys, sorted, comma-separated.
 //! - `GET /config`: `greeting` through the `wasi:config` draft the SDK
 //!   imports (`wasi:config/store@0.2.0-draft-2024-09-27`).
+//! - `POST /notes` (body: text): adds a row to `notes` in the `default`
+//!   SQLite database; answers `id=<rowid> count=<rows>`.
+//! - `GET /notes`: the notes, one per line, oldest first.
+//! - `GET /denied-database`: opens the database `other` (not granted).
+//! - `GET /redis` (header `x-redis`: the server's address): a round trip
+//!   through outbound Redis: `set`, `get`, `incr`, `sadd`/`smembers`,
+//!   `execute("PING")` and `del`.
 
 use spin_sdk::http::{IntoResponse, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
+use spin_sdk::redis::{self, RedisParameter, RedisResult};
+use spin_sdk::sqlite::{Connection, Value};
+
+/// Every operation of outbound Redis once; what each answered.
+fn redis_round_trip(addr: &str) -> Result<String, redis::Error> {
+    let c = redis::Connection::open(addr)?;
+    c.set("spin-kv:greeting", &b"hello".to_vec())?;
+    let got = c.get("spin-kv:greeting")?.unwrap_or_default();
+    c.del(&["spin-kv:n".to_string()])?;
+    let n = c.incr("spin-kv:n")?;
+    c.sadd("spin-kv:set", &["a".to_string(), "b".to_string()])?;
+    let mut members = c.smembers("spin-kv:set")?;
+    members.sort();
+    let ping = match c.execute("PING", &[])?.first() {
+        Some(RedisResult::Status(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let echo = match c
+        .execute("ECHO", &[RedisParameter::Binary(b"echoed".to_vec())])?
+        .first()
+    {
+        Some(RedisResult::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    };
+    let removed = c.del(&["spin-kv:greeting".to_string(), "spin-kv:set".to_string()])?;
+    Ok(format!(
+        "get={} incr={n} members={} ping={ping} echo={echo} del={removed}",
+        String::from_utf8_lossy(&got),
+        members.join(",")
+    ))
+}
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
@@ -39,6 +77,41 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             Ok(None) => "none".to_string(),
             Err(e) => format!("error: {e:?}"),
         },
+        "/notes" if req.method() == &spin_sdk::http::Method::Post => {
+            let text = String::from_utf8(req.body().to_vec())?;
+            let db = Connection::open_default()?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+                &[],
+            )?;
+            db.execute("INSERT INTO notes (body) VALUES (?)", &[Value::Text(text)])?;
+            let rows = db.execute("SELECT last_insert_rowid(), count(*) FROM notes", &[])?;
+            let row = &rows.rows[0];
+            match (&row.values[0], &row.values[1]) {
+                (Value::Integer(id), Value::Integer(n)) => format!("id={id} count={n}"),
+                other => format!("unexpected: {other:?}"),
+            }
+        }
+        "/notes" => {
+            let db = Connection::open_default()?;
+            let rows = db.execute("SELECT id, body FROM notes ORDER BY id", &[])?;
+            rows.rows()
+                .map(|r| format!("{}:{}", r.get::<i64>("id").unwrap_or(-1), r.get::<&str>("body").unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        "/denied-database" => match Connection::open("other") {
+            Ok(_) => "opened".to_string(),
+            Err(e) => format!("error: {e:?}"),
+        },
+        "/redis" => {
+            let addr = req
+                .header("x-redis")
+                .and_then(|h| h.as_str())
+                .unwrap_or("redis://127.0.0.1:6379")
+                .to_string();
+            redis_round_trip(&addr).unwrap_or_else(|e| format!("error: {e:?}"))
+        }
         "/keys" => {
             let mut keys = Store::open_default()?.get_keys()?;
             keys.sort();
