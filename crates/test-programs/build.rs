@@ -11,6 +11,8 @@ const P2_GUESTS: &[(&str, &str, &str)] = &[
     ("stream", "stream.wasm", "STREAM"),
     ("hostile", "hostile.wasm", "HOSTILE"),
     ("cli", "cli.wasm", "CLI"),
+    ("compose-greeter", "compose_greeter.wasm", "COMPOSE_GREETER"),
+    ("compose-app", "compose_app.wasm", "COMPOSE_APP"),
 ];
 
 fn cargo_build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]) {

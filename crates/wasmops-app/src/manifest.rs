@@ -77,7 +77,7 @@ pub async fn from_manifest(
         (HashMap::new(), HashMap::new())
     };
     let mut served = Vec::new();
-    for c in &app.components {
+    for c in app.components.iter().filter(|c| !app.is_library(&c.id)) {
         let mut grants = component_grants(app, c, vars)?;
         grants.key_value = KvAccess::new(
             c.key_value_stores
@@ -89,9 +89,17 @@ pub async fn from_manifest(
                 .iter()
                 .filter_map(|l| databases.get(l).cloned()),
         );
+        let source = if c.dependencies.is_empty() {
+            Source::File(c.source.clone())
+        } else {
+            Source::Bytes {
+                name: c.source.clone(),
+                bytes: component_bytes(app, c).map_err(HostError::Config)?.into(),
+            }
+        };
         served.push(Served {
             id: c.id.clone(),
-            source: Source::File(c.source.clone()),
+            source,
             routes: c
                 .routes
                 .iter()
@@ -248,6 +256,69 @@ pub async fn open_stores(
         stores.insert(s.label.clone(), store);
     }
     Ok(stores)
+}
+
+/// The bytes of component `c` as it runs: its file, composed with its
+/// dependencies when it has any (a dependency that is another component of
+/// the app is that component as it runs, so dependencies compose in turn).
+pub fn component_bytes(app: &App, c: &wasmops_manifest::ComponentSpec) -> Result<Vec<u8>, String> {
+    component_bytes_at(app, c, 0)
+}
+
+fn component_bytes_at(
+    app: &App,
+    c: &wasmops_manifest::ComponentSpec,
+    depth: usize,
+) -> Result<Vec<u8>, String> {
+    use wasmops_manifest::DependencySource;
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).map_err(|e| {
+            format!(
+                "{what}: cannot read {}: {e}; build it first (`wasmops build`)",
+                p.display()
+            )
+        })
+    };
+    let main = read(&c.source, &format!("component `{}`", c.id))?;
+    if c.dependencies.is_empty() {
+        return Ok(main);
+    }
+    if depth > 8 {
+        return Err(format!(
+            "component `{}`: dependencies nest more than 8 deep (a cycle?); break the cycle in `[component.{}.dependencies]`",
+            c.id, c.id
+        ));
+    }
+    let mut deps = Vec::new();
+    for d in &c.dependencies {
+        let (origin, bytes) = match &d.source {
+            DependencySource::Path(p) => (
+                p.display().to_string(),
+                read(
+                    p,
+                    &format!("component `{}`: dependency `{}`", c.id, d.import),
+                )?,
+            ),
+            DependencySource::Component(other) => {
+                let spec = app
+                    .component(other)
+                    .ok_or_else(|| format!("component `{}`: no component `{other}`", c.id))?;
+                (
+                    format!("component `{other}`"),
+                    component_bytes_at(app, spec, depth + 1)?,
+                )
+            }
+        };
+        deps.push(wasmops_component::compose::Dependency {
+            import: d.import.clone(),
+            origin,
+            bytes,
+            export: d.export.clone(),
+            inherit_configuration: c.dependencies_inherit_configuration,
+        });
+    }
+    wasmops_component::compose::compose(&format!("component `{}`", c.id), &main, &deps)
+        .map_err(|e| e.to_string())
 }
 
 /// Opens every SQLite database of the app; like embedded stores, those in

@@ -2,6 +2,8 @@
 //! is, whether it is well formed, and turning a WASI preview1 core module into
 //! a component. No IO happens here.
 
+pub mod compose;
+
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
 /// What a `.wasm` file holds.

@@ -171,6 +171,25 @@ pub struct KvStore {
     pub backend: KvBackend,
 }
 
+/// A dependency of a component (`[component.ID.dependencies]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// What it fills: `ns:pkg/iface[@version]` or `ns:pkg[@version]`.
+    pub import: String,
+    pub source: DependencySource,
+    /// The dependency's export to use, when named.
+    pub export: Option<String>,
+}
+
+/// Where a dependency comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencySource {
+    /// A component file (absolute path).
+    Path(PathBuf),
+    /// Another component of the app, by id.
+    Component(String),
+}
+
 /// An embedded SQLite database of the app (Spin's `sqlite_databases`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteDatabase {
@@ -255,6 +274,10 @@ pub struct ComponentSpec {
     /// Labels of the SQLite databases it may open (each is in
     /// [`App::sqlite`]).
     pub sqlite_databases: Vec<String>,
+    /// Components composed with it to fill its imports, in manifest order.
+    pub dependencies: Vec<Dependency>,
+    /// Whether its dependencies may import what carries its configuration.
+    pub dependencies_inherit_configuration: bool,
     /// Names of the app variables it may read (each is declared).
     pub variables: Vec<String>,
     /// What the component reads as its variables (`wasi:config`, Spin's
@@ -533,6 +556,18 @@ impl App {
     /// `<dir>/.wasmops`.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".wasmops")
+    }
+
+    /// Whether component `id` only serves as another component's dependency:
+    /// it has no routes and some component names it in `dependencies`. It
+    /// is composed into those components, not served itself.
+    pub fn is_library(&self, id: &str) -> bool {
+        self.component(id).is_some_and(|c| c.routes.is_empty())
+            && self.components.iter().any(|c| {
+                c.dependencies
+                    .iter()
+                    .any(|d| d.source == DependencySource::Component(id.to_string()))
+            })
     }
 
     /// The component with this id.

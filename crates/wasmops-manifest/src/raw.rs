@@ -372,6 +372,59 @@ pub(crate) struct RawComponent {
     #[serde(default)]
     #[schemars(with = "Option<RawBuild>")]
     pub build: Option<Spanned<RawBuild>>,
+    /// Components that fill this component's imports, composed with it when
+    /// it is loaded and when it is pushed: keys are what they fill (an
+    /// interface `ns:pkg/iface[@version]` or a package `ns:pkg`), values
+    /// `{ path = "dep.wasm" }` or `{ component = "other-id" }`, with an
+    /// optional `export` naming the dependency's export to use.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, RawDependency>>")]
+    pub dependencies: Option<Entries<RawDependency>>,
+    /// Whether dependencies may import what carries the component's
+    /// configuration and grants (variables, stores, network, files,
+    /// environment). Default: false.
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub dependencies_inherit_configuration: Option<Spanned<bool>>,
+}
+
+/// A dependency: a version from a package registry (not supported), or a
+/// table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Dependency")]
+pub(crate) enum RawDependency {
+    Version(String),
+    Table(RawDependencyTable),
+}
+
+/// `{ path = "..." }`, `{ component = "..." }`, optionally with `export`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "DependencyTable")]
+pub(crate) struct RawDependencyTable {
+    /// A component file, relative to the manifest's directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Another component of the app.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// The dependency's export that fills the import, when its name
+    /// differs.
+    #[serde(default)]
+    pub export: Option<String>,
+    /// Not supported (a download): give `path` instead.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Not supported (a package registry): give `path` instead.
+    #[serde(default)]
+    pub registry: Option<String>,
+    #[serde(default)]
+    pub package: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// `[component.NAME.build]`: the recipe that produces `source`.

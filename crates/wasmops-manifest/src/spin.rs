@@ -8,10 +8,11 @@
 //! `{ source, destination }` tables), `allowed_outbound_hosts`,
 //! `key_value_stores` (embedded stores unless the manifest is given their
 //! backends), `sqlite_databases` (embedded databases, likewise),
-//! `environment`, `variables` (templates of app variables) and `build`
-//! (`command`, `workdir`). What does not (other triggers, URL or registry
-//! sources, `dependencies`, `exclude_files`, `ai_models`) is an error at its
-//! position saying so.
+//! `environment`, `variables` (templates of app variables), `build`
+//! (`command`, `workdir`) and `dependencies` (local files and other
+//! components, composed). What does not (other triggers, URL or registry
+//! sources, `exclude_files`, `ai_models`) is an error at its position
+//! saying so.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -122,7 +123,7 @@ struct SpinComponent {
     #[serde(default)]
     build: Option<Spanned<SpinBuild>>,
     #[serde(default)]
-    dependencies: Option<Spanned<toml::Value>>,
+    dependencies: Option<Entries<crate::raw::RawDependency>>,
     #[serde(default)]
     dependencies_inherit_configuration: Option<Spanned<bool>>,
     #[serde(default)]
@@ -318,11 +319,6 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
         for (field, value, hint) in [
             ("`ai_models`", &c.ai_models, "remove it"),
             (
-                "`dependencies`",
-                &c.dependencies,
-                "compose the component before it is deployed (`wac plug`), and give the composed file as `source`",
-            ),
-            (
                 "`exclude_files`",
                 &c.exclude_files,
                 "mount only the directories the component needs (`files = [{ source = \"static\", destination = \"/static\" }]`)",
@@ -336,14 +332,6 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
             if let Some(v) = value {
                 return Err(unsupported(src, v.span(), field, hint));
             }
-        }
-        if let Some(d) = &c.dependencies_inherit_configuration {
-            return Err(unsupported(
-                src,
-                d.span(),
-                "`dependencies_inherit_configuration`",
-                "remove it",
-            ));
         }
         let source = match c.source {
             None => None,
@@ -427,6 +415,8 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
                     limits: None,
                     spin_variables: c.variables.map(|e| e.0.into_iter().collect()),
                     build,
+                    dependencies: c.dependencies,
+                    dependencies_inherit_configuration: c.dependencies_inherit_configuration,
                 },
             ),
         ));

@@ -9,15 +9,17 @@ use serde_spanned::Spanned;
 
 use crate::error::{self, ManifestError, Source, did_you_mean, quote};
 use crate::raw::{
-    FileEntry, RawBackend, RawBuild, RawComponent, RawDurability, RawEnvironment, RawKvStore,
-    RawLimits, RawManifest, RawTest, RawVariable, RouteEntry, RouteField, Scalar, VersionProbe,
+    FileEntry, RawBackend, RawBuild, RawComponent, RawDependency, RawDurability, RawEnvironment,
+    RawKvStore, RawLimits, RawManifest, RawTest, RawVariable, RouteEntry, RouteField, Scalar,
+    VersionProbe,
 };
 use crate::routes::{parse_route_host, parse_route_path};
 use crate::units::{DURATION_UNITS, SIZE_UNITS, parse_duration, parse_size};
 use crate::{
-    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Durability, Environment, Expect,
-    FileMount, InstanceReuse, KubeSettings, KvBackend, KvStore, Language, ResolvedVariable, Route,
-    SmokeTest, SqliteDatabase, Variable, dotenv, variable_env_name,
+    App, BuildSpec, Checks, ComponentLimits, ComponentSpec, Dependency, DependencySource,
+    Durability, Environment, Expect, FileMount, InstanceReuse, KubeSettings, KvBackend, KvStore,
+    Language, ResolvedVariable, Route, SmokeTest, SqliteDatabase, Variable, dotenv,
+    variable_env_name,
 };
 
 const OUTBOUND_HINT: &str = "use SCHEME://HOST[:PORT], e.g. https://api.example.com";
@@ -183,9 +185,20 @@ impl Validator<'_> {
         }
         let mut routes: HashMap<Route, RouteOrigin> = HashMap::new();
         let mut components = Vec::new();
+        let ids: Vec<String> = components_raw
+            .iter()
+            .map(|(k, _)| k.get_ref().clone())
+            .collect();
         for (key, component) in components_raw {
             let declared: Vec<&str> = stores.keys().map(String::as_str).collect();
-            components.push(self.component(key, component, &variables, &declared, &mut routes)?);
+            components.push(self.component(
+                key,
+                component,
+                &variables,
+                &declared,
+                &ids,
+                &mut routes,
+            )?);
         }
 
         for component in &components {
@@ -571,6 +584,7 @@ impl Validator<'_> {
         component: Spanned<RawComponent>,
         declared_variables: &[Variable],
         declared_stores: &[&str],
+        component_ids: &[String],
         routes_seen: &mut HashMap<Route, RouteOrigin>,
     ) -> Result<ComponentSpec, ManifestError> {
         let id = key.get_ref().clone();
@@ -696,6 +710,15 @@ impl Validator<'_> {
             }
         }
 
+        let mut dependencies = Vec::new();
+        for (name, dep) in c.dependencies.map(|e| e.0).unwrap_or_default() {
+            dependencies.push(self.dependency(&id, name, dep, component_ids)?);
+        }
+        let dependencies_inherit_configuration = c
+            .dependencies_inherit_configuration
+            .map(|b| b.into_inner())
+            .unwrap_or(false);
+
         let mut variables: Vec<String> = Vec::new();
         for name in c.variables.unwrap_or_default() {
             if !declared_variables.iter().any(|v| &v.name == name.get_ref()) {
@@ -801,6 +824,8 @@ impl Validator<'_> {
             allowed_outbound_hosts,
             key_value_stores,
             sqlite_databases,
+            dependencies,
+            dependencies_inherit_configuration,
             variables,
             files,
             environment,
@@ -808,6 +833,97 @@ impl Validator<'_> {
             limits,
             instance_reuse,
             build,
+        })
+    }
+
+    /// One `[component.ID.dependencies]` entry.
+    fn dependency(
+        &self,
+        id: &str,
+        name: Spanned<String>,
+        dep: Spanned<RawDependency>,
+        component_ids: &[String],
+    ) -> Result<Dependency, ManifestError> {
+        if !is_import_name(name.get_ref()) {
+            return Err(self.err(
+                name.span(),
+                format!("invalid dependency name {}", quote(name.get_ref())),
+                "name the import it fills: an interface `ns:pkg/iface` (optionally `@1.2.3`) or a package `ns:pkg`",
+            ));
+        }
+        let span = dep.span();
+        let t = match dep.into_inner() {
+            RawDependency::Version(v) => {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "dependency {} from a package registry (version {}) is not supported",
+                        quote(name.get_ref()),
+                        quote(&v)
+                    ),
+                    "download the component and give it as `{ path = \"deps/dep.wasm\" }`, or name another component of the app: `{ component = \"id\" }`",
+                ));
+            }
+            RawDependency::Table(t) => t,
+        };
+        if t.url.is_some()
+            || t.digest.is_some()
+            || t.registry.is_some()
+            || t.package.is_some()
+            || t.version.is_some()
+        {
+            return Err(self.err(
+                span,
+                format!(
+                    "dependency {} from a URL or a package registry is not supported",
+                    quote(name.get_ref())
+                ),
+                "download the component and give it as `{ path = \"deps/dep.wasm\" }`",
+            ));
+        }
+        let source = match (t.path, t.component) {
+            (Some(p), None) => DependencySource::Path(self.dir.join(p)),
+            (None, Some(other)) => {
+                if other == id {
+                    return Err(self.err(
+                        span,
+                        format!("component `{id}` cannot depend on itself"),
+                        "name another component of the app",
+                    ));
+                }
+                if !component_ids.contains(&other) {
+                    let known: Vec<&str> = component_ids.iter().map(String::as_str).collect();
+                    let hint = match did_you_mean(&other, &known) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("the app's components: {}", known.join(", ")),
+                    };
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "dependency {} names the unknown component {}",
+                            quote(name.get_ref()),
+                            quote(&other)
+                        ),
+                        hint,
+                    ));
+                }
+                DependencySource::Component(other)
+            }
+            _ => {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "dependency {} needs exactly one of `path` and `component`",
+                        quote(name.get_ref())
+                    ),
+                    "e.g. `{ path = \"deps/dep.wasm\" }` or `{ component = \"other\" }`",
+                ));
+            }
+        };
+        Ok(Dependency {
+            import: name.into_inner(),
+            source,
+            export: t.export,
         })
     }
 
@@ -1316,6 +1432,31 @@ fn label_hint(label: &str) -> String {
             .map(|s| format!(", e.g. `{s}`"))
             .unwrap_or_default()
     )
+}
+
+/// `ns:pkg`, `ns:pkg/iface`, either with `@version`.
+fn is_import_name(s: &str) -> bool {
+    let (base, version) = match s.split_once('@') {
+        Some((b, v)) => (b, Some(v)),
+        None => (s, None),
+    };
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.starts_with(|c: char| c.is_ascii_lowercase())
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let Some((ns, rest)) = base.split_once(':') else {
+        return false;
+    };
+    let (pkg, iface) = match rest.split_once('/') {
+        Some((p, i)) => (p, Some(i)),
+        None => (rest, None),
+    };
+    word(ns)
+        && word(pkg)
+        && iface.is_none_or(word)
+        && version.is_none_or(|v| !v.is_empty() && v.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 pub(crate) fn default_store_path(dir: &Path, label: &str) -> PathBuf {

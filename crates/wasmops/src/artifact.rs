@@ -18,7 +18,7 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
     let mut components = Vec::new();
     let mut files = Vec::new();
     for c in &app.components {
-        let wasm = component_bytes(c)?;
+        let wasm = component_bytes(&app, c)?;
         let Some(table) = doc
             .get_mut("component")
             .and_then(|t| t.get_mut(&c.id))
@@ -31,6 +31,9 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
             toml::Value::String(format!("components/{}.wasm", c.id)),
         );
         table.remove("build");
+        // The artifact holds the component composed with its dependencies.
+        table.remove("dependencies");
+        table.remove("dependencies_inherit_configuration");
         if !c.files.is_empty() {
             let mut mounts = toml::value::Array::new();
             for (n, f) in c.files.iter().enumerate() {
@@ -59,15 +62,14 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
     })
 }
 
-/// A component's built file, checked to be a component.
-fn component_bytes(c: &wasmops_manifest::ComponentSpec) -> anyhow::Result<Vec<u8>> {
-    let wasm = std::fs::read(&c.source).map_err(|e| {
-        anyhow::anyhow!(
-            "component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
-            c.id,
-            c.source.display()
-        )
-    })?;
+/// A component's built file, composed with its dependencies, checked to be
+/// a component.
+fn component_bytes(
+    app: &wasmops_manifest::App,
+    c: &wasmops_manifest::ComponentSpec,
+) -> anyhow::Result<Vec<u8>> {
+    let wasm =
+        wasmops_app::manifest::component_bytes(app, c).map_err(|e| anyhow::anyhow!("{e}"))?;
     let kind = wasmops_component::validate(&wasm);
     if !matches!(kind, Ok(wasmops_component::Kind::Component)) {
         anyhow::bail!(
@@ -97,7 +99,7 @@ pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
         }
         components.push(wasmops_oci::spin::SpinComponent {
             id: c.id.clone(),
-            wasm: component_bytes(c)?,
+            wasm: component_bytes(&app, c)?,
             routes,
             allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
             key_value_stores: c.key_value_stores.clone(),

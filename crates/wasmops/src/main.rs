@@ -55,6 +55,7 @@ enum Command {
     Validate(commands::inspect::ValidateArgs),
     Scan(commands::inspect::ScanArgs),
     Check(commands::inspect::CheckArgs),
+    Compose(commands::compose::ComposeArgs),
     Push(commands::oci::PushArgs),
     Pull(commands::oci::PullArgs),
     Sign(commands::oci::SignArgs),
@@ -174,6 +175,10 @@ fn main() -> ExitCode {
         Command::Scan(args) => {
             init_logging(&cli, "warn");
             commands::inspect::scan(args)
+        }
+        Command::Compose(args) => {
+            init_logging(&cli, "warn");
+            commands::compose::run(args)
         }
         Command::Check(args) => {
             init_logging(&cli, "warn");

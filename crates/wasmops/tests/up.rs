@@ -1052,6 +1052,11 @@ fn json_output_of_every_reporting_command_keeps_its_shape() {
         "manifest_version = 1\n[app]\nname = \"broken\"\n[component.web]\nsorce = \"web.wasm\"\n",
     );
     let broken = broken.path().to_str().unwrap().to_string();
+    let dep = format!(
+        "wasmops-test:greet/greeter={}",
+        test_programs::COMPOSE_GREETER
+    );
+    let composed = dir.path().join("composed.wasm");
     let cases: Vec<(&str, Vec<&str>, i32)> = vec![
         ("inspect", vec!["inspect", web], 0),
         (
@@ -1074,6 +1079,18 @@ fn json_output_of_every_reporting_command_keeps_its_shape() {
         ),
         ("cache-list", vec!["cache", "list"], 0),
         ("pipeline", vec!["pipeline", &app], 0),
+        (
+            "compose",
+            vec![
+                "compose",
+                test_programs::COMPOSE_APP,
+                "--dep",
+                &dep,
+                "-o",
+                composed.to_str().unwrap(),
+            ],
+            0,
+        ),
     ];
     for (name, args, code) in cases {
         let mut args = args.clone();
@@ -1477,5 +1494,129 @@ async fn current_spin_sdk_async_interfaces() {
     assert_eq!(
         post(&server.url("/notes"), b"three").await.text(),
         "id=3 count=3 changes=1"
+    );
+}
+
+/// A Spin app whose component imports an interface that another component
+/// exports: `[component.web.dependencies]` composes them when the app is
+/// served (from a file, and from another component of the app), the pushed
+/// artifact holds the composition and runs from its reference, a
+/// dependency sees the component's environment only when it is allowed to
+/// inherit it, and a dependency that cannot fill the import is refused with
+/// the mismatch named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_dependencies_are_composed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::COMPOSE_APP, dir.path().join("app.wasm")).unwrap();
+    std::fs::copy(
+        test_programs::COMPOSE_GREETER,
+        dir.path().join("greeter.wasm"),
+    )
+    .unwrap();
+    let manifest = |deps_web: &str, deps_other: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"greet\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [[trigger.http]]\nroute = \"/other/...\"\ncomponent = \"other\"\n\
+             [component.web]\nsource = \"app.wasm\"\nenvironment = {{ GREETING = \"Hi\" }}\n\
+             {deps_web}\n\
+             [component.other]\nsource = \"app.wasm\"\nenvironment = {{ GREETING = \"Hey\" }}\n\
+             {deps_other}\n\
+             [component.greeter]\nsource = \"greeter.wasm\"\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(
+            "[component.web.dependencies]\n\"wasmops-test:greet/greeter\" = { path = \"greeter.wasm\" }",
+            "dependencies_inherit_configuration = true\n\
+             [component.other.dependencies]\n\"wasmops-test:greet\" = { component = \"greeter\" }",
+        ),
+    )
+    .unwrap();
+    let app = dir.path().to_str().unwrap();
+    let out = common::run(&["check", app]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let server = Server::up(dir.path(), &[], &[]);
+    // The dependency inherits nothing: no GREETING in its environment.
+    assert_eq!(
+        get(&server.url("/Ada")).await.text(),
+        "Hello, Ada, from a composed dependency!"
+    );
+    // Allowed to inherit: it sees the component's environment.
+    assert_eq!(
+        get(&server.url("/other/Bo")).await.text(),
+        "Hey, other/Bo, from a composed dependency!"
+    );
+    drop(server);
+
+    // The artifact holds the composition; its manifest names no dependency.
+    let store = dir.path().join("store");
+    let reference = format!("oci-layout:{}:v1", store.display());
+    let out = common::run(&["push", app, &reference]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state = dir.path().join("state");
+    let server = Server::up(
+        std::path::Path::new(&reference),
+        &["--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        get(&server.url("/Cy")).await.text(),
+        "Hello, Cy, from a composed dependency!"
+    );
+    drop(server);
+
+    // `wasmops compose` does the same for one component.
+    let composed = dir.path().join("composed.wasm");
+    let out = common::run(&[
+        "compose",
+        dir.path().join("app.wasm").to_str().unwrap(),
+        "--dep",
+        &format!(
+            "wasmops-test:greet/greeter={}",
+            dir.path().join("greeter.wasm").display()
+        ),
+        "-o",
+        composed.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = common::run(&["inspect", composed.to_str().unwrap(), "--format", "json"]);
+    assert!(!out.stdout.contains("wasmops-test:greet"), "{}", out.stdout);
+    assert!(out.stdout.contains("wasi:http/incoming-handler"));
+
+    // A dependency whose export does not fit the import.
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(
+            "[component.web.dependencies]\n\"wasmops-test:greet/greeter\" = { path = \"greeter.wasm\", export = \"wasmops-test:greet/shouter@1.0.0\" }",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = common::run(&["up", app, "--check"]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr.contains("its export `wasmops-test:greet/shouter@1.0.0` does not match component `web`'s import `wasmops-test:greet/greeter@1.0.0`")
+            && out.stderr.contains("missing expected function export `greet`"),
+        "{}",
+        out.stderr
+    );
+    // Forms Spin has that need a package registry, at their position.
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(
+            "[component.web.dependencies]\n\"wasmops-test:greet\" = \"1.0.0\"",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = common::run(&["check", app]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr
+            .contains("spin.toml:14:24: dependency `wasmops-test:greet` from a package registry"),
+        "{}",
+        out.stderr
     );
 }

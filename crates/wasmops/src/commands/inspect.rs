@@ -382,7 +382,9 @@ pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
             let app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut items = Vec::new();
             for c in &app.components {
-                items.push((c.id.clone(), shown(&c.source), read(&c.source)?));
+                let bytes = wasmops_app::manifest::component_bytes(&app, c)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                items.push((c.id.clone(), shown(&c.source), bytes));
             }
             Scanned {
                 app: Some((app.name.clone(), app.version.clone())),
@@ -434,14 +436,10 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     let mut invalid = 0;
     let mut items = Vec::new();
     for c in &app.components {
-        let bytes = match std::fs::read(&c.source) {
+        let bytes = match wasmops_app::manifest::component_bytes(&app, c) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!(
-                    "error: component `{}`: cannot read {}: {e}; build it first (`wasmops build`)",
-                    c.id,
-                    c.source.display()
-                );
+                eprintln!("error: {e}");
                 invalid += 1;
                 continue;
             }
@@ -455,7 +453,10 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         // routes is a command, or a handler only other components call (a
         // private Spin component).
         let http = ["wasi:http/proxy", "wasi:http/service"];
-        let worlds: &[&str] = if c.routes.is_empty() {
+        let worlds: &[&str] = if app.is_library(&c.id) {
+            // Only a dependency of others: it may export anything.
+            &[]
+        } else if c.routes.is_empty() {
             &["wasi:cli/command", http[0], http[1]]
         } else {
             &http

@@ -3,6 +3,7 @@ pub mod cache;
 pub mod ci;
 pub mod client;
 pub mod completions;
+pub mod compose;
 pub mod doctor;
 pub mod inspect;
 pub mod kube;
