@@ -213,12 +213,15 @@ pub fn component_grants(
         dirs: c
             .files
             .iter()
-            .map(|f| DirGrant {
-                host: f.source.clone(),
-                guest: f.destination.clone(),
-                read_only: true,
+            .enumerate()
+            .map(|(n, f)| {
+                Ok(DirGrant {
+                    host: mount_source(app, c, n).map_err(HostError::Config)?,
+                    guest: f.destination.clone(),
+                    read_only: true,
+                })
             })
-            .collect(),
+            .collect::<Result<_, HostError>>()?,
         env: c.environment.clone(),
         outbound_http: outbound,
         config,
@@ -256,6 +259,82 @@ pub async fn open_stores(
         stores.insert(s.label.clone(), store);
     }
     Ok(stores)
+}
+
+/// The directory mounted for `c`'s `n`th file mount: its source, or, when
+/// only some of its files are mounted (Spin's patterns and
+/// `exclude_files`), a copy of those files made afresh under the app's
+/// state directory (`.wasmops/files/ID/N`). Only regular files are copied;
+/// symbolic links are never followed, so nothing outside the source is
+/// reached.
+pub fn mount_source(
+    app: &App,
+    c: &wasmops_manifest::ComponentSpec,
+    n: usize,
+) -> Result<std::path::PathBuf, String> {
+    let f = &c.files[n];
+    if !f.is_filtered() {
+        return Ok(f.source.clone());
+    }
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let compile = |p: &str| {
+        glob::Pattern::new(p).map_err(|e| format!("component `{}`: file pattern `{p}`: {e}", c.id))
+    };
+    let include = f
+        .include
+        .iter()
+        .map(|p| compile(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exclude = f
+        .exclude
+        .iter()
+        .map(|p| compile(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let staged = app
+        .state_dir()
+        .join("files")
+        .join(&c.id)
+        .join(n.to_string());
+    let fail = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
+        format!("component `{}`: cannot {what} {}: {e}", c.id, p.display())
+    };
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).map_err(|e| fail("clear", &staged, &e))?;
+    }
+    std::fs::create_dir_all(&staged).map_err(|e| fail("create", &staged, &e))?;
+    // Excluded directories are not descended into (`**/node_modules`).
+    let excluded = |p: &Path| {
+        p.strip_prefix(&app.dir)
+            .is_ok_and(|rel| exclude.iter().any(|x| x.matches_path_with(rel, opts)))
+    };
+    let walk = walkdir::WalkDir::new(&f.source)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| !excluded(e.path()));
+    for entry in walk {
+        let entry = entry.map_err(|e| fail("read", &f.source, &e))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(&f.source) else {
+            continue;
+        };
+        if !include.is_empty() && !include.iter().any(|p| p.matches_path_with(rel, opts)) {
+            continue;
+        }
+        let to = staged.join(rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("create", parent, &e))?;
+        }
+        if std::fs::hard_link(entry.path(), &to).is_err() {
+            std::fs::copy(entry.path(), &to).map_err(|e| fail("copy", entry.path(), &e))?;
+        }
+    }
+    Ok(staged)
 }
 
 /// The bytes of component `c` as it runs: its file, composed with its

@@ -383,6 +383,19 @@ pub struct FileMount {
     pub source: PathBuf,
     /// Absolute path in the guest.
     pub destination: String,
+    /// Glob patterns, relative to `source`, of the files mounted (Spin's
+    /// `files = ["static/*.html"]`); empty: the whole directory.
+    pub include: Vec<String>,
+    /// Glob patterns, relative to the app directory, of files left out
+    /// (Spin's `exclude_files`).
+    pub exclude: Vec<String>,
+}
+
+impl FileMount {
+    /// Whether only some of the directory's files are mounted.
+    pub fn is_filtered(&self) -> bool {
+        !self.include.is_empty() || !self.exclude.is_empty()
+    }
 }
 
 /// Resource limits of a component; `None` means the default.

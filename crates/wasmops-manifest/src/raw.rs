@@ -366,6 +366,16 @@ pub(crate) struct RawComponent {
     #[serde(skip)]
     #[schemars(skip)]
     pub spin_variables: Option<Vec<(Spanned<String>, Spanned<String>)>>,
+    /// A Spin manifest's file patterns, one per `files` entry (`None`: the
+    /// whole directory). Never read from a wasmops manifest.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub spin_includes: Vec<Option<String>>,
+    /// A Spin manifest's `exclude_files`. Never read from a wasmops
+    /// manifest.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub spin_exclude: Vec<String>,
     /// How to build the component from its sources (`wasmops build`). With
     /// a build recipe, `source` is the recipe's output and need not exist
     /// yet.

@@ -4,14 +4,15 @@
 //!
 //! What maps: `[application]` (name, version, description), `[variables]`,
 //! `[[trigger.http]]` routes (private ones are not served), and per
-//! component `source` (a path), `files` (directories, `DIR/**/*` globs,
-//! `{ source, destination }` tables), `allowed_outbound_hosts`,
+//! component `source` (a path), `files` (directories, `DIR/**/*`, file
+//! patterns such as `static/*.html`, `{ source, destination }` tables),
+//! `exclude_files`, `allowed_outbound_hosts`,
 //! `key_value_stores` (embedded stores unless the manifest is given their
 //! backends), `sqlite_databases` (embedded databases, likewise),
 //! `environment`, `variables` (templates of app variables), `build`
 //! (`command`, `workdir`) and `dependencies` (local files and other
 //! components, composed). What does not (other triggers, URL or registry
-//! sources, `exclude_files`, `ai_models`) is an error at its position
+//! sources, `ai_models`) is an error at its position
 //! saying so.
 
 use std::collections::BTreeMap;
@@ -319,11 +320,6 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
         for (field, value, hint) in [
             ("`ai_models`", &c.ai_models, "remove it"),
             (
-                "`exclude_files`",
-                &c.exclude_files,
-                "mount only the directories the component needs (`files = [{ source = \"static\", destination = \"/static\" }]`)",
-            ),
-            (
                 "`allowed_http_hosts`",
                 &c.allowed_http_hosts,
                 "use `allowed_outbound_hosts = [\"https://example.com\"]`",
@@ -348,8 +344,32 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
             },
         };
         let mut files = Vec::new();
+        let mut includes = Vec::new();
         for f in c.files.unwrap_or_default() {
-            files.push(file(src, f)?);
+            let (entry, include) = file(src, f)?;
+            files.push(entry);
+            includes.push(include);
+        }
+        let mut exclude = Vec::new();
+        if let Some(list) = &c.exclude_files {
+            let bad = || {
+                src.error(
+                    list.span(),
+                    "`exclude_files` must be a list of patterns",
+                    "e.g. `exclude_files = [\"**/node_modules\"]`",
+                )
+            };
+            for v in list.get_ref().as_array().ok_or_else(bad)? {
+                let p = v.as_str().ok_or_else(bad)?;
+                if glob::Pattern::new(p).is_err() {
+                    return Err(src.error(
+                        list.span(),
+                        format!("invalid pattern {} in `exclude_files`", quote(p)),
+                        "e.g. `\"**/node_modules\"` or `\"static/*.map\"`",
+                    ));
+                }
+                exclude.push(p.to_string());
+            }
         }
         let build = match c.build {
             None => None,
@@ -414,6 +434,8 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
                     instance_reuse: None,
                     limits: None,
                     spin_variables: c.variables.map(|e| e.0.into_iter().collect()),
+                    spin_includes: includes,
+                    spin_exclude: exclude,
                     build,
                     dependencies: c.dependencies,
                     dependencies_inherit_configuration: c.dependencies_inherit_configuration,
@@ -434,26 +456,48 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
 }
 
 /// One of Spin's `files` entries as a directory mount.
-fn file(src: &Source<'_>, f: Spanned<toml::Value>) -> Result<Spanned<FileEntry>, ManifestError> {
+fn file(
+    src: &Source<'_>,
+    f: Spanned<toml::Value>,
+) -> Result<(Spanned<FileEntry>, Option<String>), ManifestError> {
     let span = f.span();
     match f.into_inner() {
         toml::Value::String(p) => {
             // `DIR/**/*` and `DIR/**` are the whole directory.
-            let dir = p
+            let whole = p
                 .strip_suffix("/**/*")
                 .or_else(|| p.strip_suffix("/**"))
                 .unwrap_or(&p)
-                .trim_end_matches('/')
-                .to_string();
-            if dir.contains(['*', '?', '[', '{']) || dir.is_empty() {
+                .trim_end_matches('/');
+            if !whole.contains(['*', '?', '[']) && !whole.is_empty() {
+                return Ok((Spanned::new(span, FileEntry::Path(whole.to_string())), None));
+            }
+            // A pattern: the directory before its first wildcard is
+            // mounted at the same path, with only the files it matches.
+            if p.contains('{') || p.starts_with('/') || p.split('/').any(|s| s == "..") {
                 return Err(unsupported(
                     src,
                     span,
                     &format!("the file pattern {}", quote(&p)),
-                    "mount the directory that holds the files: `\"static/**/*\"` or `{ source = \"static\", destination = \"/static\" }`",
+                    "use `*`, `?`, `[...]` and `**` in a path relative to the app directory, e.g. `\"static/*.html\"`",
                 ));
             }
-            Ok(Spanned::new(span, FileEntry::Path(dir)))
+            let segments: Vec<&str> = p.split('/').collect();
+            let literal = segments
+                .iter()
+                .take_while(|s| !s.contains(['*', '?', '[']))
+                .count();
+            let dir = segments[..literal].join("/");
+            let pattern = segments[literal..].join("/");
+            let dir = if dir.is_empty() { ".".to_string() } else { dir };
+            if glob::Pattern::new(&pattern).is_err() {
+                return Err(src.error(
+                    span,
+                    format!("invalid file pattern {}", quote(&p)),
+                    "e.g. `\"static/*.html\"` or `\"assets/**/*.png\"`",
+                ));
+            }
+            Ok((Spanned::new(span, FileEntry::Path(dir)), Some(pattern)))
         }
         toml::Value::Table(t) => {
             let get = |k: &str| {
@@ -468,12 +512,15 @@ fn file(src: &Source<'_>, f: Spanned<toml::Value>) -> Result<Spanned<FileEntry>,
                     "a `files` table has `source` and `destination`",
                 ));
             }
-            Ok(Spanned::new(
-                span.clone(),
-                FileEntry::Table(RawFileTable {
-                    source: get("source"),
-                    destination: get("destination"),
-                }),
+            Ok((
+                Spanned::new(
+                    span.clone(),
+                    FileEntry::Table(RawFileTable {
+                        source: get("source"),
+                        destination: get("destination"),
+                    }),
+                ),
+                None,
             ))
         }
         _ => Err(src.error(

@@ -754,9 +754,29 @@ impl Validator<'_> {
         };
 
         let mut files: Vec<FileMount> = Vec::new();
-        for entry in c.files.unwrap_or_default() {
-            let mount = self.file_mount(entry, &files)?;
-            files.push(mount);
+        for (n, entry) in c.files.unwrap_or_default().into_iter().enumerate() {
+            let include = c.spin_includes.get(n).cloned().flatten();
+            let mut mount = self.file_mount(entry, &files, include.is_some())?;
+            mount.exclude = c.spin_exclude.clone();
+            match (
+                include,
+                files
+                    .iter_mut()
+                    .find(|m| m.destination == mount.destination),
+            ) {
+                // Patterns in one directory (`static/*.html`,
+                // `static/*.css`) are one mount of their files.
+                (Some(p), Some(m)) => {
+                    if !m.include.contains(&p) {
+                        m.include.push(p);
+                    }
+                }
+                (Some(p), None) => {
+                    mount.include.push(p);
+                    files.push(mount);
+                }
+                (None, _) => files.push(mount),
+            }
         }
 
         let mut environment = Vec::new();
@@ -1139,6 +1159,7 @@ impl Validator<'_> {
         &self,
         entry: Spanned<FileEntry>,
         previous: &[FileMount],
+        pattern: bool,
     ) -> Result<FileMount, ManifestError> {
         let entry_span = entry.span();
         let (source, source_span, destination) = match entry.into_inner() {
@@ -1231,7 +1252,7 @@ impl Validator<'_> {
                 )
             }
         };
-        if previous.iter().any(|m| m.destination == destination) {
+        if !pattern && previous.iter().any(|m| m.destination == destination) {
             return Err(self.err(
                 dest_span,
                 format!("two directories are mounted at {}", quote(&destination)),
@@ -1241,6 +1262,8 @@ impl Validator<'_> {
         Ok(FileMount {
             source: resolved,
             destination,
+            include: Vec::new(),
+            exclude: Vec::new(),
         })
     }
 

@@ -217,11 +217,15 @@ fn full_manifest_resolves() {
         vec![
             FileMount {
                 source: dir.join("static"),
-                destination: "/static".into()
+                destination: "/static".into(),
+                include: vec![],
+                exclude: vec![],
             },
             FileMount {
                 source: dir.join("assets/img"),
-                destination: "/img".into()
+                destination: "/img".into(),
+                include: vec![],
+                exclude: vec![],
             },
         ]
     );

@@ -31,6 +31,8 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
             toml::Value::String(format!("components/{}.wasm", c.id)),
         );
         table.remove("build");
+        // The artifact holds just the files the patterns chose.
+        table.remove("exclude_files");
         // The artifact holds the component composed with its dependencies.
         table.remove("dependencies");
         table.remove("dependencies_inherit_configuration");
@@ -45,7 +47,11 @@ pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
                     toml::Value::String(f.destination.clone()),
                 );
                 mounts.push(toml::Value::Table(t));
-                files.push((title, f.source.clone()));
+                files.push((
+                    title,
+                    wasmops_app::manifest::mount_source(&app, c, n)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ));
             }
             table.insert("files".into(), toml::Value::Array(mounts));
         }
@@ -109,8 +115,13 @@ pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
             files: c
                 .files
                 .iter()
-                .map(|f| (f.source.clone(), f.destination.clone()))
-                .collect(),
+                .enumerate()
+                .map(|(n, f)| {
+                    wasmops_app::manifest::mount_source(&app, c, n)
+                        .map(|dir| (dir, f.destination.clone()))
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         });
     }
     Ok(wasmops_oci::spin::SpinInput {

@@ -1620,3 +1620,74 @@ async fn component_dependencies_are_composed() {
         out.stderr
     );
 }
+
+/// Spin's file patterns and `exclude_files`: only the files they choose are
+/// mounted (and pushed), a link inside the app is not followed, and a
+/// pattern's files from several entries share one mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_file_patterns_mount_only_what_they_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(test_programs::HOSTILE, d.join("hostile.wasm")).unwrap();
+    for (path, text) in [
+        ("static/index.html", "<h1>hi</h1>"),
+        ("static/app.css", "body{}"),
+        ("static/app.js", "x"),
+        ("static/app.css.map", "{}"),
+        ("assets/img/logo.png", "png"),
+        ("assets/img/notes.txt", "txt"),
+        ("docs/readme.txt", "read me"),
+        ("docs/private/secret.txt", "secret"),
+        ("docs/node_modules/pkg/index.js", "x"),
+    ] {
+        std::fs::create_dir_all(d.join(path).parent().unwrap()).unwrap();
+        std::fs::write(d.join(path), text).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc/hostname", d.join("static/linked.html")).unwrap();
+    std::fs::write(
+        d.join("spin.toml"),
+        r#"spin_manifest_version = 2
+[application]
+name = "files"
+[[trigger.http]]
+route = "/..."
+component = "web"
+[component.web]
+source = "hostile.wasm"
+files = ["static/*.html", "static/*.css", "assets/**/*.png", { source = "docs", destination = "/docs" }]
+exclude_files = ["**/*.map", "docs/private/**", "**/node_modules"]
+"#,
+    )
+    .unwrap();
+    let listing = |text: String| {
+        let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+        v.sort();
+        v.join(",")
+    };
+    let server = Server::up(d, &[], &[]);
+    let ls = |p: &str| server.url(&format!("/ls?path={p}"));
+    assert_eq!(
+        listing(get(&ls("/static")).await.text()),
+        "app.css,index.html"
+    );
+    assert_eq!(listing(get(&ls("/assets/img")).await.text()), "logo.png");
+    assert_eq!(listing(get(&ls("/docs")).await.text()), "readme.txt");
+    drop(server);
+
+    let store = d.join("store");
+    let reference = format!("oci-layout:{}:v1", store.display());
+    let out = common::run(&["push", d.to_str().unwrap(), &reference]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let state = d.join("state");
+    let server = Server::up(
+        std::path::Path::new(&reference),
+        &["--state-dir", state.to_str().unwrap()],
+        &[],
+    );
+    let ls = |p: &str| server.url(&format!("/ls?path={p}"));
+    assert_eq!(
+        listing(get(&ls("/static")).await.text()),
+        "app.css,index.html"
+    );
+    assert_eq!(listing(get(&ls("/docs")).await.text()), "readme.txt");
+}

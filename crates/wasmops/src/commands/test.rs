@@ -297,13 +297,10 @@ const WASMTIME_SERVE_PROVIDES: &[&str] = &[
 ];
 
 /// Why `wasmtime serve` cannot run a component as wasmops does, if so.
-fn wasmtime_unfit(c: &ComponentSpec) -> Option<String> {
-    let report = match std::fs::read(&c.source) {
-        Err(e) => return Some(format!("cannot read {}: {e}", c.source.display())),
-        Ok(bytes) => match wasmops_inspect::inspect(&bytes) {
-            Err(e) => return Some(format!("{}: {e}", c.source.display())),
-            Ok(r) => r,
-        },
+fn wasmtime_unfit(c: &ComponentSpec, bytes: &[u8]) -> Option<String> {
+    let report = match wasmops_inspect::inspect(bytes) {
+        Err(e) => return Some(format!("{}: {e}", c.source.display())),
+        Ok(r) => r,
     };
     if let Some(i) = report.imports.iter().find(|i| {
         let n = i.interface_name();
@@ -330,7 +327,12 @@ fn wasmtime_unfit(c: &ComponentSpec) -> Option<String> {
 
 /// `wasmtime serve` of one component on a free loopback port, stopped
 /// when dropped.
-fn wasmtime_serve(exe: &Path, c: &ComponentSpec) -> anyhow::Result<Served> {
+fn wasmtime_serve(
+    exe: &Path,
+    app: &wasmops_manifest::App,
+    c: &ComponentSpec,
+    file: &Path,
+) -> anyhow::Result<Served> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -338,13 +340,15 @@ fn wasmtime_serve(exe: &Path, c: &ComponentSpec) -> anyhow::Result<Served> {
     cmd.arg("serve")
         .arg(format!("--addr=127.0.0.1:{port}"))
         .arg("-Scli");
-    for f in &c.files {
-        cmd.arg(format!("--dir={}::{}", f.source.display(), f.destination));
+    for (n, f) in c.files.iter().enumerate() {
+        let dir =
+            wasmops_app::manifest::mount_source(app, c, n).map_err(|e| anyhow::anyhow!("{e}"))?;
+        cmd.arg(format!("--dir={}::{}", dir.display(), f.destination));
     }
     for (k, v) in &c.environment {
         cmd.arg(format!("--env={k}={v}"));
     }
-    cmd.arg(&c.source)
+    cmd.arg(file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -421,11 +425,27 @@ fn on_wasmtime(
     }
     for (i, tests) in by_component {
         let c = &app.components[i];
-        if let Some(why) = wasmtime_unfit(c) {
+        // The component as wasmops runs it: composed with its dependencies.
+        let bytes = wasmops_app::manifest::component_bytes(app, c);
+        if let Some(why) = bytes
+            .as_ref()
+            .map_or_else(|e| Some(e.clone()), |b| wasmtime_unfit(c, b))
+        {
             outcomes.extend(tests.into_iter().map(|(n, t)| (n, skipped(t, why.clone()))));
             continue;
         }
-        let served = wasmtime_serve(&exe, c)?;
+        let file = if c.dependencies.is_empty() {
+            c.source.clone()
+        } else {
+            let f = app
+                .state_dir()
+                .join("composed")
+                .join(format!("{}.wasm", c.id));
+            std::fs::create_dir_all(app.state_dir().join("composed"))?;
+            std::fs::write(&f, bytes.as_deref().unwrap_or_default())?;
+            f
+        };
+        let served = wasmtime_serve(&exe, app, c, &file)?;
         for (n, t) in tests {
             let mut o = rt.block_on(run_one(client, &served.url, None, t));
             o.runtime = Runtime::Wasmtime;
