@@ -21,7 +21,9 @@ pub(crate) mod bindings {
         world: "wasmops:host/extensions",
         imports: { default: async | trappable },
         with: {
-            "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/store@0.2.0-draft.bucket": super::Bucket,
+            "wasi:keyvalue/store@0.2.0-draft2.bucket": super::Bucket,
+            "wasi:keyvalue/atomics@0.2.0-draft2.cas": crate::kv_draft2::Cas,
             "fermyon:spin/key-value.store": crate::spin::SpinStore,
             "spin:key-value/key-value.store": crate::spin::SpinStore,
             "fermyon:spin/sqlite.connection": crate::sqlite::Connection,
@@ -30,12 +32,13 @@ pub(crate) mod bindings {
             "spin:redis/redis.connection": crate::redis_out::Connection,
         },
         trappable_error_type: {
-            "wasi:keyvalue/store.error" => super::KvError,
+            "wasi:keyvalue/store@0.2.0-draft.error" => super::KvError,
+            "wasi:keyvalue/store@0.2.0-draft2.error" => super::KvError,
         },
     });
 }
 
-use bindings::wasi::keyvalue::{atomics, batch, store};
+use bindings::wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 
 /// Keys returned by one `list-keys` call.
 const PAGE: usize = 1000;
@@ -340,6 +343,54 @@ impl KvStore {
             })
     }
 
+    /// Sets `key` to `new` if its value is still `expected` (`None`: the
+    /// key is absent), in one indivisible step; whether it did.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        if let Some(mut c) = self.sqlite() {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: Option<Vec<u8>> = {
+                use rusqlite::OptionalExtension;
+                let mut st = tx.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
+                st.query_row([key], |r| r.get(0)).optional()?
+            };
+            if current.as_deref() != expected {
+                return Ok(false);
+            }
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?;
+                st.execute(rusqlite::params![key, new])?;
+            }
+            tx.commit()?;
+            return Ok(true);
+        }
+        // One script, so Redis runs the compare and the set as one step.
+        const SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if (ARGV[1] == '0' and v == false) or (ARGV[1] == '1' and v == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+  return 1
+end
+return 0";
+        let (mut conn, prefix) = self.redis();
+        let done: i64 = redis::cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(1)
+            .arg(format!("{prefix}{key}"))
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(new)
+            .query_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
     pub async fn get_many(
         &self,
         keys: &[String],
@@ -473,6 +524,12 @@ pub struct Bucket {
     store: KvStore,
 }
 
+impl Bucket {
+    pub(crate) fn new(store: KvStore) -> Self {
+        Self { store }
+    }
+}
+
 /// What the host functions see of an instance's state.
 pub struct KvView<'a> {
     pub table: &'a mut ResourceTable,
@@ -482,7 +539,7 @@ pub struct KvView<'a> {
 }
 
 impl KvView<'_> {
-    fn store(&self, b: &Resource<Bucket>) -> Result<KvStore, KvError> {
+    pub(crate) fn store(&self, b: &Resource<Bucket>) -> Result<KvStore, KvError> {
         Ok(self.table.get(b)?.store.clone())
     }
 }
@@ -667,6 +724,10 @@ pub fn add_to_linker<T: Send + 'static>(
     store::add_to_linker::<T, HasKv>(l, f)?;
     atomics::add_to_linker::<T, HasKv>(l, f)?;
     batch::add_to_linker::<T, HasKv>(l, f)?;
+    use bindings::wasi::keyvalue0_2_0_draft2 as draft2;
+    draft2::store::add_to_linker::<T, HasKv>(l, f)?;
+    draft2::atomics::add_to_linker::<T, HasKv>(l, f)?;
+    draft2::batch::add_to_linker::<T, HasKv>(l, f)?;
     Ok(())
 }
 
@@ -700,6 +761,13 @@ mod tests {
         assert_eq!(s.increment("a", 41).await.unwrap(), 42);
         assert_eq!(s.get("a").await.unwrap(), Some(b"42".to_vec()));
         assert_eq!(s.increment("n", -3).await.unwrap(), -3);
+        // Compare-and-swap: only from the value (or absence) it expects.
+        assert!(s.compare_and_swap("c", None, b"1").await.unwrap());
+        assert!(!s.compare_and_swap("c", None, b"2").await.unwrap());
+        assert!(!s.compare_and_swap("c", Some(b"0"), b"2").await.unwrap());
+        assert!(s.compare_and_swap("c", Some(b"1"), b"2").await.unwrap());
+        assert_eq!(s.get("c").await.unwrap(), Some(b"2".to_vec()));
+        s.delete("c").await.unwrap();
         s.set("t", b"text").await.unwrap();
         assert!(
             matches!(s.increment("t", 1).await, Err(KvError::Other(m)) if m.contains("not an integer"))

@@ -16,6 +16,7 @@ pub mod guest_log;
 pub mod host;
 pub mod http;
 pub mod kv;
+pub mod kv_draft2;
 pub mod limits;
 pub mod load;
 pub mod outbound;

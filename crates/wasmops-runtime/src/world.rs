@@ -68,6 +68,10 @@ const EXACT_PROVIDED: &[&str] = &[
     "wasi:keyvalue/store@0.2.0-draft",
     "wasi:keyvalue/atomics@0.2.0-draft",
     "wasi:keyvalue/batch@0.2.0-draft",
+    // The draft the Spin SDKs import.
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
     "wasi:config/store@0.2.0-rc.1",
     // Spin's platform interfaces (components built with the Spin SDKs).
     "fermyon:spin/key-value@2.0.0",

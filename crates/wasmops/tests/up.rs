@@ -1191,6 +1191,13 @@ async fn spin_sdk_component_uses_key_value_and_variables() {
     );
     let r = get(&server.url("/keys")).await;
     assert_eq!(r.text(), "count");
+    // The keyvalue draft the SDK also imports, on the same store.
+    let r = get(&server.url("/wasi-kv")).await;
+    assert_eq!(
+        r.text(),
+        "a=one n=5,3 cas=won stale=lost(now three) many=draft2:x=1;draft2:none=- \
+         keys=draft2:a,draft2:n,draft2:x,draft2:y other=Error::AccessDenied"
+    );
     drop(server);
     // The store is the app's: the count goes on after a restart.
     let server = Server::up(dir.path(), &[], &[("WASMOPS_VARIABLE_GREETING", "Hola")]);
@@ -1333,6 +1340,13 @@ async fn spin_runtime_config_puts_a_store_in_redis() {
     );
     assert_eq!(get(&server.url("/count")).await.text(), "1");
     assert_eq!(get(&server.url("/count")).await.text(), "2");
+    // The keyvalue draft's compare-and-swap on Redis (one script).
+    let r = get(&server.url("/wasi-kv")).await;
+    assert!(
+        r.text().contains("cas=won stale=lost(now three)"),
+        "{}",
+        r.text()
+    );
     drop(server);
     let reply = redis.command(&["GET", "counter:default:count"]);
     assert!(reply.ends_with("2\r\n"), "{reply:?}");

@@ -12,6 +12,9 @@
 //!   SQLite database; answers `id=<rowid> count=<rows>`.
 //! - `GET /notes`: the notes, one per line, oldest first.
 //! - `GET /denied-database`: opens the database `other` (not granted).
+//! - `GET /wasi-kv`: the `wasi:keyvalue@0.2.0-draft2` the SDK also
+//!   imports, on the `default` store: set/get, increment, a
+//!   compare-and-swap that wins and one that loses, batch and list-keys.
 //! - `GET /redis` (header `x-redis`: the server's address): a round trip
 //!   through outbound Redis: `set`, `get`, `incr`, `sadd`/`smembers`,
 //!   `execute("PING")` and `del`.
@@ -21,6 +24,48 @@ use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 use spin_sdk::redis::{self, RedisParameter, RedisResult};
 use spin_sdk::sqlite::{Connection, Value};
+
+/// Every operation of the keyvalue draft once; what each answered.
+fn wasi_kv() -> Result<String, spin_sdk::wit::wasi::keyvalue::store::Error> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+    let b = store::open("default")?;
+    b.set("draft2:a", b"one")?;
+    let a = String::from_utf8_lossy(&b.get("draft2:a")?.unwrap_or_default()).into_owned();
+    let n = atomics::increment(&b, "draft2:n", 5)?;
+    let n = atomics::increment(&b, "draft2:n", -2).map(|m| format!("{n},{m}"))?;
+    let cas = atomics::Cas::new(&b, "draft2:a")?;
+    let won = match atomics::swap(cas, b"two") {
+        Ok(()) => "won".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let stale = atomics::Cas::new(&b, "draft2:a")?;
+    b.set("draft2:a", b"three")?;
+    let lost = match atomics::swap(stale, b"four") {
+        Ok(()) => "won".to_string(),
+        Err(atomics::CasError::CasFailed(fresh)) => {
+            let now = fresh.current()?.unwrap_or_default();
+            format!("lost(now {})", String::from_utf8_lossy(&now))
+        }
+        Err(e) => format!("{e:?}"),
+    };
+    batch::set_many(&b, &[("draft2:x".to_string(), b"1".to_vec()), ("draft2:y".to_string(), b"2".to_vec())])?;
+    let many = batch::get_many(&b, &["draft2:x".to_string(), "draft2:none".to_string()])?
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", v.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or("-".into())))
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut keys = b.list_keys(None)?.keys;
+    keys.retain(|k| k.starts_with("draft2:"));
+    keys.sort();
+    let denied = match store::open("other") {
+        Ok(_) => "opened".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    Ok(format!(
+        "a={a} n={n} cas={won} stale={lost} many={many} keys={} other={denied}",
+        keys.join(",")
+    ))
+}
 
 /// Every operation of outbound Redis once; what each answered.
 fn redis_round_trip(addr: &str) -> Result<String, redis::Error> {
@@ -104,6 +149,7 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             Ok(_) => "opened".to_string(),
             Err(e) => format!("error: {e:?}"),
         },
+        "/wasi-kv" => wasi_kv().unwrap_or_else(|e| format!("error: {e:?}")),
         "/redis" => {
             let addr = req
                 .header("x-redis")
