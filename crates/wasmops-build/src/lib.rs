@@ -424,10 +424,21 @@ pub fn build_component(app: &App, c: &ComponentSpec, force: bool) -> Result<Outc
         Language::Command => {
             // Each command in turn, in the recipe's directory; the output is
             // `source`, wherever the commands write it.
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let before = modified(&c.source);
             for line in &b.command {
                 let mut cmd = Command::new("sh");
                 cmd.arg("-c").arg(line).current_dir(&b.dir);
                 run(c, line, &mut cmd, &log)?;
+            }
+            // Some toolchains exit 0 on failure (the Spin JS SDK's `j2w`):
+            // an output left as it was is worth saying.
+            if before.is_some() && modified(&c.source) == before {
+                notes.push(format!(
+                    "the commands succeeded but left {} as it was; if that is not expected, the toolchain may have failed quietly: see {}",
+                    c.source.display(),
+                    log.display()
+                ));
             }
             c.source.clone()
         }
