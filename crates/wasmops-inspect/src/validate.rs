@@ -102,6 +102,33 @@ struct World {
     exports: &'static [&'static str],
     /// `pkg/iface` or `pkg/*` patterns (namespace `wasi` implied).
     imports: &'static [&'static str],
+    /// Other interfaces it provides: `ns:pkg/iface` and the major version.
+    others: &'static [(&'static str, u64)],
+}
+
+/// Spin's platform interfaces the wasmops host provides.
+const SPIN_INTERFACES: &[(&str, u64)] = &[
+    ("fermyon:spin/key-value", 2),
+    ("fermyon:spin/variables", 2),
+    ("fermyon:spin/sqlite", 2),
+    ("fermyon:spin/redis", 2),
+    ("spin:key-value/key-value", 3),
+    ("spin:variables/variables", 3),
+    ("spin:sqlite/sqlite", 3),
+    ("spin:redis/redis", 3),
+];
+
+/// Whether `name` is `ns:pkg/iface@MAJOR.x.y` for one of `others`.
+fn matches_other(name: &str, others: &[(&str, u64)]) -> bool {
+    let Some((base, version)) = name.split_once('@') else {
+        return false;
+    };
+    let Ok(v) = semver::Version::parse(version) else {
+        return false;
+    };
+    others
+        .iter()
+        .any(|(n, major)| *n == base && v.major == *major)
 }
 
 const WORLDS: &[World] = &[
@@ -109,7 +136,7 @@ const WORLDS: &[World] = &[
     // proxy world and what language runtimes import besides (Rust's std,
     // componentize-js and componentize-py import `wasi:cli`, filesystem
     // and socket interfaces; each is granted or denied at run time), with
-    // the key-value and config interfaces of the host.
+    // the key-value and config interfaces of the host, and Spin's.
     World {
         name: "wasmops:host/http",
         minor: 2,
@@ -125,6 +152,7 @@ const WORLDS: &[World] = &[
             "keyvalue/*",
             "config/*",
         ],
+        others: SPIN_INTERFACES,
     },
     World {
         name: "wasi:http/proxy",
@@ -140,6 +168,7 @@ const WORLDS: &[World] = &[
             "http/types",
             "http/outgoing-handler",
         ],
+        others: &[],
     },
     World {
         name: "wasi:cli/command",
@@ -153,6 +182,7 @@ const WORLDS: &[World] = &[
             "filesystem/*",
             "sockets/*",
         ],
+        others: &[],
     },
     World {
         name: "wasi:http/service",
@@ -168,6 +198,7 @@ const WORLDS: &[World] = &[
             "http/client",
             "http/handler",
         ],
+        others: &[],
     },
 ];
 
@@ -222,9 +253,11 @@ pub fn conforms(bytes: &[u8], world: &str) -> Result<Conformance, ConformError> 
     for import in &report.imports {
         let name = import.interface_name();
         let allowed = matches!(import.kind, ItemKind::Interface | ItemKind::Instance)
-            && w.imports
+            && (w
+                .imports
                 .iter()
-                .any(|p| matches_world_item(name, p, w.minor));
+                .any(|p| matches_world_item(name, p, w.minor))
+                || matches_other(name, w.others));
         if !allowed {
             out.unsupported_imports.push(import.name.clone());
         }
@@ -256,5 +289,12 @@ mod tests {
         ));
         assert!(!matches_world_item("wasi:io/poll", "io/*", 2));
         assert!(!matches_world_item("acme:io/poll@0.2.0", "io/*", 2));
+        assert!(matches_other("spin:sqlite/sqlite@3.1.0", SPIN_INTERFACES));
+        assert!(matches_other(
+            "fermyon:spin/key-value@2.0.0",
+            SPIN_INTERFACES
+        ));
+        assert!(!matches_other("fermyon:spin/llm@2.0.0", SPIN_INTERFACES));
+        assert!(!matches_other("spin:sqlite/sqlite@4.0.0", SPIN_INTERFACES));
     }
 }

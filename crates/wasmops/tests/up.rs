@@ -1389,6 +1389,14 @@ async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
     let other = Redis::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
+    // What the host gives an HTTP component includes Spin's interfaces.
+    let out = common::run(&[
+        "validate",
+        test_programs::SPIN_KV,
+        "--world",
+        "wasmops:host/http",
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     std::fs::write(
         dir.path().join("spin.toml"),
         format!(
@@ -1715,7 +1723,9 @@ exclude_files = ["**/*.map", "docs/private/**", "**/node_modules"]
 async fn spin_js_sdk_app_builds_and_serves() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spin-js");
     assert!(
-        fixture.join("node_modules/@spinframework/build-tools").is_dir(),
+        fixture
+            .join("node_modules/@spinframework/build-tools")
+            .is_dir(),
         "the Spin JS SDK packages are not installed: run `bash scripts/test.sh --install-only`"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -1740,7 +1750,10 @@ async fn spin_js_sdk_app_builds_and_serves() {
     let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(built["components"][0]["outcome"], "built");
     let wasm = std::fs::read(app.join("dist/hello-js.wasm")).unwrap();
-    assert_eq!(wasmops_component::kind(&wasm).unwrap(), wasmops_component::Kind::Component);
+    assert_eq!(
+        wasmops_component::kind(&wasm).unwrap(),
+        wasmops_component::Kind::Component
+    );
 
     let server = Server::up(&app, &[], &[]);
     let req = http::Request::get(server.url("/hello/js"))

@@ -84,7 +84,8 @@ pub struct ValidateArgs {
     /// `wasi:cli/command`, `wasi:http/service`, or `wasmops:host/http`, what
     /// the wasmops host gives an HTTP component (the proxy world and the
     /// `wasi:cli`, filesystem, socket, key-value and config interfaces that
-    /// language runtimes import; each granted or denied at run time).
+    /// language runtimes import, and Spin's key-value, variables, SQLite and
+    /// Redis interfaces; each granted or denied at run time).
     #[arg(long, value_name = "WORLD")]
     pub world: Option<String>,
     #[command(flatten)]
