@@ -1387,6 +1387,7 @@ async fn get_with(url: &str, header: (&str, &str)) -> common::Resp {
 async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
     let redis = Redis::start();
     let other = Redis::start();
+    let web = upstream("from upstream");
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
     // What the host gives an HTTP component includes Spin's interfaces.
@@ -1403,8 +1404,8 @@ async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
             "spin_manifest_version = 2\n[application]\nname = \"notes\"\n\
              [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
              [component.web]\nsource = \"spin_kv.wasm\"\nsqlite_databases = [\"default\"]\n\
-             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\"]\n",
-            redis.port
+             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\", \"{}\"]\n",
+            redis.port, web.url
         ),
     )
     .unwrap();
@@ -1431,6 +1432,15 @@ async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
         "get=hello incr=1 members=a,b ping=PONG echo=echoed del=2"
     );
     assert!(redis.command(&["GET", "spin-kv:n"]).ends_with("1\r\n"));
+    // Outbound HTTP through the SDK, to the granted loopback server only.
+    let r = get_with(
+        &server.url("/outbound"),
+        ("x-url", &format!("{}/from-spin", web.url)),
+    )
+    .await;
+    assert_eq!(r.text(), "200 from upstream /from-spin");
+    let r = get_with(&server.url("/outbound"), ("x-url", "http://127.0.0.1:1/")).await;
+    assert!(r.text().starts_with("error:"), "{}", r.text());
     let denied = format!("redis://127.0.0.1:{}", other.port);
     let r = get_with(&server.url("/redis"), ("x-redis", &denied)).await;
     assert!(r.text().contains("InvalidAddress"), "{}", r.text());
@@ -1457,6 +1467,7 @@ async fn spin_sdk_components_use_sqlite_and_outbound_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_spin_sdk_async_interfaces() {
     let redis = Redis::start();
+    let web = upstream("from upstream");
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         test_programs::SPIN_APIS_P3,
@@ -1471,9 +1482,9 @@ async fn current_spin_sdk_async_interfaces() {
              [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
              [component.web]\nsource = \"spin_apis_p3.wasm\"\n\
              key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n\
-             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\"]\n\
+             allowed_outbound_hosts = [\"redis://127.0.0.1:{}\", \"{}\"]\n\
              [component.web.variables]\ngreeting = \"Hello, {{{{ who }}}}!\"\n",
-            redis.port
+            redis.port, web.url
         ),
     )
     .unwrap();
@@ -1509,6 +1520,14 @@ async fn current_spin_sdk_async_interfaces() {
     assert_eq!(r.text(), "get=hello incr=1 echo=echoed");
     let r = get_with(&server.url("/redis"), ("x-redis", "redis://127.0.0.1:1")).await;
     assert!(r.text().contains("InvalidAddress"), "{}", r.text());
+    let r = get_with(
+        &server.url("/outbound"),
+        ("x-url", &format!("{}/p3", web.url)),
+    )
+    .await;
+    assert_eq!(r.text(), "200 from upstream /p3");
+    let r = get_with(&server.url("/outbound"), ("x-url", "http://127.0.0.1:1/")).await;
+    assert!(r.text().starts_with("error:"), "{}", r.text());
     drop(server);
     // The store and the database are the app's: both go on after a restart.
     let server = Server::up(dir.path(), &[], &[]);

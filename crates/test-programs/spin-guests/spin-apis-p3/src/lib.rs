@@ -11,6 +11,8 @@
 //! - `GET /notes`: the notes (streamed rows), one per line.
 //! - `GET /denied-database`: opens the database `other` (not granted).
 //! - `GET /redis` (header `x-redis`: address): a Redis round trip.
+//! - `GET /outbound` (header `x-url`): a GET of that URL through
+//!   `spin_sdk::http::send` (`wasi:http/client@0.3.0`).
 
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
@@ -21,6 +23,12 @@ use spin_sdk::sqlite::{Connection, Value};
 async fn handle(req: Request) -> impl IntoResponse {
     let path = req.uri().path().to_string();
     let post = req.method() == spin_sdk::http::Method::POST;
+    let url = req
+        .headers()
+        .get("x-url")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let redis_addr = req
         .headers()
         .get("x-redis")
@@ -57,9 +65,28 @@ async fn handle(req: Request) -> impl IntoResponse {
             Err(e) => format!("error: {e:?}"),
         },
         "/redis" => redis(&redis_addr).await,
+        "/outbound" => outbound(&url).await,
         _ => "not found".to_string(),
     };
     out
+}
+
+async fn outbound(url: &str) -> String {
+    use http_body_util::BodyExt;
+    let req = match http::Request::get(url).body(http_body_util::Empty::<bytes::Bytes>::new()) {
+        Ok(r) => r,
+        Err(e) => return format!("error: {e}"),
+    };
+    match spin_sdk::http::send(req).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            match r.into_body().collect().await {
+                Ok(b) => format!("{status} {}", String::from_utf8_lossy(&b.to_bytes())),
+                Err(e) => format!("error: {e:?}"),
+            }
+        }
+        Err(e) => format!("error: {e:?}"),
+    }
 }
 
 async fn count() -> String {

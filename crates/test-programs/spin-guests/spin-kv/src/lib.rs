@@ -12,6 +12,8 @@
 //!   SQLite database; answers `id=<rowid> count=<rows>`.
 //! - `GET /notes`: the notes, one per line, oldest first.
 //! - `GET /denied-database`: opens the database `other` (not granted).
+//! - `GET /outbound` (header `x-url`): a GET of that URL through
+//!   `spin_sdk::http::send`; answers `<status> <body>` or the error.
 //! - `GET /wasi-kv`: the `wasi:keyvalue@0.2.0-draft2` the SDK also
 //!   imports, on the `default` store: set/get, increment, a
 //!   compare-and-swap that wins and one that loses, batch and list-keys.
@@ -97,8 +99,19 @@ fn redis_round_trip(addr: &str) -> Result<String, redis::Error> {
 }
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
+async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     let body = match req.path() {
+        "/outbound" => {
+            let url = req
+                .header("x-url")
+                .and_then(|h| h.as_str())
+                .unwrap_or_default()
+                .to_string();
+            match spin_sdk::http::send::<_, Response>(Request::get(url)).await {
+                Ok(r) => format!("{} {}", r.status(), String::from_utf8_lossy(r.body())),
+                Err(e) => format!("error: {e}"),
+            }
+        }
         "/count" => {
             let store = Store::open_default()?;
             let n = match store.get("count")? {
