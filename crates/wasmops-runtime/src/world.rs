@@ -194,7 +194,9 @@ mod tests {
         assert!(!provided("wasi:http/types@0.3.0-rc-2025-09-16"));
         assert!(!provided("wasi:http/types@0.4.0"));
         assert!(provided("wasi:keyvalue/store@0.2.0-draft"));
-        assert!(!provided("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(provided("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(provided("spin:sqlite/sqlite@3.0.0"));
+        assert!(!provided("fermyon:spin/llm@2.0.0"));
         assert!(provided("wasi:config/store@0.2.0-rc.1"));
         assert!(!provided("acme:widgets/frob@1.0.0"));
         assert!(!provided("wasi:cli/stdout"));
