@@ -184,17 +184,23 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
     };
     let app_span = application.span();
     let application = application.into_inner();
+    // `[application.trigger.http] base`: a path every route is under.
+    let mut base = String::new();
     for (kind, table) in application.trigger.unwrap_or_default() {
         match kind.as_str() {
             "http" => {
-                if let Some(base) = table.get_ref().get("base")
-                    && base.as_str() != Some("/")
-                {
-                    return Err(src.error(
-                        table.span(),
-                        format!("`base = {base}` in [application.trigger.http]"),
-                        "remove `base` (or set it to \"/\"): routes are absolute",
-                    ));
+                if let Some(b) = table.get_ref().get("base") {
+                    let ok = b
+                        .as_str()
+                        .filter(|b| b.starts_with('/') && !b.contains(['*', '?', '#', ':']));
+                    let Some(b) = ok else {
+                        return Err(src.error(
+                            table.span(),
+                            format!("invalid `base = {b}` in [application.trigger.http]"),
+                            "a path such as `base = \"/api\"`, under which every route is served",
+                        ));
+                    };
+                    base = b.trim_end_matches('/').to_string();
                 }
             }
             _ => {
@@ -294,10 +300,17 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
         };
         let r_span = route.span();
         match route.into_inner() {
-            toml::Value::String(path) => routes
-                .entry(id.to_string())
-                .or_default()
-                .push(Spanned::new(r_span, RouteEntry::Path(path))),
+            toml::Value::String(path) => {
+                let path = match (base.as_str(), path.as_str()) {
+                    ("", _) => path,
+                    (b, "/") => b.to_string(),
+                    (b, p) => format!("{b}{p}"),
+                };
+                routes
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(Spanned::new(r_span, RouteEntry::Path(path)))
+            }
             toml::Value::Table(t) if t.get("private").and_then(|p| p.as_bool()) == Some(true) => {
                 // Private: reachable by other components only, not served.
                 routes.entry(id.to_string()).or_default();

@@ -836,6 +836,30 @@ async fn spin_route_forms_and_their_parameters() {
     );
     assert_eq!(get(&server.url("/users")).await.status, 404);
     assert_eq!(get(&server.url("/users/1/2")).await.status, 404);
+    drop(server);
+
+    // Spin's `base`: every route of the app under it.
+    std::fs::remove_file(dir.path().join("wasmops.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"based\"\n\
+         [application.trigger.http]\nbase = \"/api/\"\n\
+         [[trigger.http]]\nroute = \"/users/:id\"\ncomponent = \"users\"\n\
+         [[trigger.http]]\nroute = \"/\"\ncomponent = \"me\"\n\
+         [component.users]\nsource = \"echo.wasm\"\n[component.me]\nsource = \"hello.wasm\"\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let r = get(&server.url("/api/users/7")).await;
+    assert_eq!(
+        (
+            r.status,
+            r.header("x-echo-header-spin-path-match-id").as_deref()
+        ),
+        (200, Some("7"))
+    );
+    assert_eq!(get(&server.url("/api")).await.text(), "Hello, world!\n");
+    assert_eq!(get(&server.url("/users/7")).await.status, 404);
 }
 
 #[test]
