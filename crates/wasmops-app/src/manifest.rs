@@ -378,6 +378,12 @@ fn component_bytes_at(
                     &format!("component `{}`: dependency `{}`", c.id, d.import),
                 )?,
             ),
+            DependencySource::Reference(r) => {
+                return Err(format!(
+                    "component `{}`: dependency `{}` is the registry reference `{r}`, which this command does not pull; run `wasmops up`, `check`, `scan`, `compose`, `test` or `push`, which do",
+                    c.id, d.import
+                ));
+            }
             DependencySource::Component(other) => {
                 let spec = app
                     .component(other)

@@ -188,6 +188,9 @@ pub enum DependencySource {
     Path(PathBuf),
     /// Another component of the app, by id.
     Component(String),
+    /// A component in an OCI registry, by reference; the commands that
+    /// need its bytes pull it first (see `DependencySource::Path`).
+    Reference(String),
 }
 
 /// An embedded SQLite database of the app (Spin's `sqlite_databases`).

@@ -419,6 +419,10 @@ pub(crate) struct RawDependencyTable {
     /// Another component of the app.
     #[serde(default)]
     pub component: Option<String>,
+    /// A component in an OCI registry (`HOST[:PORT]/REPO:TAG` or
+    /// `@sha256:...`), pulled under the command's signature policy.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// The dependency's export that fills the import, when its name
     /// differs.
     #[serde(default)]
@@ -428,7 +432,8 @@ pub(crate) struct RawDependencyTable {
     pub url: Option<String>,
     #[serde(default)]
     pub digest: Option<String>,
-    /// Not supported (a package registry): give `path` instead.
+    /// With `package` and `version`: the component published as that
+    /// package in this OCI registry (`REGISTRY/NS/NAME:VERSION`).
     #[serde(default)]
     pub registry: Option<String>,
     #[serde(default)]

@@ -881,29 +881,68 @@ impl Validator<'_> {
                         quote(name.get_ref()),
                         quote(&v)
                     ),
-                    "download the component and give it as `{ path = \"deps/dep.wasm\" }`, or name another component of the app: `{ component = \"id\" }`",
+                    "give the registry too: `{ registry = \"ghcr.io\", package = \"ns:name\", version = \"1.0.0\" }`, or a file: `{ path = \"deps/dep.wasm\" }`",
                 ));
             }
             RawDependency::Table(t) => t,
         };
-        if t.url.is_some()
-            || t.digest.is_some()
-            || t.registry.is_some()
-            || t.package.is_some()
-            || t.version.is_some()
-        {
+        if t.url.is_some() || t.digest.is_some() {
             return Err(self.err(
                 span,
                 format!(
-                    "dependency {} from a URL or a package registry is not supported",
+                    "dependency {} from a URL is not supported",
                     quote(name.get_ref())
                 ),
-                "download the component and give it as `{ path = \"deps/dep.wasm\" }`",
+                "download the component and give it as `{ path = \"deps/dep.wasm\" }`, or push it to an OCI registry and give `{ reference = \"HOST/REPO:TAG\" }`",
             ));
         }
-        let source = match (t.path, t.component) {
-            (Some(p), None) => DependencySource::Path(self.dir.join(p)),
-            (None, Some(other)) => {
+        let registry = match (t.registry, t.package, t.version) {
+            (None, None, None) => None,
+            (Some(r), Some(p), Some(v)) => {
+                let ok = p.split_once(':').filter(|(ns, n)| {
+                    !ns.is_empty() && !n.is_empty() && !n.contains([':', '/', '@'])
+                });
+                let Some((ns, n)) = ok else {
+                    return Err(self.err(
+                        span,
+                        format!(
+                            "invalid package {} in dependency {}",
+                            quote(&p),
+                            quote(name.get_ref())
+                        ),
+                        "a package is `namespace:name`, e.g. `package = \"acme:greeter\"`",
+                    ));
+                };
+                Some(format!("{}/{ns}/{n}:{v}", r.trim_end_matches('/')))
+            }
+            _ => {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "dependency {} from a registry needs `registry`, `package` and `version`",
+                        quote(name.get_ref())
+                    ),
+                    "e.g. `{ registry = \"ghcr.io\", package = \"acme:greeter\", version = \"1.0.0\" }` (pulled as ghcr.io/acme/greeter:1.0.0)",
+                ));
+            }
+        };
+        let reference = match (t.reference, registry) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "dependency {} has both `reference` and `registry`",
+                        quote(name.get_ref())
+                    ),
+                    "keep one of them",
+                ));
+            }
+            (r, g) => r.or(g),
+        };
+        let source = match (t.path, t.component, reference) {
+            (None, None, Some(r)) => DependencySource::Reference(r),
+            (Some(p), None, None) => DependencySource::Path(self.dir.join(p)),
+            (None, Some(other), None) => {
                 if other == id {
                     return Err(self.err(
                         span,
@@ -933,10 +972,10 @@ impl Validator<'_> {
                 return Err(self.err(
                     span,
                     format!(
-                        "dependency {} needs exactly one of `path` and `component`",
+                        "dependency {} needs exactly one of `path`, `component` and a registry reference",
                         quote(name.get_ref())
                     ),
-                    "e.g. `{ path = \"deps/dep.wasm\" }` or `{ component = \"other\" }`",
+                    "e.g. `{ path = \"deps/dep.wasm\" }`, `{ component = \"other\" }` or `{ reference = \"HOST/REPO:TAG\" }`",
                 ));
             }
         };

@@ -9,8 +9,12 @@ use wasmops_oci::app::AppInput;
 
 /// An app's artifact: the manifest rewritten so sources point into the
 /// artifact, each component validated.
-pub fn app_input(path: &Path) -> anyhow::Result<AppInput> {
-    let app = wasmops_manifest::load(path)?;
+pub fn app_input(
+    path: &Path,
+    source: &crate::commands::oci::SourceArgs,
+) -> anyhow::Result<AppInput> {
+    let mut app = wasmops_manifest::load(path)?;
+    crate::commands::oci::resolve_dependencies(&mut app, source)?;
     let text = std::fs::read_to_string(&app.manifest_path)
         .with_context(|| format!("cannot read {}", app.manifest_path.display()))?;
     let mut doc: toml::Table = toml::from_str(&text)
@@ -89,8 +93,12 @@ fn component_bytes(
 
 /// An app (a wasmops or a Spin manifest) as Spin's OCI layout describes
 /// it: its locked app's variables, triggers and components.
-pub fn spin_input(path: &Path) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
-    let app = wasmops_manifest::load(path)?;
+pub fn spin_input(
+    path: &Path,
+    source: &crate::commands::oci::SourceArgs,
+) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
+    let mut app = wasmops_manifest::load(path)?;
+    crate::commands::oci::resolve_dependencies(&mut app, source)?;
     let mut components = Vec::new();
     for c in &app.components {
         let mut routes = Vec::new();

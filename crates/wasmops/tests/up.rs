@@ -1812,3 +1812,94 @@ async fn spin_js_sdk_app_builds_and_serves() {
         )
     );
 }
+
+/// A dependency from a registry, in both of its forms: Spin's `{ registry,
+/// package, version }` (pulled as REGISTRY/NS/NAME:VERSION from a real
+/// `docker-registry`) and `{ reference = ... }`; pushing the app composes
+/// it in, so the artifact needs no registry to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_from_a_registry_are_pulled_and_composed() {
+    let registry = common::registry::Registry::start(None);
+    let out = common::run(&[
+        "push",
+        test_programs::COMPOSE_GREETER,
+        &format!("{}/wasmops-test/greeter:1.0.0", registry.host),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::COMPOSE_APP, dir.path().join("app.wasm")).unwrap();
+    let manifest = |dep: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"pulled\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [component.web]\nsource = \"app.wasm\"\n\
+             [component.web.dependencies]\n\"wasmops-test:greet/greeter\" = {dep}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(&format!(
+            "{{ registry = \"{}\", package = \"wasmops-test:greeter\", version = \"1.0.0\" }}",
+            registry.host
+        )),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let env = [("WASMOPS_OCI_STORE", cache.to_str().unwrap())];
+    let server = Server::up(dir.path(), &[], &env);
+    assert_eq!(
+        get(&server.url("/Di")).await.text(),
+        "Hello, Di, from a composed dependency!"
+    );
+    drop(server);
+
+    // By reference; pushed, the app runs with the registry gone.
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(&format!(
+            "{{ reference = \"{}/wasmops-test/greeter:1.0.0\" }}",
+            registry.host
+        )),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let reference = format!("oci-layout:{}:v1", store.display());
+    let out = common::output(common::wasmops().env("WASMOPS_OCI_STORE", &cache).args([
+        "push",
+        dir.path().to_str().unwrap(),
+        &reference,
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    drop(registry);
+    let state = dir.path().join("state");
+    let server = Server::up(
+        std::path::Path::new(&reference),
+        &["--state-dir", state.to_str().unwrap()],
+        &env,
+    );
+    assert_eq!(
+        get(&server.url("/Ed")).await.text(),
+        "Hello, Ed, from a composed dependency!"
+    );
+    drop(server);
+
+    // A tag that does not exist: the app does not start, the reference named.
+    let registry = common::registry::Registry::start(None);
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        manifest(&format!(
+            "{{ reference = \"{}/wasmops-test/greeter:9.9.9\" }}",
+            registry.host
+        )),
+    )
+    .unwrap();
+    let out = common::run(&["up", dir.path().to_str().unwrap(), "--check"]);
+    common::assert_one_line_error(&out);
+    assert!(
+        out.stderr
+            .contains("dependency `wasmops-test:greet/greeter`")
+            && out.stderr.contains("9.9.9"),
+        "{}",
+        out.stderr
+    );
+}

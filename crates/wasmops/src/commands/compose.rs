@@ -39,6 +39,9 @@ pub struct ComposeArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub format: crate::options::FormatArg,
+    /// How the app's dependencies given as registry references are pulled.
+    #[command(flatten)]
+    pub source: super::oci::SourceArgs,
 }
 
 fn split_pair<'a>(s: &'a str, flag: &str, form: &str) -> anyhow::Result<(&'a str, &'a str)> {
@@ -54,7 +57,8 @@ pub fn run(args: &ComposeArgs) -> anyhow::Result<i32> {
                 "--dep, --export and --inherit-configuration are for a component file; an app's dependencies come from its manifest (`[component.ID.dependencies]`)"
             );
         }
-        let app = wasmops_manifest::load(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut app = wasmops_manifest::load(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
+        super::oci::resolve_dependencies(&mut app, &args.source)?;
         let with_deps: Vec<&str> = app
             .components
             .iter()

@@ -380,7 +380,8 @@ pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
     };
     let scanned = match (app_dir, one) {
         (Some(dir), _) => {
-            let app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            super::oci::resolve_dependencies(&mut app, &args.source)?;
             let mut items = Vec::new();
             for c in &app.components {
                 let bytes = wasmops_app::manifest::component_bytes(&app, c)
@@ -433,7 +434,8 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         ),
         None => args.app.clone(),
     };
-    let app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::oci::resolve_dependencies(&mut app, &args.source)?;
     let mut invalid = 0;
     let mut items = Vec::new();
     for c in &app.components {

@@ -306,11 +306,11 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
     }
     let is_app = args.source.is_dir() || args.source.extension().is_some_and(|e| e == "toml");
     let (blobs, manifest, kind) = if is_app && args.layout == AppLayout::Spin {
-        let input = crate::artifact::spin_input(&args.source)?;
+        let input = crate::artifact::spin_input(&args.source, &pull_args(&args.registry))?;
         let (blobs, manifest) = wasmops_oci::spin::spin_artifact(&input)?;
         (blobs, manifest, "spin")
     } else if is_app {
-        let input = crate::artifact::app_input(&args.source)?;
+        let input = crate::artifact::app_input(&args.source, &pull_args(&args.registry))?;
         let (blobs, manifest) = wasmops_oci::app::app_artifact(&input)?;
         (blobs, manifest, "app")
     } else if args.layout == AppLayout::Spin {
@@ -601,6 +601,15 @@ pub fn registry_cmd(args: &RegistryCommand) -> anyhow::Result<i32> {
     }
 }
 
+/// How a command without a signature policy of its own (push) pulls what
+/// an app refers to: through the same registries, unsigned accepted.
+pub fn pull_args(registry: &RegistryArgs) -> SourceArgs {
+    SourceArgs {
+        verify_key: None,
+        registry: registry.clone(),
+    }
+}
+
 impl SourceArgs {
     pub fn policy(&self) -> resolve::SourcePolicy {
         resolve::SourcePolicy {
@@ -632,6 +641,49 @@ pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Ve
         anyhow::bail!("{s} is an app; serve it with `wasmops up {s}`");
     }
     Ok(Some(resolve::single_component(&s, &pulled, &store)?))
+}
+
+/// Pulls the app's dependencies given as registry references (under the
+/// signature policy) into the content store, and points each at its file,
+/// so that composing them reads files only.
+pub fn resolve_dependencies(
+    app: &mut wasmops_manifest::App,
+    args: &SourceArgs,
+) -> anyhow::Result<()> {
+    use wasmops_manifest::DependencySource;
+    for c in &mut app.components {
+        for d in &mut c.dependencies {
+            let DependencySource::Reference(r) = &d.source else {
+                continue;
+            };
+            let context = |e: anyhow::Error| {
+                anyhow::anyhow!("component `{}`: dependency `{}`: {e:#}", c.id, d.import)
+            };
+            if !resolve::is_reference(r) {
+                return Err(context(anyhow::anyhow!(
+                    "`{r}` is not a registry reference; write HOST[:PORT]/REPO:TAG"
+                )));
+            }
+            let bytes = read_source(Path::new(r), args)
+                .map_err(context)?
+                .unwrap_or_default();
+            let dir = wasmops_oci::default_store_dir().join("dependencies");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let file = dir.join(format!(
+                "{}.wasm",
+                wasmops_oci::digest(&bytes).replace(':', "-")
+            ));
+            if !file.exists() {
+                let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+                std::fs::write(&tmp, &bytes)
+                    .and_then(|()| std::fs::rename(&tmp, &file))
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            d.source = DependencySource::Path(file);
+        }
+    }
+    Ok(())
 }
 
 /// For `up`: a reference to an app is pulled and unpacked (once per

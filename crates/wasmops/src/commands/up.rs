@@ -105,6 +105,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
         return run(&args);
     }
     let mut app = load_app(&args.app)?;
+    super::oci::resolve_dependencies(&mut app, &args.source)?;
     if let Some(file) = &args.runtime_config_file {
         wasmops_manifest::apply_runtime_config(&mut app, file)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
