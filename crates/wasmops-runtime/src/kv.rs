@@ -584,75 +584,86 @@ pub(crate) async fn op<T>(
     }
 }
 
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
-        match self.access.stores.get(&identifier) {
-            Some(store) => Ok(self.table.push(Bucket {
-                store: store.clone(),
-            })?),
-            None => {
-                tracing::warn!(store = %identifier, "key-value store denied: not granted to the component");
-                Err(KvError::AccessDenied)
+/// `open`, the errors and the bucket operations both drafts of
+/// `wasi:keyvalue` share; `$list_keys` is the one that differs (the
+/// cursor's type).
+macro_rules! keyvalue_store {
+    ($store:path, $($list_keys:tt)*) => {
+        use $store as kv_store;
+
+        impl kv_store::Host for KvView<'_> {
+            async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+                match self.access.get(&identifier) {
+                    Some(store) => Ok(self.table.push(Bucket::new(store))?),
+                    None => {
+                        tracing::warn!(store = %identifier, "key-value store denied: not granted to the component");
+                        Err(KvError::AccessDenied)
+                    }
+                }
+            }
+
+            fn convert_error(&mut self, err: KvError) -> wasmtime::Result<kv_store::Error> {
+                Ok(match err {
+                    KvError::NoSuchStore => kv_store::Error::NoSuchStore,
+                    KvError::AccessDenied => kv_store::Error::AccessDenied,
+                    KvError::Other(e) => kv_store::Error::Other(e),
+                })
             }
         }
-    }
 
-    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
-        Ok(match err {
-            KvError::NoSuchStore => store::Error::NoSuchStore,
-            KvError::AccessDenied => store::Error::AccessDenied,
-            KvError::Other(e) => store::Error::Other(e),
-        })
-    }
+        impl kv_store::HostBucket for KvView<'_> {
+            async fn get(&mut self, b: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "get", s.get(&key)).await
+            }
+
+            async fn set(&mut self, b: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "set", s.set(&key, &value)).await
+            }
+
+            async fn delete(&mut self, b: Resource<Bucket>, key: String) -> Result<(), KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "delete", s.delete(&key)).await
+            }
+
+            async fn exists(&mut self, b: Resource<Bucket>, key: String) -> Result<bool, KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "exists", s.exists(&key)).await
+            }
+
+            async fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
+                self.table.delete(b)?;
+                Ok(())
+            }
+
+            $($list_keys)*
+        }
+    };
 }
+pub(crate) use keyvalue_store;
 
-impl store::HostBucket for KvView<'_> {
-    async fn get(&mut self, b: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "get", s.get(&key)).await
-    }
-
-    async fn set(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "set", s.set(&key, &value)).await
-    }
-
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "delete", s.delete(&key)).await
-    }
-
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> Result<bool, KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "exists", s.exists(&key)).await
-    }
-
-    async fn list_keys(
-        &mut self,
-        b: Resource<Bucket>,
-        cursor: Option<u64>,
-    ) -> Result<store::KeyResponse, KvError> {
-        let s = self.store(&b)?;
-        let (keys, cursor) = op(
-            self.metrics,
-            self.trace,
-            &s,
-            "list-keys",
-            s.list_keys(cursor),
-        )
-        .await?;
-        Ok(store::KeyResponse { keys, cursor })
-    }
-
-    async fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(b)?;
-        Ok(())
-    }
+mod draft_store {
+    use super::*;
+    keyvalue_store!(
+        super::store,
+        async fn list_keys(
+            &mut self,
+            b: Resource<Bucket>,
+            cursor: Option<u64>,
+        ) -> Result<store::KeyResponse, KvError> {
+            let s = self.store(&b)?;
+            let (keys, cursor) = op(
+                self.metrics,
+                self.trace,
+                &s,
+                "list-keys",
+                s.list_keys(cursor),
+            )
+            .await?;
+            Ok(store::KeyResponse { keys, cursor })
+        }
+    );
 }
 
 impl atomics::Host for KvView<'_> {

@@ -17,52 +17,8 @@ pub struct Cas {
     current: Option<Vec<u8>>,
 }
 
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
-        match self.access.get(&identifier) {
-            Some(store) => Ok(self.table.push(Bucket::new(store))?),
-            None => {
-                tracing::warn!(store = %identifier, "key-value store denied: not granted to the component");
-                Err(KvError::AccessDenied)
-            }
-        }
-    }
-
-    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
-        Ok(match err {
-            KvError::NoSuchStore => store::Error::NoSuchStore,
-            KvError::AccessDenied => store::Error::AccessDenied,
-            KvError::Other(e) => store::Error::Other(e),
-        })
-    }
-}
-
-impl store::HostBucket for KvView<'_> {
-    async fn get(&mut self, b: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "get", s.get(&key)).await
-    }
-
-    async fn set(
-        &mut self,
-        b: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "set", s.set(&key, &value)).await
-    }
-
-    async fn delete(&mut self, b: Resource<Bucket>, key: String) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "delete", s.delete(&key)).await
-    }
-
-    async fn exists(&mut self, b: Resource<Bucket>, key: String) -> Result<bool, KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "exists", s.exists(&key)).await
-    }
-
+crate::kv::keyvalue_store!(
+    store,
     async fn list_keys(
         &mut self,
         b: Resource<Bucket>,
@@ -90,12 +46,7 @@ impl store::HostBucket for KvView<'_> {
             cursor: next.map(|n| n.to_string()),
         })
     }
-
-    async fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(b)?;
-        Ok(())
-    }
-}
+);
 
 impl atomics::Host for KvView<'_> {
     async fn increment(
