@@ -932,6 +932,17 @@ greeting = "{{ greeting }}!"
         "json",
     ]);
     assert_eq!(pushed["kind"], "spin");
+    // `--format spin` is the same layout (the same bytes, so the same
+    // digest); its output is the digest, as text.
+    let again = env.run(&[
+        "push",
+        app.to_str().unwrap(),
+        &reg.reference("apps/shop:same"),
+        "--format",
+        "spin",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout.trim(), pushed["digest"].as_str().unwrap());
 
     let manifest = reg.manifest("apps/shop", "1.2.0");
     assert_eq!(manifest["schemaVersion"], 2);

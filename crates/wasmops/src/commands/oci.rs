@@ -58,10 +58,38 @@ pub struct PushArgs {
     /// which `spin up --from` and SpinKube run.
     #[arg(long, value_enum, default_value_t = AppLayout::Wasmops)]
     pub layout: AppLayout,
-    #[command(flatten)]
-    pub format: crate::options::FormatArg,
+    /// `json`: one JSON document on stdout (docs/cli.md); `spin`: the same
+    /// as `--layout spin`, with the text output.
+    #[arg(long = "format", value_enum, default_value_t = PushFormat::Text)]
+    pub format: PushFormat,
+    /// The same as `--format json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// What `push --format` takes: the output (`text`, `json`), or `spin`,
+/// Spin's own layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushFormat {
+    Text,
+    Json,
+    Spin,
+}
+
+impl PushArgs {
+    fn layout(&self) -> AppLayout {
+        if self.format == PushFormat::Spin {
+            AppLayout::Spin
+        } else {
+            self.layout
+        }
+    }
+
+    fn json(&self) -> bool {
+        self.json || self.format == PushFormat::Json
+    }
 }
 
 /// How an app is laid out in the registry.
@@ -305,7 +333,8 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
         _ => {}
     }
     let is_app = args.source.is_dir() || args.source.extension().is_some_and(|e| e == "toml");
-    let (blobs, manifest, kind) = if is_app && args.layout == AppLayout::Spin {
+    let layout = args.layout();
+    let (blobs, manifest, kind) = if is_app && layout == AppLayout::Spin {
         let input = crate::artifact::spin_input(&args.source, &pull_args(&args.registry))?;
         let (blobs, manifest) = wasmops_oci::spin::spin_artifact(&input)?;
         (blobs, manifest, "spin")
@@ -313,7 +342,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
         let input = crate::artifact::app_input(&args.source, &pull_args(&args.registry))?;
         let (blobs, manifest) = wasmops_oci::app::app_artifact(&input)?;
         (blobs, manifest, "app")
-    } else if args.layout == AppLayout::Spin {
+    } else if layout == AppLayout::Spin {
         anyhow::bail!(
             "--layout spin is for apps: give the app's directory (with wasmops.toml or spin.toml)"
         );
@@ -330,7 +359,7 @@ pub fn push(args: &PushArgs) -> anyhow::Result<i32> {
     };
     let (progress, _bars) = progress();
     let pushed = tokio()?.block_on(distribution::push(&t, &blobs, &manifest, &progress))?;
-    if args.format.json() {
+    if args.json() {
         println!(
             "{}",
             serde_json::json!({
