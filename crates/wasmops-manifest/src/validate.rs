@@ -1652,7 +1652,11 @@ pub(crate) fn resolve_variables(
                 let name = if declared.contains(key.as_str()) {
                     key
                 } else {
-                    match key.strip_prefix("wasmops_variable_") {
+                    // Spin's prefix too, so a Spin app's `.env` works as is.
+                    match key
+                        .strip_prefix("wasmops_variable_")
+                        .or_else(|| key.strip_prefix("spin_variable_"))
+                    {
                         Some(n) => n.to_string(),
                         None => continue,
                     }
@@ -1673,7 +1677,10 @@ pub(crate) fn resolve_variables(
     let mut out = Vec::new();
     for var in &app.variables {
         let env_name = variable_env_name(&var.name);
+        // `SPIN_VARIABLE_<NAME>` is how Spin's users set variables; ours
+        // wins when both are set.
         let value = env(&env_name)
+            .or_else(|| env(&format!("SPIN_VARIABLE_{}", var.name.to_ascii_uppercase())))
             .or_else(|| from_file.get(&var.name).cloned())
             .or_else(|| var.default.clone());
         match value {

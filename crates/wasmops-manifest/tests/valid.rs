@@ -371,6 +371,29 @@ fn values(
         .collect()
 }
 
+/// Spin's way of setting variables works too: `SPIN_VARIABLE_<NAME>` in
+/// the environment (ours wins when both are set) and in `.env`.
+#[test]
+fn spin_variable_names_are_read_too() {
+    let tmp = app_dir();
+    let app = minimal_app(tmp.path(), "a = {}\nb = {}\nc = {}");
+    fs::write(tmp.path().join(".env"), "SPIN_VARIABLE_C=from-file\n").unwrap();
+    let env = |n: &str| match n {
+        "SPIN_VARIABLE_A" => Some("spin-a".to_string()),
+        "SPIN_VARIABLE_B" => Some("spin-b".to_string()),
+        "WASMOPS_VARIABLE_B" => Some("ours-b".to_string()),
+        _ => None,
+    };
+    assert_eq!(
+        values(app.resolve_variables(&env)),
+        vec![
+            ("a".to_string(), "spin-a".to_string()),
+            ("b".to_string(), "ours-b".to_string()),
+            ("c".to_string(), "from-file".to_string()),
+        ]
+    );
+}
+
 #[test]
 fn variable_precedence_env_then_dotenv_then_default() {
     let tmp = app_dir();
