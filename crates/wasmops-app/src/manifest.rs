@@ -294,18 +294,10 @@ pub fn mount_source(
         .iter()
         .map(|p| compile(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let staged = app
-        .state_dir()
-        .join("files")
-        .join(&c.id)
-        .join(n.to_string());
+    let parent = app.state_dir().join("files").join(&c.id);
     let fail = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
         format!("component `{}`: cannot {what} {}: {e}", c.id, p.display())
     };
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged).map_err(|e| fail("clear", &staged, &e))?;
-    }
-    std::fs::create_dir_all(&staged).map_err(|e| fail("create", &staged, &e))?;
     // Excluded directories are not descended into (`**/node_modules`).
     let excluded = |p: &Path| {
         p.strip_prefix(&app.dir)
@@ -315,6 +307,9 @@ pub fn mount_source(
         .follow_links(false)
         .into_iter()
         .filter_entry(|e| !excluded(e.path()));
+    // The chosen files, and a fingerprint of them (path, size, time).
+    let mut chosen = Vec::new();
+    let mut print = blake3::Hasher::new();
     for entry in walk {
         let entry = entry.map_err(|e| fail("read", &f.source, &e))?;
         if !entry.file_type().is_file() {
@@ -326,12 +321,58 @@ pub fn mount_source(
         if !include.is_empty() && !include.iter().any(|p| p.matches_path_with(rel, opts)) {
             continue;
         }
-        let to = staged.join(rel);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fail("create", parent, &e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| fail("read", entry.path(), &e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        print.update(rel.as_os_str().as_encoded_bytes());
+        print.update(&[0]);
+        print.update(&meta.len().to_le_bytes());
+        print.update(&modified.to_le_bytes());
+        chosen.push((entry.path().to_path_buf(), rel.to_path_buf()));
+    }
+    // One directory per selection, made whole then renamed into place and
+    // never changed after: another process serving the app keeps its own.
+    let hex = print.finalize().to_hex();
+    let name = format!("{n}-{}", &hex[..16]);
+    let staged = parent.join(&name);
+    if !staged.is_dir() {
+        let tmp = parent.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| fail("create", &tmp, &e))?;
+        for (from, rel) in &chosen {
+            let to = tmp.join(rel);
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| fail("create", dir, &e))?;
+            }
+            if std::fs::hard_link(from, &to).is_err() {
+                std::fs::copy(from, &to).map_err(|e| fail("copy", from, &e))?;
+            }
         }
-        if std::fs::hard_link(entry.path(), &to).is_err() {
-            std::fs::copy(entry.path(), &to).map_err(|e| fail("copy", entry.path(), &e))?;
+        if std::fs::rename(&tmp, &staged).is_err() {
+            // Another process made the same selection first.
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !staged.is_dir() {
+                return Err(fail("create", &staged, &"rename failed"));
+            }
+        }
+    }
+    // Earlier selections of this mount are stale.
+    if let Ok(rd) = std::fs::read_dir(&parent) {
+        for e in rd.flatten() {
+            let file_name = e.file_name();
+            let other = file_name.to_string_lossy();
+            if other != name
+                && other
+                    .split_once('-')
+                    .is_some_and(|(k, _)| k == n.to_string())
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
     Ok(staged)

@@ -1755,6 +1755,23 @@ exclude_files = ["**/*.map", "docs/private/**", "**/node_modules"]
         "app.css,index.html"
     );
     assert_eq!(listing(get(&ls("/docs")).await.text()), "readme.txt");
+    drop(server);
+
+    // A file added since: the next start mounts a new selection, and the
+    // old one is cleared away.
+    std::fs::write(d.join("static/new.html"), "new").unwrap();
+    let server = Server::up(d, &[], &[]);
+    let ls = |p: &str| server.url(&format!("/ls?path={p}"));
+    assert_eq!(
+        listing(get(&ls("/static")).await.text()),
+        "app.css,index.html,new.html"
+    );
+    let staged: Vec<_> = std::fs::read_dir(d.join(".wasmops/files/web"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("0-"))
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
 }
 
 /// A Spin app written with the Spin JavaScript SDK, as its template lays
