@@ -4,8 +4,8 @@
 //! any other label is `access-denied`, as on Spin.
 //!
 //! The database is the app's, not the guest's file system: statements that
-//! would reach other files (`ATTACH`, `VACUUM INTO`) are refused by an
-//! authorizer, extensions cannot be loaded, a statement that runs past
+//! would reach other files (`ATTACH`, `VACUUM INTO`, the temporary-files
+//! directory pragma) are refused by an authorizer, extensions cannot be loaded, a statement that runs past
 //! [`SqliteAccess::statement_limit`] is interrupted, and a result larger
 //! than [`MAX_RESULT_BYTES`] is an error rather than a host allocation the
 //! guest chose.
@@ -110,6 +110,13 @@ impl SqliteDb {
             .ok();
         conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
             AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+            // Where SQLite writes temporary files is the host's business.
+            AuthAction::Pragma { pragma_name, .. }
+                if pragma_name.eq_ignore_ascii_case("temp_store_directory")
+                    || pragma_name.eq_ignore_ascii_case("data_store_directory") =>
+            {
+                Authorization::Deny
+            }
             _ => Authorization::Allow,
         }));
         Self {
@@ -343,6 +350,11 @@ mod tests {
         ));
         assert!(!other.exists(), "no file was written outside the database");
         assert!(d.execute("SELECT load_extension('x')", vec![], t).is_err());
+        let pragma = format!("PRAGMA temp_store_directory = '{}'", dir.path().display());
+        assert!(matches!(
+            d.execute(&pragma, vec![], t),
+            Err(SqlError::Io(_))
+        ));
     }
 
     #[test]
