@@ -54,20 +54,49 @@ impl RouteSpec {
 }
 
 /// Where a component's code comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Source {
     /// A file, read again on every reload.
     File(PathBuf),
     /// Bytes already read (e.g. pulled from a registry); `name` names them
     /// in errors.
     Bytes { name: PathBuf, bytes: Arc<[u8]> },
+    /// Bytes made again on every load (a component composed with its
+    /// dependencies, so a reload composes the new file); `name` is the
+    /// component's own file.
+    Made {
+        name: PathBuf,
+        make: Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => f.debug_tuple("File").field(p).finish(),
+            Source::Bytes { name, .. } => f.debug_struct("Bytes").field("name", name).finish(),
+            Source::Made { name, .. } => f.debug_struct("Made").field("name", name).finish(),
+        }
+    }
 }
 
 impl Source {
     pub fn path(&self) -> &Path {
         match self {
             Source::File(p) => p,
-            Source::Bytes { name, .. } => name,
+            Source::Bytes { name, .. } | Source::Made { name, .. } => name,
+        }
+    }
+
+    /// Loads it (compiled, or from the artifact cache).
+    fn load(&self, rt: &Runtime) -> Result<wasmops_runtime::Loaded, String> {
+        match self {
+            Source::File(p) => rt.load(p).map_err(|e| e.to_string()),
+            Source::Bytes { name, bytes } => rt.load_bytes(name, bytes).map_err(|e| e.to_string()),
+            Source::Made { name, make } => {
+                let bytes = make()?;
+                rt.load_bytes(name, &bytes).map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -162,11 +191,7 @@ impl AppHost {
             if s.routes.is_empty() {
                 // Not served (e.g. a command): compiled and checked, no
                 // handler.
-                match &s.source {
-                    Source::File(p) => rt.load(p),
-                    Source::Bytes { name, bytes } => rt.load_bytes(name, bytes),
-                }
-                .map_err(|e| HostError::Component {
+                s.source.load(rt).map_err(|e| HostError::Component {
                     id: s.id.clone(),
                     message: e.to_string(),
                 })?;
@@ -369,11 +394,7 @@ fn build(
         message,
     };
     let at = |message: String| err(format!("{}: {message}", s.source.path().display()));
-    let loaded = match &s.source {
-        Source::File(p) => rt.load(p),
-        Source::Bytes { name, bytes } => rt.load_bytes(name, bytes),
-    }
-    .map_err(|e| err(e.to_string()))?;
+    let loaded = s.source.load(rt).map_err(|e| err(e.to_string()))?;
     observe.metrics.cache_lookup(match &loaded.cache {
         CacheOutcome::Hit => "hit",
         CacheOutcome::Miss => "miss",

@@ -92,9 +92,13 @@ pub async fn from_manifest(
         let source = if c.dependencies.is_empty() {
             Source::File(c.source.clone())
         } else {
-            Source::Bytes {
+            // Composed now (so a bad dependency stops the start), and again
+            // on every reload.
+            component_bytes(app, c).map_err(HostError::Config)?;
+            let (app, spec) = (Arc::new(app.clone()), c.clone());
+            Source::Made {
                 name: c.source.clone(),
-                bytes: component_bytes(app, c).map_err(HostError::Config)?.into(),
+                make: Arc::new(move || component_bytes(&app, &spec)),
             }
         };
         served.push(Served {

@@ -1632,6 +1632,24 @@ async fn component_dependencies_are_composed() {
     );
     drop(server);
 
+    // With --watch, a new file of the component is composed afresh: here
+    // one without the import, so the new composition fails, is logged,
+    // and the old one keeps serving.
+    let server = Server::up(dir.path(), &["--watch"], &[]);
+    assert_eq!(
+        get(&server.url("/Flo")).await.text(),
+        "Hello, Flo, from a composed dependency!"
+    );
+    std::fs::copy(test_programs::HELLO, dir.path().join("app.wasm")).unwrap();
+    let log = server.wait_log("reload failed");
+    assert!(log.contains("has no import"), "{log}");
+    assert_eq!(
+        get(&server.url("/Flo")).await.text(),
+        "Hello, Flo, from a composed dependency!"
+    );
+    drop(server);
+    std::fs::copy(test_programs::COMPOSE_APP, dir.path().join("app.wasm")).unwrap();
+
     // `wasmops compose` does the same for one component.
     let composed = dir.path().join("composed.wasm");
     let out = common::run(&[
