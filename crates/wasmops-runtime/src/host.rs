@@ -271,8 +271,10 @@ pub fn new_store_with_logs(
         config: grants.config.clone(),
         sqlite: {
             let mut s = grants.sqlite.clone();
+            // A statement stops before the request's deadline, so that the
+            // guest still gets its error and can answer.
             if let Some(t) = limits.timeout {
-                s.statement_limit = t;
+                s.statement_limit = t.mul_f64(0.9);
             }
             s
         },

@@ -452,19 +452,57 @@ impl SpinView<'_> {
         }
     }
 
-    fn sql_execute(
-        &mut self,
-        c: &Resource<Connection>,
-        statement: &str,
-        params: Vec<crate::sqlite::Value>,
-    ) -> Result<crate::sqlite::Rows, SqlError> {
-        let limit = self.sqlite.statement_limit;
+    /// What a statement on `c` needs, taken out of the instance.
+    fn sql_job(&self, c: &Resource<Connection>) -> Result<SqlJob, SqlError> {
         let conn = self
             .kv
             .table
-            .get_mut(c)
+            .get(c)
             .map_err(|_| SqlError::InvalidConnection)?;
-        conn.execute(statement, params, limit)
+        Ok(SqlJob {
+            db: conn.db().clone(),
+            deadline: std::time::Instant::now() + self.sqlite.statement_limit,
+        })
+    }
+
+    /// Records what the statement on `c` did, for `last-insert-rowid` and
+    /// `changes`.
+    fn sql_done(&mut self, c: &Resource<Connection>, rowid: i64, changes: u64) {
+        if let Ok(conn) = self.kv.table.get_mut(c) {
+            conn.last_insert_rowid = rowid;
+            conn.changes = changes;
+        }
+    }
+
+    async fn sql_execute(
+        &mut self,
+        c: &Resource<Connection>,
+        statement: String,
+        params: Vec<crate::sqlite::Value>,
+    ) -> Result<crate::sqlite::Rows, SqlError> {
+        let (rows, rowid, changes) = self.sql_job(c)?.run(statement, params).await?;
+        self.sql_done(c, rowid, changes);
+        Ok(rows)
+    }
+}
+
+/// A statement to run on the blocking pool: SQLite calls block, and a slow
+/// one (up to the statement limit) must not hold an async worker that
+/// other requests and apps need.
+struct SqlJob {
+    db: crate::sqlite::SqliteDb,
+    deadline: std::time::Instant,
+}
+
+impl SqlJob {
+    async fn run(
+        self,
+        statement: String,
+        params: Vec<crate::sqlite::Value>,
+    ) -> Result<(crate::sqlite::Rows, i64, u64), SqlError> {
+        tokio::task::spawn_blocking(move || self.db.execute(&statement, params, self.deadline))
+            .await
+            .map_err(|e| SqlError::Io(format!("the statement did not finish: {e}")))?
     }
 }
 
@@ -488,7 +526,8 @@ impl sqlite2::HostConnection for SpinView<'_> {
     ) -> wasmtime::Result<Result<sqlite2::QueryResult, sqlite2::Error>> {
         let params = parameters.into_iter().map(Into::into).collect();
         Ok(self
-            .sql_execute(&c, &statement, params)
+            .sql_execute(&c, statement, params)
+            .await
             .map(|r| sqlite2::QueryResult {
                 columns: r.columns,
                 rows: r.rows.into_iter().map(row2).collect(),
@@ -520,7 +559,8 @@ impl sqlite3::HostConnection for SpinView<'_> {
     ) -> wasmtime::Result<Result<sqlite3::QueryResult, sqlite3::Error>> {
         let params = parameters.into_iter().map(Into::into).collect();
         Ok(self
-            .sql_execute(&c, &statement, params)
+            .sql_execute(&c, statement, params)
+            .await
             .map(|r| sqlite3::QueryResult {
                 columns: r.columns,
                 rows: r.rows.into_iter().map(row3).collect(),
@@ -565,11 +605,16 @@ impl<U> sqlite3::HostConnectionWithStore<U> for HasSpin {
         FutureReader<Result<(), sqlite3::Error>>,
     )> {
         let params = parameters.into_iter().map(Into::into).collect();
+        let job = match accessor.with(|mut a| a.get().sql_job(&c)) {
+            Ok(j) => j,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let (rows, rowid, changes) = match job.run(statement, params).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.into())),
+        };
         accessor.with(|mut a| {
-            let rows = match a.get().sql_execute(&c, &statement, params) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e.into())),
-            };
+            a.get().sql_done(&c, rowid, changes);
             let stream: Vec<sqlite3::RowResult> = rows.rows.into_iter().map(row3).collect();
             Ok(Ok((
                 rows.columns,

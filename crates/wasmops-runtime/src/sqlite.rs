@@ -133,18 +133,25 @@ impl SqliteDb {
 
     /// Runs one statement with its `?` parameters. Also gives the rowid of
     /// the last insert and the rows changed, read under the same lock.
+    ///
+    /// The statement must finish by `deadline`, its time spent waiting for
+    /// the database (another statement of the app holds it) included.
     pub fn execute(
         &self,
         statement: &str,
         params: Vec<Value>,
-        limit: Duration,
+        deadline: Instant,
     ) -> Result<(Rows, i64, u64), SqlError> {
         let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let deadline = Instant::now() + limit;
+        if Instant::now() >= deadline {
+            return Err(SqlError::Io(
+                "the statement was interrupted: its time ran out while other statements held the database".into(),
+            ));
+        }
         conn.progress_handler(10_000, Some(move || Instant::now() >= deadline));
         let result = run(&conn, statement, params);
         conn.progress_handler(0, None::<fn() -> bool>);
-        let rows = result.map_err(|e| sql_error(e, limit))?;
+        let rows = result.map_err(sql_error)?;
         Ok((rows, conn.last_insert_rowid(), conn.changes()))
     }
 }
@@ -190,17 +197,16 @@ fn run(conn: &rusqlite::Connection, statement: &str, params: Vec<Value>) -> rusq
     Ok(Rows { columns, rows: out })
 }
 
-fn sql_error(e: rusqlite::Error, limit: Duration) -> SqlError {
+fn sql_error(e: rusqlite::Error) -> SqlError {
     use rusqlite::ErrorCode;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
             SqlError::DatabaseFull
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::OperationInterrupted => {
-            SqlError::Io(format!(
-                "the statement ran longer than {} ms and was interrupted",
-                limit.as_millis()
-            ))
+            SqlError::Io(
+                "the statement was interrupted: it ran past the component's time limit".into(),
+            )
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::AuthorizationForStatementDenied => {
             SqlError::Io("not authorized: a component's statements may only use its own database (no ATTACH)".into())
@@ -268,19 +274,6 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Runs a statement and records its rowid and changes.
-    pub fn execute(
-        &mut self,
-        statement: &str,
-        params: Vec<Value>,
-        limit: Duration,
-    ) -> Result<Rows, SqlError> {
-        let (rows, rowid, changes) = self.db.execute(statement, params, limit)?;
-        self.last_insert_rowid = rowid;
-        self.changes = changes;
-        Ok(rows)
-    }
-
     pub fn db(&self) -> &SqliteDb {
         &self.db
     }
@@ -294,10 +287,14 @@ mod tests {
         SqliteDb::in_memory("default").unwrap()
     }
 
+    fn within(d: Duration) -> Instant {
+        Instant::now() + d
+    }
+
     #[test]
     fn queries_with_parameters_and_counts_changes() {
         let d = db();
-        let t = DEFAULT_STATEMENT_LIMIT;
+        let t = within(DEFAULT_STATEMENT_LIMIT);
         d.execute(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, b BLOB, r REAL)",
             vec![],
@@ -337,7 +334,7 @@ mod tests {
         let d = db();
         let dir = tempfile::tempdir().unwrap();
         let other = dir.path().join("other.db");
-        let t = DEFAULT_STATEMENT_LIMIT;
+        let t = within(DEFAULT_STATEMENT_LIMIT);
         let attach = format!("ATTACH DATABASE '{}' AS o", other.display());
         assert!(matches!(
             d.execute(&attach, vec![], t),
@@ -364,7 +361,7 @@ mod tests {
             .execute(
                 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
                 vec![],
-                Duration::from_millis(200),
+                within(Duration::from_millis(200)),
             )
             .unwrap_err();
         assert!(
@@ -372,8 +369,10 @@ mod tests {
             "{e:?}"
         );
         // The connection is usable afterwards.
-        d.execute("SELECT 1", vec![], DEFAULT_STATEMENT_LIMIT)
+        d.execute("SELECT 1", vec![], within(DEFAULT_STATEMENT_LIMIT))
             .unwrap();
+        // A deadline already passed: not even started.
+        assert!(d.execute("SELECT 1", vec![], Instant::now()).is_err());
     }
 
     #[test]
@@ -383,7 +382,7 @@ mod tests {
             .execute(
                 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT zeroblob(1048576) FROM c",
                 vec![],
-                DEFAULT_STATEMENT_LIMIT,
+                within(DEFAULT_STATEMENT_LIMIT),
             )
             .unwrap_err();
         assert!(

@@ -1938,3 +1938,60 @@ async fn dependencies_from_a_registry_are_pulled_and_composed() {
         out.stderr
     );
 }
+
+/// SQL that never ends is interrupted before the component's timeout with
+/// an error the guest sees, and while such statements run (more of them
+/// than the server has cores) other requests are still answered: statements
+/// run off the async workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_sql_is_interrupted_and_blocks_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SPIN_KV, dir.path().join("spin_kv.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("wasmops.toml"),
+        "manifest_version = 1\n[app]\nname = \"runaway\"\n\
+         [variables]\ngreeting = { default = \"still here\" }\n\
+         [component.web]\nsource = \"spin_kv.wasm\"\nroute = \"/...\"\n\
+         sqlite_databases = [\"default\"]\nvariables = [\"greeting\"]\n\
+         [component.web.limits]\ntimeout = \"3s\"\n",
+    )
+    .unwrap();
+    let server = Server::up(dir.path(), &[], &[]);
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let (url, done) = (server.url("/runaway-sql"), done.clone());
+        slow.push(tokio::spawn(async move {
+            let r = get(&url).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            r
+        }));
+    }
+    // Let the statements start, then ask for something else.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = get(&server.url("/greeting")).await;
+    assert_eq!(r.text(), "still here");
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        0,
+        "answered while the statements were still running"
+    );
+    // One statement at a time holds the database: the first is
+    // interrupted and the guest answers with the error; the others, queued
+    // behind it, may reach the request's deadline first (504).
+    let mut interrupted = 0;
+    for s in slow {
+        let r = s.await.unwrap();
+        match r.status {
+            200 if r.text().contains("interrupted") => interrupted += 1,
+            504 => {}
+            _ => panic!("{} {}", r.status, r.text()),
+        }
+    }
+    assert!(interrupted >= 1);
+    // The database is free again.
+    assert_eq!(
+        post(&server.url("/notes"), b"after").await.text(),
+        "id=1 count=1"
+    );
+}

@@ -12,6 +12,8 @@
 //!   SQLite database; answers `id=<rowid> count=<rows>`.
 //! - `GET /notes`: the notes, one per line, oldest first.
 //! - `GET /denied-database`: opens the database `other` (not granted).
+//! - `GET /runaway-sql`: a query that never ends on its own; answers the
+//!   error the host interrupts it with.
 //! - `GET /outbound` (header `x-url`): a GET of that URL through
 //!   `spin_sdk::http::send`; answers `<status> <body>` or the error.
 //! - `GET /wasi-kv`: the `wasi:keyvalue@0.2.0-draft2` the SDK also
@@ -157,6 +159,16 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
                 .map(|r| format!("{}:{}", r.get::<i64>("id").unwrap_or(-1), r.get::<&str>("body").unwrap_or("?")))
                 .collect::<Vec<_>>()
                 .join("\n")
+        }
+        "/runaway-sql" => {
+            let db = Connection::open_default()?;
+            match db.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                &[],
+            ) {
+                Ok(_) => "finished".to_string(),
+                Err(e) => format!("error: {e:?}"),
+            }
         }
         "/denied-database" => match Connection::open("other") {
             Ok(_) => "opened".to_string(),
