@@ -602,6 +602,23 @@ pub fn inputs_stamp(c: &ComponentSpec) -> Option<(usize, std::time::SystemTime, 
     let b = c.build.as_ref()?;
     let mut files = Vec::new();
     collect_inputs(&b.dir, &c.source, &mut files);
+    // The recipe's `watch` patterns (Spin's), when it has them, narrow it.
+    let patterns: Vec<glob::Pattern> = b
+        .watch
+        .iter()
+        .filter_map(|p| glob::Pattern::new(p).ok())
+        .collect();
+    if !patterns.is_empty() {
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        files.retain(|f| {
+            f.strip_prefix(&b.dir)
+                .is_ok_and(|rel| patterns.iter().any(|p| p.matches_path_with(rel, opts)))
+        });
+    }
     let mut newest = std::time::UNIX_EPOCH;
     let mut size = 0;
     for f in &files {
@@ -613,4 +630,43 @@ pub fn inputs_stamp(c: &ComponentSpec) -> Option<(usize, std::time::SystemTime, 
         }
     }
     Some((files.len(), newest, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spin's `watch` patterns decide what `up --watch` sees change; without
+    /// them, every file of the recipe's directory counts.
+    #[test]
+    fn watch_patterns_narrow_the_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("src")).unwrap();
+        std::fs::write(d.join("src/lib.rs"), "fn a() {}").unwrap();
+        std::fs::write(d.join("README.md"), "readme").unwrap();
+        let manifest = |watch: &str| {
+            format!(
+                "spin_manifest_version = 2\n[application]\nname = \"w\"\n\
+                 [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+                 [component.c]\nsource = \"out.wasm\"\n\
+                 [component.c.build]\ncommand = \"true\"\n{watch}"
+            )
+        };
+        let stamp = |watch: &str| {
+            std::fs::write(d.join("spin.toml"), manifest(watch)).unwrap();
+            let app = wasmops_manifest::load(d).unwrap();
+            inputs_stamp(&app.components[0]).unwrap()
+        };
+        let watched = "watch = [\"src/**/*.rs\"]\n";
+        let (n, ..) = stamp(watched);
+        assert_eq!(n, 1, "only src/lib.rs");
+        let (all, ..) = stamp("");
+        assert!(all >= 3, "every file: {all}");
+        let before = stamp(watched);
+        std::fs::write(d.join("README.md"), "a longer readme").unwrap();
+        assert_eq!(stamp(watched), before, "README.md is not watched");
+        std::fs::write(d.join("src/lib.rs"), "fn a() { let _ = 1; }").unwrap();
+        assert_ne!(stamp(watched), before);
+    }
 }

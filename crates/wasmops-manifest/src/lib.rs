@@ -324,6 +324,9 @@ pub struct BuildSpec {
     pub args: Vec<String>,
     /// `command`: the shell commands to run, in order (Spin's `build.command`).
     pub command: Vec<String>,
+    /// Glob patterns (relative to `dir`) of the files `up --watch` watches;
+    /// empty: every file of `dir`.
+    pub watch: Vec<String>,
 }
 
 /// The languages `wasmops build` knows, and `command` for a build given as

@@ -483,6 +483,12 @@ pub(crate) struct RawBuild {
     #[serde(default)]
     #[schemars(with = "Option<StringOrList>")]
     pub command: Option<Spanned<StringOrList>>,
+    /// Glob patterns, relative to `dir`, of the files whose change makes
+    /// `wasmops up --watch` rebuild (Spin's `watch`); default: every file
+    /// of `dir` but build output.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub watch: Option<Spanned<Vec<String>>>,
 }
 
 /// A string, or a list of strings.

@@ -139,8 +139,7 @@ struct SpinBuild {
     #[serde(default)]
     workdir: Option<Spanned<String>>,
     #[serde(default)]
-    #[allow(dead_code)] // `up --watch` watches the component's inputs
-    watch: Option<Vec<String>>,
+    watch: Option<Spanned<Vec<String>>>,
 }
 
 /// Whether `text` is a Spin manifest (it has `spin_manifest_version`).
@@ -400,6 +399,7 @@ pub(crate) fn to_raw(src: &Source<'_>) -> Result<RawManifest, ManifestError> {
                         sources: None,
                         args: None,
                         command: b.command,
+                        watch: b.watch,
                     },
                 ))
             }

@@ -1129,6 +1129,21 @@ impl Validator<'_> {
             }
             (_, None) => Vec::new(),
         };
+        let watch = match b.watch {
+            None => Vec::new(),
+            Some(w) => {
+                let span = w.span();
+                let list = w.into_inner();
+                if let Some(bad) = list.iter().find(|p| glob::Pattern::new(p).is_err()) {
+                    return Err(self.err(
+                        span,
+                        format!("invalid pattern {} in `watch`", quote(bad)),
+                        "e.g. `watch = [\"src/**/*.rs\", \"Cargo.toml\"]`",
+                    ));
+                }
+                list
+            }
+        };
         Ok(BuildSpec {
             language: lang,
             dir,
@@ -1138,6 +1153,7 @@ impl Validator<'_> {
             sources: b.sources.unwrap_or_default(),
             args: b.args.unwrap_or_default(),
             command,
+            watch,
         })
     }
 
