@@ -77,8 +77,15 @@ pub async fn from_manifest(
         (HashMap::new(), HashMap::new())
     };
     let mut served = Vec::new();
+    // The app as the composing closures keep it (one copy for all).
+    let mut composing: Option<Arc<App>> = None;
     for c in app.components.iter().filter(|c| !app.is_library(&c.id)) {
         let mut grants = component_grants(app, c, vars)?;
+        for (n, dir) in grants.dirs.iter_mut().enumerate() {
+            if c.files[n].is_filtered() {
+                dir.host = mount_source(app, c, n).map_err(HostError::Config)?;
+            }
+        }
         grants.key_value = KvAccess::new(
             c.key_value_stores
                 .iter()
@@ -92,10 +99,11 @@ pub async fn from_manifest(
         let source = if c.dependencies.is_empty() {
             Source::File(c.source.clone())
         } else {
-            // Composed now (so a bad dependency stops the start), and again
-            // on every reload.
-            component_bytes(app, c).map_err(HostError::Config)?;
-            let (app, spec) = (Arc::new(app.clone()), c.clone());
+            // Composed when loaded, so again on every reload.
+            let app = composing
+                .get_or_insert_with(|| Arc::new(app.clone()))
+                .clone();
+            let spec = c.clone();
             Source::Made {
                 name: c.source.clone(),
                 make: Arc::new(move || component_bytes(&app, &spec)),
@@ -214,18 +222,17 @@ pub fn component_grants(
                 .map(|(value, _)| (name.clone(), value))
         }));
     Ok(Grants {
+        // Mounts with patterns are staged when the app is hosted
+        // (`from_manifest`), not each time grants are checked.
         dirs: c
             .files
             .iter()
-            .enumerate()
-            .map(|(n, f)| {
-                Ok(DirGrant {
-                    host: mount_source(app, c, n).map_err(HostError::Config)?,
-                    guest: f.destination.clone(),
-                    read_only: true,
-                })
+            .map(|f| DirGrant {
+                host: f.source.clone(),
+                guest: f.destination.clone(),
+                read_only: true,
             })
-            .collect::<Result<_, HostError>>()?,
+            .collect(),
         env: c.environment.clone(),
         outbound_http: outbound,
         config,

@@ -689,7 +689,29 @@ impl atomics::Host for KvView<'_> {
     }
 }
 
-impl batch::Host for KvView<'_> {
+/// The batch operations both drafts share; `$get_many` is the one whose
+/// result differs in shape.
+macro_rules! keyvalue_batch {
+    ($batch:path, $($get_many:tt)*) => {
+        impl $batch for KvView<'_> {
+            async fn set_many(&mut self, b: Resource<Bucket>, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "set-many", s.set_many(&pairs)).await
+            }
+
+            async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> Result<(), KvError> {
+                let s = self.store(&b)?;
+                op(self.metrics, self.trace, &s, "delete-many", s.delete_many(&keys)).await
+            }
+
+            $($get_many)*
+        }
+    };
+}
+pub(crate) use keyvalue_batch;
+
+keyvalue_batch!(
+    batch::Host,
     async fn get_many(
         &mut self,
         b: Resource<Bucket>,
@@ -698,28 +720,7 @@ impl batch::Host for KvView<'_> {
         let s = self.store(&b)?;
         op(self.metrics, self.trace, &s, "get-many", s.get_many(&keys)).await
     }
-
-    async fn set_many(
-        &mut self,
-        b: Resource<Bucket>,
-        pairs: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "set-many", s.set_many(&pairs)).await
-    }
-
-    async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(
-            self.metrics,
-            self.trace,
-            &s,
-            "delete-many",
-            s.delete_many(&keys),
-        )
-        .await
-    }
-}
+);
 
 struct HasKv;
 

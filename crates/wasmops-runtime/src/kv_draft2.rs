@@ -130,7 +130,8 @@ impl atomics::HostCas for KvView<'_> {
     }
 }
 
-impl batch::Host for KvView<'_> {
+crate::kv::keyvalue_batch!(
+    batch::Host,
     async fn get_many(
         &mut self,
         b: Resource<Bucket>,
@@ -144,25 +145,4 @@ impl batch::Host for KvView<'_> {
             .map(|(k, v)| (k, v.map(|(_, v)| v)))
             .collect())
     }
-
-    async fn set_many(
-        &mut self,
-        b: Resource<Bucket>,
-        pairs: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(self.metrics, self.trace, &s, "set-many", s.set_many(&pairs)).await
-    }
-
-    async fn delete_many(&mut self, b: Resource<Bucket>, keys: Vec<String>) -> Result<(), KvError> {
-        let s = self.store(&b)?;
-        op(
-            self.metrics,
-            self.trace,
-            &s,
-            "delete-many",
-            s.delete_many(&keys),
-        )
-        .await
-    }
-}
+);

@@ -508,77 +508,57 @@ impl SqlJob {
 
 use crate::sqlite::Connection;
 
-impl sqlite2::Host for SpinView<'_> {}
+/// `open`, `execute` and `drop` of a connection, the same in both interface
+/// versions; `$row` converts a row, `$extra` are the version's own methods.
+macro_rules! sqlite_connection {
+    ($m:ident, $row:ident, $($extra:tt)*) => {
+        impl $m::Host for SpinView<'_> {}
 
-impl sqlite2::HostConnection for SpinView<'_> {
-    async fn open(
-        &mut self,
-        database: String,
-    ) -> wasmtime::Result<Result<Resource<Connection>, sqlite2::Error>> {
-        Ok(self.sql_open(&database)?.map_err(Into::into))
-    }
+        impl $m::HostConnection for SpinView<'_> {
+            async fn open(
+                &mut self,
+                database: String,
+            ) -> wasmtime::Result<Result<Resource<Connection>, $m::Error>> {
+                Ok(self.sql_open(&database)?.map_err(Into::into))
+            }
 
-    async fn execute(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        parameters: Vec<sqlite2::Value>,
-    ) -> wasmtime::Result<Result<sqlite2::QueryResult, sqlite2::Error>> {
-        let params = parameters.into_iter().map(Into::into).collect();
-        Ok(self
-            .sql_execute(&c, statement, params)
-            .await
-            .map(|r| sqlite2::QueryResult {
-                columns: r.columns,
-                rows: r.rows.into_iter().map(row2).collect(),
-            })
-            .map_err(Into::into))
-    }
+            async fn execute(
+                &mut self,
+                c: Resource<Connection>,
+                statement: String,
+                parameters: Vec<$m::Value>,
+            ) -> wasmtime::Result<Result<$m::QueryResult, $m::Error>> {
+                let params = parameters.into_iter().map(Into::into).collect();
+                Ok(self
+                    .sql_execute(&c, statement, params)
+                    .await
+                    .map(|r| $m::QueryResult {
+                        columns: r.columns,
+                        rows: r.rows.into_iter().map($row).collect(),
+                    })
+                    .map_err(Into::into))
+            }
 
-    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.kv.table.delete(c)?;
-        Ok(())
-    }
+            async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+                self.kv.table.delete(c)?;
+                Ok(())
+            }
+
+            $($extra)*
+        }
+    };
 }
 
-impl sqlite3::Host for SpinView<'_> {}
-
-impl sqlite3::HostConnection for SpinView<'_> {
-    async fn open(
-        &mut self,
-        database: String,
-    ) -> wasmtime::Result<Result<Resource<Connection>, sqlite3::Error>> {
-        Ok(self.sql_open(&database)?.map_err(Into::into))
-    }
-
-    async fn execute(
-        &mut self,
-        c: Resource<Connection>,
-        statement: String,
-        parameters: Vec<sqlite3::Value>,
-    ) -> wasmtime::Result<Result<sqlite3::QueryResult, sqlite3::Error>> {
-        let params = parameters.into_iter().map(Into::into).collect();
-        Ok(self
-            .sql_execute(&c, statement, params)
-            .await
-            .map(|r| sqlite3::QueryResult {
-                columns: r.columns,
-                rows: r.rows.into_iter().map(row3).collect(),
-            })
-            .map_err(Into::into))
-    }
-
+sqlite_connection!(sqlite2, row2,);
+sqlite_connection! {
+    sqlite3,
+    row3,
     async fn last_insert_rowid(&mut self, c: Resource<Connection>) -> wasmtime::Result<i64> {
         Ok(self.kv.table.get(&c)?.last_insert_rowid)
     }
 
     async fn changes(&mut self, c: Resource<Connection>) -> wasmtime::Result<u64> {
         Ok(self.kv.table.get(&c)?.changes)
-    }
-
-    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.kv.table.delete(c)?;
-        Ok(())
     }
 }
 
@@ -710,79 +690,49 @@ impl SpinView<'_> {
 
 type R2<T> = wasmtime::Result<Result<T, redis2::Error>>;
 
+/// The Redis operations that only pass their arguments on, for one
+/// interface version: `v2` methods on the instance's view, `v3` ones on
+/// the store's accessor.
+macro_rules! redis_ops {
+    (v2: $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(&mut self, c: Resource<redis_out::Connection>, $($arg: $ty),*) -> R2<$ret> {
+                let c = self.redis(&c)?;
+                Ok(redis_out::ops::$name(&c, $($arg),*).await.map_err(Into::into))
+            }
+        )*
+    };
+    (v3: $($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(accessor: &Accessor<U, Self>, c: Resource<redis_out::Connection>, $($arg: $ty),*) -> R3<$ret> {
+                let c = redis3_conn(accessor, &c)?;
+                Ok(redis_out::ops::$name(&c, $($arg),*).await.map_err(Into::into))
+            }
+        )*
+    };
+}
+
+/// Those operations, listed once for both versions.
+macro_rules! redis_simple_ops {
+    ($v:ident) => {
+        redis_ops!($v:
+            publish(channel: String, payload: Vec<u8>) -> ();
+            get(key: String) -> Option<Vec<u8>>;
+            set(key: String, value: Vec<u8>) -> ();
+            incr(key: String) -> i64;
+            del(keys: Vec<String>) -> u32;
+            sadd(key: String, values: Vec<String>) -> u32;
+            smembers(key: String) -> Vec<String>;
+            srem(key: String, values: Vec<String>) -> u32;
+        );
+    };
+}
+
 impl redis2::Host for SpinView<'_> {}
 
 impl redis2::HostConnection for SpinView<'_> {
     async fn open(&mut self, address: String) -> R2<Resource<redis_out::Connection>> {
         Ok(self.redis_open(&address).await?.map_err(Into::into))
-    }
-    async fn publish(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> R2<()> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::publish(&c, channel, payload)
-            .await
-            .map_err(Into::into))
-    }
-    async fn get(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        key: String,
-    ) -> R2<Option<Vec<u8>>> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::get(&c, key).await.map_err(Into::into))
-    }
-    async fn set(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        value: Vec<u8>,
-    ) -> R2<()> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::set(&c, key, value)
-            .await
-            .map_err(Into::into))
-    }
-    async fn incr(&mut self, c: Resource<redis_out::Connection>, key: String) -> R2<i64> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::incr(&c, key).await.map_err(Into::into))
-    }
-    async fn del(&mut self, c: Resource<redis_out::Connection>, keys: Vec<String>) -> R2<u32> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::del(&c, keys).await.map_err(Into::into))
-    }
-    async fn sadd(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        values: Vec<String>,
-    ) -> R2<u32> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::sadd(&c, key, values)
-            .await
-            .map_err(Into::into))
-    }
-    async fn smembers(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        key: String,
-    ) -> R2<Vec<String>> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::smembers(&c, key).await.map_err(Into::into))
-    }
-    async fn srem(
-        &mut self,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        values: Vec<String>,
-    ) -> R2<u32> {
-        let c = self.redis(&c)?;
-        Ok(redis_out::ops::srem(&c, key, values)
-            .await
-            .map_err(Into::into))
     }
     async fn execute(
         &mut self,
@@ -800,6 +750,7 @@ impl redis2::HostConnection for SpinView<'_> {
     async fn drop(&mut self, c: Resource<redis_out::Connection>) -> wasmtime::Result<()> {
         self.redis_drop(c)
     }
+    redis_simple_ops!(v2);
 }
 
 type R3<T> = wasmtime::Result<Result<T, redis3::Error>>;
@@ -844,82 +795,6 @@ impl<U> redis3::HostConnectionWithStore<U> for HasSpin {
             Err(e) => Ok(Err(e.into())),
         }
     }
-    async fn publish(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> R3<()> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::publish(&c, channel, payload)
-            .await
-            .map_err(Into::into))
-    }
-    async fn get(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-    ) -> R3<Option<Vec<u8>>> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::get(&c, key).await.map_err(Into::into))
-    }
-    async fn set(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        value: Vec<u8>,
-    ) -> R3<()> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::set(&c, key, value)
-            .await
-            .map_err(Into::into))
-    }
-    async fn incr(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-    ) -> R3<i64> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::incr(&c, key).await.map_err(Into::into))
-    }
-    async fn del(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        keys: Vec<String>,
-    ) -> R3<u32> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::del(&c, keys).await.map_err(Into::into))
-    }
-    async fn sadd(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        values: Vec<String>,
-    ) -> R3<u32> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::sadd(&c, key, values)
-            .await
-            .map_err(Into::into))
-    }
-    async fn smembers(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-    ) -> R3<Vec<String>> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::smembers(&c, key).await.map_err(Into::into))
-    }
-    async fn srem(
-        accessor: &Accessor<U, Self>,
-        c: Resource<redis_out::Connection>,
-        key: String,
-        values: Vec<String>,
-    ) -> R3<u32> {
-        let c = redis3_conn(accessor, &c)?;
-        Ok(redis_out::ops::srem(&c, key, values)
-            .await
-            .map_err(Into::into))
-    }
     async fn execute(
         accessor: &Accessor<U, Self>,
         c: Resource<redis_out::Connection>,
@@ -933,6 +808,7 @@ impl<U> redis3::HostConnectionWithStore<U> for HasSpin {
             .map(|r| r.into_iter().map(Into::into).collect())
             .map_err(Into::into))
     }
+    redis_simple_ops!(v3);
 }
 
 struct HasSpin;
