@@ -86,25 +86,10 @@ fn component_import_capability(name: &str) -> Option<&'static str> {
     let Some(n) = InterfaceName::parse(name) else {
         return Some("unknown-import");
     };
-    // Spin's platform interfaces that the host provides: `fermyon:spin@2`
-    // (the Spin SDKs for WASIp2) and `spin:*@3` (the current SDKs).
-    if n.namespace == "fermyon" && n.package == "spin" {
-        return Some(match (n.interface, n.version) {
-            ("key-value", Some(v)) if v.starts_with("2.") => "key-value",
-            ("variables", Some(v)) if v.starts_with("2.") => "config",
-            ("sqlite", Some(v)) if v.starts_with("2.") => "sqlite",
-            ("redis", Some(v)) if v.starts_with("2.") => "outbound-redis",
-            _ => "unknown-import",
-        });
-    }
-    if n.namespace == "spin" {
-        return Some(match (n.package, n.interface, n.version) {
-            ("key-value", "key-value", Some(v)) if v.starts_with("3.") => "key-value",
-            ("variables", "variables", Some(v)) if v.starts_with("3.") => "config",
-            ("sqlite", "sqlite", Some(v)) if v.starts_with("3.") => "sqlite",
-            ("redis", "redis", Some(v)) if v.starts_with("3.") => "outbound-redis",
-            _ => "unknown-import",
-        });
+    // Spin's platform interfaces that the host provides; Spin's others
+    // (LLM, MQTT, databases) are unknown imports.
+    if n.namespace == "fermyon" || n.namespace == "spin" {
+        return Some(crate::validate::spin_capability(name).unwrap_or("unknown-import"));
     }
     if n.namespace != "wasi" {
         return Some("unknown-import");

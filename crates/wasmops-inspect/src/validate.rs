@@ -102,33 +102,32 @@ struct World {
     exports: &'static [&'static str],
     /// `pkg/iface` or `pkg/*` patterns (namespace `wasi` implied).
     imports: &'static [&'static str],
-    /// Other interfaces it provides: `ns:pkg/iface` and the major version.
-    others: &'static [(&'static str, u64)],
+    /// Whether it provides Spin's interfaces too.
+    spin: bool,
 }
 
-/// Spin's platform interfaces the wasmops host provides.
-const SPIN_INTERFACES: &[(&str, u64)] = &[
-    ("fermyon:spin/key-value", 2),
-    ("fermyon:spin/variables", 2),
-    ("fermyon:spin/sqlite", 2),
-    ("fermyon:spin/redis", 2),
-    ("spin:key-value/key-value", 3),
-    ("spin:variables/variables", 3),
-    ("spin:sqlite/sqlite", 3),
-    ("spin:redis/redis", 3),
+/// Spin's platform interfaces the wasmops host provides: the interface,
+/// its major version, and the capability it grants.
+pub(crate) const SPIN_INTERFACES: &[(&str, u64, &str)] = &[
+    ("fermyon:spin/key-value", 2, "key-value"),
+    ("fermyon:spin/variables", 2, "config"),
+    ("fermyon:spin/sqlite", 2, "sqlite"),
+    ("fermyon:spin/redis", 2, "outbound-redis"),
+    ("spin:key-value/key-value", 3, "key-value"),
+    ("spin:variables/variables", 3, "config"),
+    ("spin:sqlite/sqlite", 3, "sqlite"),
+    ("spin:redis/redis", 3, "outbound-redis"),
 ];
 
-/// Whether `name` is `ns:pkg/iface@MAJOR.x.y` for one of `others`.
-fn matches_other(name: &str, others: &[(&str, u64)]) -> bool {
-    let Some((base, version)) = name.split_once('@') else {
-        return false;
-    };
-    let Ok(v) = semver::Version::parse(version) else {
-        return false;
-    };
-    others
+/// The capability of `name` if it is one of Spin's interfaces the host
+/// provides (at its major version).
+pub(crate) fn spin_capability(name: &str) -> Option<&'static str> {
+    let (base, version) = name.split_once('@')?;
+    let v = semver::Version::parse(version).ok()?;
+    SPIN_INTERFACES
         .iter()
-        .any(|(n, major)| *n == base && v.major == *major)
+        .find(|(n, major, _)| *n == base && v.major == *major)
+        .map(|(.., cap)| *cap)
 }
 
 const WORLDS: &[World] = &[
@@ -152,7 +151,7 @@ const WORLDS: &[World] = &[
             "keyvalue/*",
             "config/*",
         ],
-        others: SPIN_INTERFACES,
+        spin: true,
     },
     World {
         name: "wasi:http/proxy",
@@ -168,7 +167,7 @@ const WORLDS: &[World] = &[
             "http/types",
             "http/outgoing-handler",
         ],
-        others: &[],
+        spin: false,
     },
     World {
         name: "wasi:cli/command",
@@ -182,7 +181,7 @@ const WORLDS: &[World] = &[
             "filesystem/*",
             "sockets/*",
         ],
-        others: &[],
+        spin: false,
     },
     World {
         name: "wasi:http/service",
@@ -198,7 +197,7 @@ const WORLDS: &[World] = &[
             "http/client",
             "http/handler",
         ],
-        others: &[],
+        spin: false,
     },
 ];
 
@@ -257,7 +256,7 @@ pub fn conforms(bytes: &[u8], world: &str) -> Result<Conformance, ConformError> 
                 .imports
                 .iter()
                 .any(|p| matches_world_item(name, p, w.minor))
-                || matches_other(name, w.others));
+                || (w.spin && spin_capability(name).is_some()));
         if !allowed {
             out.unsupported_imports.push(import.name.clone());
         }
@@ -289,12 +288,12 @@ mod tests {
         ));
         assert!(!matches_world_item("wasi:io/poll", "io/*", 2));
         assert!(!matches_world_item("acme:io/poll@0.2.0", "io/*", 2));
-        assert!(matches_other("spin:sqlite/sqlite@3.1.0", SPIN_INTERFACES));
-        assert!(matches_other(
-            "fermyon:spin/key-value@2.0.0",
-            SPIN_INTERFACES
-        ));
-        assert!(!matches_other("fermyon:spin/llm@2.0.0", SPIN_INTERFACES));
-        assert!(!matches_other("spin:sqlite/sqlite@4.0.0", SPIN_INTERFACES));
+        assert_eq!(spin_capability("spin:sqlite/sqlite@3.1.0"), Some("sqlite"));
+        assert_eq!(
+            spin_capability("fermyon:spin/key-value@2.0.0"),
+            Some("key-value")
+        );
+        assert_eq!(spin_capability("fermyon:spin/llm@2.0.0"), None);
+        assert_eq!(spin_capability("spin:sqlite/sqlite@4.0.0"), None);
     }
 }
