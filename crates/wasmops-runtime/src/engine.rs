@@ -43,7 +43,8 @@ pub struct EngineSettings {
     pub memory_keep_resident: usize,
     /// The same for tables.
     pub table_keep_resident: usize,
-    /// Pool slots kept warm (with their memory image mapped) for reuse.
+    /// Linear-memory slots kept warm (with their memory image mapped) for
+    /// reuse; at most [`EngineSettings::memory_slots`].
     pub warm_slots: u32,
     /// Where compiled artifacts are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
@@ -63,7 +64,17 @@ impl Default for EngineSettings {
     }
 }
 
+/// Linear memories reserved in the pool per component instance.
+const MEMORIES_PER_INSTANCE: u32 = 2;
+
 impl EngineSettings {
+    /// Linear-memory slots in the pool: the most that can be kept warm.
+    pub fn memory_slots(&self) -> u32 {
+        self.max_instances
+            .max(1)
+            .saturating_mul(MEMORIES_PER_INSTANCE)
+    }
+
     /// Settings for running a single command: no pool is reserved.
     pub fn for_command() -> Self {
         Self {
@@ -104,7 +115,7 @@ fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
     // Components instantiate several core instances (the program, adapters,
     // shims); most have one or two memories and a few tables.
     p.total_core_instances(n.saturating_mul(4));
-    p.total_memories(n.saturating_mul(2));
+    p.total_memories(s.memory_slots());
     p.total_tables(n.saturating_mul(4));
     p.total_stacks(n);
     p.max_memory_size(s.max_memory as usize);
@@ -114,7 +125,11 @@ fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
     // whole accessible memory up to keep-resident (a hello-world's ~1 MiB,
     // a fifth of a request's CPU), not just the pages the guest wrote.
     p.pagemap_scan(wasmtime::Enabled::Auto);
-    p.max_unused_warm_slots(s.warm_slots);
+    // wasmtime 48 splits the memory pool into one shard per core (at most
+    // 16), each with its share of this number; a thread allocates from its
+    // own shard first, so a slot is warm for a module only in the shard
+    // where it last ran.
+    p.max_unused_warm_slots(s.warm_slots.min(s.memory_slots()));
     p
 }
 

@@ -193,12 +193,17 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     settings.pooling = args.server.pool.allocator;
     settings.max_memory = args.limits.max_memory;
     settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
-    // Every slot may stay warm with its app: a slot that runs another app
-    // must be re-imaged, which halved requests/s with traffic spread over
-    // 200 apps (bench/node.sh). Running instances are bounded by the
-    // memory budget, which reserves each one's limit.
+    // Every memory slot may stay warm with its app: a slot that runs
+    // another app must be re-imaged (mmap, then page faults). wasmtime
+    // shards the pool per core and keeps a slot warm for the app that last
+    // ran in it, so with traffic on every core each app wants a warm slot
+    // in every shard; with only `max_instances` warm slots, split between
+    // two shards, traffic spread over 1,000 apps re-imaged a slot on most
+    // requests (bench/node.sh: 0.42 of one app's requests/s, 0.6 after).
+    // Running instances are bounded by the memory budget, which reserves
+    // each one's limit.
     settings.max_instances = u32::try_from(args.max_instances).unwrap_or(u32::MAX).max(1);
-    settings.warm_slots = args.server.pool.warm_slots.max(settings.max_instances);
+    settings.warm_slots = args.server.pool.warm_slots.max(settings.memory_slots());
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     let metrics = Arc::new(Metrics::new());
     let metrics_on = args.server.admin().is_some();
