@@ -21,7 +21,8 @@ fn main() -> anyhow::Result<()> {
     };
     let rt = Runtime::new(settings)?;
     let loaded = rt.load(&path)?;
-    let pre = ProxyPre::new(rt.linker()?.instantiate_pre(&loaded.component)?)?;
+    let engine = loaded.component.engine();
+    let pre = ProxyPre::new(rt.linker_for(engine)?.instantiate_pre(&loaded.component)?)?;
     let grants = Grants::default();
     let limits = Limits::default();
     let outbound = OutboundPolicy::new(Vec::new(), Arc::from("bench"), None, None);
@@ -34,7 +35,7 @@ fn main() -> anyhow::Result<()> {
         for i in 0..n + n / 10 {
             let start = Instant::now();
             let mut store = host::new_store(
-                rt.engine(),
+                engine,
                 &grants,
                 outbound.clone(),
                 &limits,

@@ -47,9 +47,9 @@ impl RunError {
 
 /// Prepares a command: links it and checks that it exports `wasi:cli/run`.
 pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::Host>, WorldError> {
-    let engine = rt.engine();
+    let engine = component.engine();
     let linker = rt
-        .linker()
+        .linker_for(engine)
         .map_err(|e| WorldError::Link(format!("{e:#}")))?;
     let pre = linker
         .instantiate_pre(component)
@@ -75,7 +75,7 @@ pub async fn run(
         None,
         None,
     );
-    let mut store = host::new_store(rt.engine(), grants, outbound, limits, Stdio::Inherit)
+    let mut store = host::new_store(component.engine(), grants, outbound, limits, Stdio::Inherit)
         .map_err(|e| RunError::Host(format!("{e:#}")))?;
     let result = async {
         let cmd = pre.instantiate_async(&mut store).await?;

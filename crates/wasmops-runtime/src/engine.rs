@@ -1,5 +1,13 @@
-//! The one engine of the process, tuned for many short-lived instances.
+//! The engines of the process, tuned for many short-lived instances.
 //!
+//! - Two engines, alike but for one setting: components that use the
+//!   component model's async ABI (WASIp3, Spin 3 interfaces) run on an
+//!   engine with concurrency support; all others on one without it, which
+//!   spares every instantiation and every call into the guest the
+//!   bookkeeping of guest tasks (about a quarter of a Rust hello-world's
+//!   instantiation, `bench/instantiate.sh`). A component is compiled for the
+//!   engine without it first and moves to the other only when it needs to
+//!   (see [`crate::load`]).
 //! - Pooling allocation, after probing that its address space can be
 //!   reserved; on-demand allocation otherwise (logged).
 //! - Copy-on-write memory images, and reset of the pages a guest dirtied by
@@ -84,24 +92,11 @@ impl EngineSettings {
     }
 }
 
-/// The process's runtime: the engine, the artifact cache and the epoch ticker.
-pub struct Runtime {
-    pub(crate) engine: Engine,
-    /// The host's linker, built once: adding every WASI, HTTP, key-value
-    /// and config function costs more than linking a component to it, and
-    /// a node links a component on every app load.
-    linker: std::sync::OnceLock<Arc<wasmtime::component::Linker<crate::host::Host>>>,
-    pub(crate) cache: Option<ArtifactCache>,
-    pub(crate) fingerprint: String,
-    pooling: bool,
-    settings: EngineSettings,
-    ticker: Option<EpochTicker>,
-}
-
-fn base_config() -> Config {
+fn base_config(concurrent: bool) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
-    c.wasm_component_model_async(true);
+    c.concurrency_support(concurrent);
+    c.wasm_component_model_async(concurrent);
     c.epoch_interruption(true);
     c.memory_init_cow(true);
     c.parallel_compilation(true);
@@ -133,35 +128,77 @@ fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
     p
 }
 
+/// One engine with its linker and artifact fingerprint.
+pub(crate) struct EngineSlot {
+    pub(crate) engine: Engine,
+    /// The host's linker, built once: adding every WASI, HTTP, key-value
+    /// and config function costs more than linking a component to it, and
+    /// a node links a component on every app load.
+    linker: std::sync::OnceLock<Arc<wasmtime::component::Linker<crate::host::Host>>>,
+    pub(crate) fingerprint: String,
+    pooling: bool,
+    concurrent: bool,
+}
+
+impl EngineSlot {
+    fn new(settings: &EngineSettings, concurrent: bool) -> anyhow::Result<Self> {
+        let pooled = |settings: &EngineSettings| {
+            let mut c = base_config(concurrent);
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                settings,
+            )));
+            Engine::new(&c)
+        };
+        let (engine, pooling) = match settings.pooling {
+            PoolingChoice::Never => (Engine::new(&base_config(concurrent))?, false),
+            PoolingChoice::Always => (pooled(settings)?, true),
+            PoolingChoice::Auto => match pooled(settings) {
+                Ok(e) => (e, true),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        "cannot reserve address space for the pooling allocator; falling back to on-demand allocation (slower instantiation)"
+                    );
+                    (Engine::new(&base_config(concurrent))?, false)
+                }
+            },
+        };
+        let fingerprint = engine_fingerprint(&engine, concurrent);
+        Ok(Self {
+            engine,
+            linker: std::sync::OnceLock::new(),
+            fingerprint,
+            pooling,
+            concurrent,
+        })
+    }
+
+    fn linker(&self) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+        if let Some(l) = self.linker.get() {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(crate::host::linker(&self.engine, self.concurrent)?);
+        Ok(self.linker.get_or_init(|| l).clone())
+    }
+}
+
+/// The process's runtime: the engines, the artifact cache and the epoch
+/// ticker.
+pub struct Runtime {
+    /// With concurrency support: components using the async ABI, and core
+    /// modules.
+    pub(crate) concurrent: EngineSlot,
+    /// Without: every other component.
+    pub(crate) sync: EngineSlot,
+    pub(crate) cache: Option<ArtifactCache>,
+    settings: EngineSettings,
+    ticker: Option<EpochTicker>,
+}
+
 impl Runtime {
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
-        let (engine, pooling) = match settings.pooling {
-            PoolingChoice::Never => (Engine::new(&base_config())?, false),
-            PoolingChoice::Always => {
-                let mut c = base_config();
-                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-                    &settings,
-                )));
-                (Engine::new(&c)?, true)
-            }
-            PoolingChoice::Auto => {
-                let mut c = base_config();
-                c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-                    &settings,
-                )));
-                match Engine::new(&c) {
-                    Ok(e) => (e, true),
-                    Err(e) => {
-                        tracing::warn!(
-                            error = %format!("{e:#}"),
-                            "cannot reserve address space for the pooling allocator; falling back to on-demand allocation (slower instantiation)"
-                        );
-                        (Engine::new(&base_config())?, false)
-                    }
-                }
-            }
-        };
-        let fingerprint = engine_fingerprint(&engine);
+        let concurrent = EngineSlot::new(&settings, true)?;
+        let sync = EngineSlot::new(&settings, false)?;
         let cache = match &settings.cache_dir {
             Some(dir) => match ArtifactCache::open(dir) {
                 Ok(c) => Some(c),
@@ -172,39 +209,47 @@ impl Runtime {
             },
             None => None,
         };
-        let ticker = Some(EpochTicker::spawn(engine.clone()));
+        let ticker = Some(EpochTicker::spawn(vec![
+            concurrent.engine.clone(),
+            sync.engine.clone(),
+        ]));
         Ok(Self {
-            engine,
-            linker: std::sync::OnceLock::new(),
+            concurrent,
+            sync,
             cache,
-            fingerprint,
-            pooling,
             settings,
             ticker,
         })
     }
 
+    /// The engine core modules (preview1 programs) are compiled for.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.concurrent.engine
     }
 
-    /// The linker with everything the host provides, made on first use.
-    pub fn linker(&self) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
-        if let Some(l) = self.linker.get() {
-            return Ok(l.clone());
+    /// The linker with everything the host provides to components compiled
+    /// for `engine` (one of this runtime's), made on first use.
+    pub fn linker_for(
+        &self,
+        engine: &Engine,
+    ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+        if Engine::same(engine, &self.sync.engine) {
+            self.sync.linker()
+        } else {
+            self.concurrent.linker()
         }
-        let l = Arc::new(crate::host::linker(&self.engine)?);
-        Ok(self.linker.get_or_init(|| l).clone())
     }
 
+    /// Whether instances come from a pool (both engines' pools were
+    /// reserved).
     pub fn pooling(&self) -> bool {
-        self.pooling
+        self.concurrent.pooling && self.sync.pooling
     }
 
     /// Whether pool slots are reset page by page, only where the guest
     /// wrote (Linux 6.7+ `PAGEMAP_SCAN`), rather than in whole.
     pub fn dirty_page_reset(&self) -> bool {
-        self.pooling && PoolingAllocationConfig::is_pagemap_scan_available()
+        self.pooling() && PoolingAllocationConfig::is_pagemap_scan_available()
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -223,8 +268,9 @@ impl Drop for Runtime {
 }
 
 /// A short hex string that changes whenever compiled code from this engine
-/// would differ: wasmtime's own compatibility hash, plus this crate's version.
-fn engine_fingerprint(engine: &Engine) -> String {
+/// would differ: wasmtime's own compatibility hash, which engine of the two
+/// it is, and this crate's version.
+fn engine_fingerprint(engine: &Engine, concurrent: bool) -> String {
     use std::hash::{Hash, Hasher};
     struct B3(blake3::Hasher);
     impl Hasher for B3 {
@@ -237,18 +283,19 @@ fn engine_fingerprint(engine: &Engine) -> String {
     }
     let mut h = B3(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(if concurrent { b"concurrent" } else { b"sync" });
     h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.0.finalize().to_hex()[..16].to_string()
 }
 
-/// Increments the engine's epoch every [`TICK`] until dropped.
+/// Increments the engines' epochs every [`TICK`] until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn spawn(engine: Engine) -> Self {
+    fn spawn(engines: Vec<Engine>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -256,7 +303,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    engine.increment_epoch();
+                    for e in &engines {
+                        e.increment_epoch();
+                    }
                 }
             })
             .expect("cannot spawn the epoch thread");

@@ -179,19 +179,21 @@ impl WasiHttpHooks for OutboundPolicy {
 
 /// The linker with everything the host provides: WASI 0.2 and 0.3,
 /// `wasi:http` of both, `wasi:keyvalue` and `wasi:config`.
-pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Host>> {
+pub fn linker(engine: &Engine, concurrent: bool) -> anyhow::Result<Linker<Host>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
-    wasmtime_wasi::p3::add_to_linker(&mut l)?;
-    wasmtime_wasi_http::p3::add_to_linker(&mut l)?;
+    if concurrent {
+        wasmtime_wasi::p3::add_to_linker(&mut l)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut l)?;
+    }
     crate::kv::add_to_linker(&mut l, |h: &mut Host| crate::kv::KvView {
         table: &mut h.table,
         access: &h.kv,
         metrics: h.hooks.shared.metrics.as_ref(),
         trace: h.hooks.shared.tracer.as_ref().zip(h.hooks.trace),
     })?;
-    crate::spin::add_to_linker(&mut l, |h: &mut Host| crate::spin::SpinView {
+    crate::spin::add_to_linker(&mut l, concurrent, |h: &mut Host| crate::spin::SpinView {
         kv: crate::kv::KvView {
             table: &mut h.table,
             access: &h.kv,

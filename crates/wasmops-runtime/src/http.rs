@@ -212,9 +212,9 @@ impl HttpHandler {
         metrics: Option<ComponentMetrics>,
         tracer: Option<Tracer>,
     ) -> Result<Self, WorldError> {
-        let engine = rt.engine();
+        let engine = component.engine();
         let linker = rt
-            .linker()
+            .linker_for(engine)
             .map_err(|e| WorldError::Link(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)

@@ -1,5 +1,12 @@
 //! Loading a component: read, classify, adapt core modules, compile or fetch
 //! from the artifact cache.
+//!
+//! A component is compiled for the engine without concurrency support
+//! (cheaper instances, see [`crate::engine`]) unless it cannot run there:
+//! compiling fails because it uses the async ABI, or it imports what only
+//! the concurrent engine's linker provides. It is then compiled for the
+//! concurrent engine, and only that artifact is kept, so the next load finds
+//! it at once.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,7 +15,7 @@ use wasmops_component::{DecodeError, Kind, one_line};
 use wasmtime::component::Component;
 
 use crate::cache::Lookup;
-use crate::engine::Runtime;
+use crate::engine::{EngineSlot, Runtime};
 
 /// Why a file could not be loaded. Displayed as one line that names the file.
 #[derive(Debug, thiserror::Error)]
@@ -83,13 +90,13 @@ impl Runtime {
         let Ok(bytes) = std::fs::read(path) else {
             return false;
         };
-        let Ok((bytes, Kind::Component | Kind::CoreModule)) = decode_input(path, &bytes) else {
+        let Ok((bytes, _)) = decode_input(path, &bytes) else {
             return false;
         };
         let digest = blake3::hash(&bytes).to_hex().to_string();
-        cache
-            .path_for(&format!("{digest}-{}", self.fingerprint))
-            .is_file()
+        [&self.sync, &self.concurrent]
+            .iter()
+            .any(|slot| cache.path_for(&component_key(&digest, slot)).is_file())
     }
 
     /// Loads a component from bytes; `path` is only used in messages.
@@ -98,38 +105,55 @@ impl Runtime {
         let (bytes, source_kind) = decode_input(path, bytes)?;
         let bytes = &bytes[..];
         let digest = blake3::hash(bytes).to_hex().to_string();
-        let key = format!("{digest}-{}", self.fingerprint);
-        let (component, cache) = self.cached(
-            path,
-            &key,
-            // SAFETY: cache payloads are produced by `Component::serialize`
-            // of an engine with the same fingerprint, and their checksum was
-            // verified, so they are the bytes we wrote.
-            |engine, payload| unsafe { Component::deserialize(engine, payload) },
-            |engine| {
-                let adapted;
-                let component_bytes = match source_kind {
-                    Kind::Component => bytes,
-                    Kind::CoreModule => {
-                        let info = wasmops_component::core_module_info(bytes)
-                            .map_err(|source| decode_err(path, source))?;
-                        if !info.imports_preview1 {
-                            return Err(LoadError::NotAdaptable {
-                                path: path.to_owned(),
-                            });
-                        }
-                        adapted = wasmops_component::componentize_preview1(bytes)
-                            .map_err(|source| decode_err(path, source))?;
-                        &adapted[..]
+        let compile = |engine: &wasmtime::Engine| {
+            let component_bytes = component_bytes(path, bytes, source_kind)?;
+            Component::new(engine, &component_bytes).map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                message: compile_message(&e),
+            })
+        };
+        let load = |slot: &EngineSlot| {
+            self.cached(
+                path,
+                &component_key(&digest, slot),
+                slot,
+                // SAFETY: cache payloads are produced by `Component::serialize`
+                // of an engine with the same fingerprint, and their checksum
+                // was verified, so they are the bytes we wrote.
+                |engine, payload| unsafe { Component::deserialize(engine, payload) },
+                compile,
+                Component::serialize,
+            )
+        };
+        // Compiled for the concurrent engine before: straight there.
+        let known_concurrent = self.cache.as_ref().is_some_and(|c| {
+            c.path_for(&component_key(&digest, &self.concurrent))
+                .is_file()
+                && !c.path_for(&component_key(&digest, &self.sync)).is_file()
+        });
+        let sync = if known_concurrent {
+            None
+        } else {
+            match load(&self.sync) {
+                Ok((component, cache)) if self.links_without_concurrency(&component) => {
+                    Some((component, cache))
+                }
+                Ok(_) => {
+                    if let Some(cache) = &self.cache {
+                        cache.remove(&component_key(&digest, &self.sync));
                     }
-                };
-                Component::new(engine, component_bytes).map_err(|e| LoadError::Compile {
-                    path: path.to_owned(),
-                    message: compile_message(&e),
-                })
-            },
-            Component::serialize,
-        )?;
+                    None
+                }
+                // Uses the async ABI (or is broken: then the concurrent
+                // engine's compile says so).
+                Err(LoadError::Compile { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let (component, cache) = match sync {
+            Some(loaded) => loaded,
+            None => load(&self.concurrent)?,
+        };
         Ok(Loaded {
             component,
             source_kind,
@@ -137,6 +161,13 @@ impl Runtime {
             cache,
             elapsed: start.elapsed(),
         })
+    }
+
+    /// Whether everything `component` imports is provided without
+    /// concurrency support.
+    fn links_without_concurrency(&self, component: &Component) -> bool {
+        self.linker_for(component.engine())
+            .is_ok_and(|l| l.instantiate_pre(component).is_ok())
     }
 
     /// Loads a WASI preview1 core module as a module (not adapted into a
@@ -148,10 +179,11 @@ impl Runtime {
     ) -> Result<(wasmtime::Module, CacheOutcome), LoadError> {
         let (bytes, _) = decode_input(path, bytes)?;
         let digest = blake3::hash(&bytes).to_hex().to_string();
-        let key = format!("{digest}-p1-{}", self.fingerprint);
+        let key = format!("{digest}-p1-{}", self.concurrent.fingerprint);
         self.cached(
             path,
             &key,
+            &self.concurrent,
             // SAFETY: as for components, the payload is what
             // `Module::serialize` of an engine with this fingerprint wrote.
             |engine, payload| unsafe { wasmtime::Module::deserialize(engine, payload) },
@@ -170,15 +202,16 @@ impl Runtime {
         &self,
         path: &Path,
         key: &str,
+        slot: &EngineSlot,
         deserialize: impl Fn(&wasmtime::Engine, &[u8]) -> wasmtime::Result<T>,
-        compile: impl FnOnce(&wasmtime::Engine) -> Result<T, LoadError>,
+        compile: impl Fn(&wasmtime::Engine) -> Result<T, LoadError>,
         serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
     ) -> Result<(T, CacheOutcome), LoadError> {
         let mut outcome = CacheOutcome::Disabled;
         if let Some(cache) = &self.cache {
             outcome = CacheOutcome::Miss;
             match cache.get(key) {
-                Lookup::Hit(payload) => match deserialize(&self.engine, &payload) {
+                Lookup::Hit(payload) => match deserialize(&slot.engine, &payload) {
                     Ok(t) => return Ok((t, CacheOutcome::Hit)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "stale compiled artifact; recompiling");
@@ -193,7 +226,7 @@ impl Runtime {
                 Lookup::Miss => {}
             }
         }
-        let compiled = compile(&self.engine)?;
+        let compiled = compile(&slot.engine)?;
         if let Some(cache) = &self.cache {
             match serialize(&compiled) {
                 Ok(payload) => {
@@ -207,6 +240,34 @@ impl Runtime {
             }
         }
         Ok((compiled, outcome))
+    }
+}
+
+/// The artifact cache's name for a component compiled for `slot`'s engine.
+fn component_key(digest: &str, slot: &EngineSlot) -> String {
+    format!("{digest}-{}", slot.fingerprint)
+}
+
+/// The component to compile: `bytes` itself, or a preview1 module adapted.
+fn component_bytes<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    kind: Kind,
+) -> Result<std::borrow::Cow<'a, [u8]>, LoadError> {
+    match kind {
+        Kind::Component => Ok(bytes.into()),
+        Kind::CoreModule => {
+            let info = wasmops_component::core_module_info(bytes)
+                .map_err(|source| decode_err(path, source))?;
+            if !info.imports_preview1 {
+                return Err(LoadError::NotAdaptable {
+                    path: path.to_owned(),
+                });
+            }
+            wasmops_component::componentize_preview1(bytes)
+                .map(Into::into)
+                .map_err(|source| decode_err(path, source))
+        }
     }
 }
 

@@ -818,8 +818,11 @@ impl HasData for HasSpin {
 }
 
 /// Adds Spin's key-value and variables interfaces to the linker.
+/// Adds Spin's interfaces; the `spin:*@3` ones (async functions) only to a
+/// linker of an engine with concurrency support.
 pub fn add_to_linker<T: Send + 'static>(
     l: &mut Linker<T>,
+    concurrent: bool,
     f: fn(&mut T) -> SpinView<'_>,
 ) -> wasmtime::Result<()> {
     key_value::add_to_linker::<T, HasSpin>(l, f)?;
@@ -827,10 +830,12 @@ pub fn add_to_linker<T: Send + 'static>(
     config_draft::add_to_linker::<T, HasSpin>(l, f)?;
     sqlite2::add_to_linker::<T, HasSpin>(l, f)?;
     redis2::add_to_linker::<T, HasSpin>(l, f)?;
-    key_value3::add_to_linker::<T, HasSpin>(l, f)?;
-    variables3::add_to_linker::<T, HasSpin>(l, f)?;
-    sqlite3::add_to_linker::<T, HasSpin>(l, f)?;
-    redis3::add_to_linker::<T, HasSpin>(l, f)?;
+    if concurrent {
+        key_value3::add_to_linker::<T, HasSpin>(l, f)?;
+        variables3::add_to_linker::<T, HasSpin>(l, f)?;
+        sqlite3::add_to_linker::<T, HasSpin>(l, f)?;
+        redis3::add_to_linker::<T, HasSpin>(l, f)?;
+    }
     Ok(())
 }
 
