@@ -316,3 +316,60 @@ fn compile_message(e: &wasmtime::Error) -> String {
         msg
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineSettings;
+    use wasmtime::Engine;
+
+    fn artifacts(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm")
+            })
+            .count()
+    }
+
+    #[test]
+    fn only_components_using_the_async_abi_go_to_the_concurrent_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(EngineSettings {
+            cache_dir: Some(dir.path().to_owned()),
+            ..EngineSettings::for_command()
+        })
+        .unwrap();
+        let p2 = rt.load(Path::new(test_programs::HELLO)).unwrap();
+        assert!(Engine::same(p2.component.engine(), &rt.sync.engine));
+        for p3 in [test_programs::HELLO_P3, test_programs::SPIN_APIS_P3] {
+            let loaded = rt.load(Path::new(p3)).unwrap();
+            assert!(
+                Engine::same(loaded.component.engine(), &rt.concurrent.engine),
+                "{p3}"
+            );
+            // It links there (the async interfaces are in that linker only).
+            rt.linker_for(loaded.component.engine())
+                .unwrap()
+                .instantiate_pre(&loaded.component)
+                .unwrap();
+            assert!(rt.is_cached(Path::new(p3)));
+        }
+        // One artifact per component: the one that runs.
+        assert_eq!(artifacts(dir.path()), 3);
+        // Found again at once, on the engine it runs on.
+        let again = rt.load(Path::new(test_programs::HELLO_P3)).unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(
+            again.component.engine(),
+            &rt.concurrent.engine
+        ));
+        let again = rt.load(Path::new(test_programs::HELLO)).unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(again.component.engine(), &rt.sync.engine));
+    }
+}
