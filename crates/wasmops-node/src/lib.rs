@@ -203,6 +203,11 @@ pub struct Node {
     budget: Arc<MemoryBudget>,
     /// Apps with a deploy, rollback or delete under way.
     changing: Mutex<HashSet<String>>,
+    /// Held from the route check of a change until its table is in place.
+    /// Every change builds the new table from the current one: two changes
+    /// to different apps at once would otherwise each drop the other's app
+    /// (and a host both claim would pass both checks).
+    table_change: Mutex<()>,
     started: Instant,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) stats: NodeStats,
@@ -237,6 +242,7 @@ impl Node {
             config,
             budget,
             changing: Mutex::new(HashSet::new()),
+            table_change: Mutex::new(()),
             started: Instant::now(),
             ready: Arc::new(AtomicBool::new(false)),
             stats: NodeStats::default(),
@@ -747,12 +753,14 @@ impl Node {
             };
             // Compile and link before anything changes.
             let handler = Arc::new(self.host(name, &draft)?);
+            let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
             // The routes must not clash with another app's.
             let trial = self.slot(name, draft, None);
             build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
             let version = self.state.deploy(name, digest, source, &spec, by)?;
             let slot = self.slot(name, version.clone(), Some(handler));
             self.install(self.with_app(name, Some(slot)))?;
+            drop(table);
             // The new version stays loaded, ready for its traffic, within
             // the bounds.
             if self.over_bounds() {
@@ -799,11 +807,13 @@ impl Node {
                 )?,
             };
         let handler = Arc::new(self.host(name, target)?);
+        let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
         let trial = self.slot(name, target.clone(), None);
         build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
         let version = self.state.rollback(name, Some(target.version), by)?;
         let slot = self.slot(name, version.clone(), Some(handler));
         self.install(self.with_app(name, Some(slot)))?;
+        drop(table);
         if self.over_bounds() {
             self.sweep();
         }
@@ -834,9 +844,11 @@ impl Node {
     /// Removes an app: no new request reaches it; requests in flight finish.
     pub fn delete(&self, name: &str, by: &str) -> Result<(), ChangeError> {
         let _guard = self.begin_change(name)?;
+        let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.table().get(name).cloned();
         self.state.delete(name)?;
         self.install(self.with_app(name, None))?;
+        drop(table);
         if let Some(old) = old {
             let series = std::mem::take(&mut *old.series.lock().unwrap_or_else(|p| p.into_inner()));
             for (component, route) in series {

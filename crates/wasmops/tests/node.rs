@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -2440,4 +2441,91 @@ async fn a_secret_variable_comes_from_the_secret_mount_not_the_configmap() {
     let r = get_host(&node, "x.test", "/").await;
     assert!(r.text().contains("Welcome to webapp"), "{}", r.text());
     assert!(!node.log().contains(secret));
+}
+
+/// Deploys of different apps at the same moment each build the routing
+/// table from the current one: every app must still be routed afterwards
+/// (without a restart), and of two apps claiming one host exactly one wins,
+/// with the state and the table agreeing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deploys_of_different_apps_all_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let node = start_node(&data, &tokens, &[]);
+    let api = Arc::new(Api::new(&node));
+    wait_ready(&api).await;
+    let hello = std::fs::read(test_programs::HELLO).unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(hello),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let digest = v["digest"].as_str().unwrap().to_string();
+    const APPS: usize = 48;
+    let put = |name: String, host: String| {
+        let api = api.clone();
+        let deployer = deployer.clone();
+        let body = serde_json::json!({ "digest": digest, "hosts": [host] });
+        async move {
+            api.call(
+                "PUT",
+                &format!("/v1/apps/{name}"),
+                "/v1/apps/{name}",
+                Some(&deployer),
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..APPS {
+        tasks.spawn(put(format!("app{i}"), format!("app{i}.test")));
+    }
+    // Two apps, one host.
+    tasks.spawn(put("claim-a".into(), "claimed.test".into()));
+    tasks.spawn(put("claim-b".into(), "claimed.test".into()));
+    let mut statuses = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        statuses.push(r.unwrap());
+    }
+    let ok = statuses
+        .iter()
+        .filter(|(s, _)| *s == 201 || *s == 200)
+        .count();
+    let conflicts: Vec<_> = statuses.iter().filter(|(s, _)| *s == 409).collect();
+    assert_eq!((ok, conflicts.len()), (APPS + 1, 1), "{statuses:?}");
+    assert!(
+        conflicts[0].1["error"]
+            .as_str()
+            .unwrap()
+            .contains("claimed.test"),
+        "{statuses:?}"
+    );
+    for i in 0..APPS {
+        let r = get_host(&node, &format!("app{i}.test"), "/").await;
+        assert_eq!(r.status, 200, "app{i}: {}", r.text());
+    }
+    let r = get_host(&node, "claimed.test", "/").await;
+    assert_eq!(r.status, 200);
+    let (_, v) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&deployer), None)
+        .await;
+    let names: BTreeSet<&str> = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), APPS + 1, "{v}");
+    assert!(
+        names.contains("claim-a") != names.contains("claim-b"),
+        "{v}"
+    );
 }
