@@ -142,7 +142,7 @@ pub(crate) struct EngineSlot {
 
 impl EngineSlot {
     fn new(settings: &EngineSettings, concurrent: bool) -> anyhow::Result<Self> {
-        let pooled = |settings: &EngineSettings| {
+        let pooled = || {
             let mut c = base_config(concurrent);
             c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
                 settings,
@@ -151,8 +151,8 @@ impl EngineSlot {
         };
         let (engine, pooling) = match settings.pooling {
             PoolingChoice::Never => (Engine::new(&base_config(concurrent))?, false),
-            PoolingChoice::Always => (pooled(settings)?, true),
-            PoolingChoice::Auto => match pooled(settings) {
+            PoolingChoice::Always => (pooled()?, true),
+            PoolingChoice::Auto => match pooled() {
                 Ok(e) => (e, true),
                 Err(e) => {
                     tracing::warn!(

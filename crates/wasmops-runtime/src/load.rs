@@ -135,7 +135,12 @@ impl Runtime {
             None
         } else {
             match load(&self.sync) {
-                Ok((component, cache)) if self.links_without_concurrency(&component) => {
+                // An artifact of this engine is kept only once it linked
+                // here, so a cached one needs no second check (the caller
+                // links it anyway).
+                Ok((component, cache))
+                    if cache == CacheOutcome::Hit || self.links_without_concurrency(&component) =>
+                {
                     Some((component, cache))
                 }
                 Ok(_) => {
