@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
 """Serving by language: the templates' hello-world components (Rust,
 JavaScript, Python), each under `wasmops serve` (fresh instance per request),
-`wasmops serve --instance-reuse N`, and `wasmtime serve`, in alternated
-rounds on free loopback ports. Reports requests/s, p50, p99, the server's
-RSS after the run, and wasmops' mean instantiation per request.
+`wasmops serve --workers auto` (one process per core), `wasmops serve
+--instance-reuse N`, and `wasmtime serve`, in alternated rounds on free
+loopback ports. Reports requests/s, p50, p99, the server's RSS after the run
+(worker processes included), and wasmops' mean instantiation per request.
 """
 import argparse, json, os, platform, re, statistics, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from node_bench import rss_kib  # noqa: E402
 from serve_bench import Server, free_port, wrk  # noqa: E402
+
+
+def tree_rss_kib(pid):
+    """RSS of a process and its children (worker processes)."""
+    total = rss_kib(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        kids = []
+    return total + sum(tree_rss_kib(k) for k in kids)
 
 
 def main():
@@ -37,6 +49,9 @@ def main():
         wasmtime_flags = ["-Scli", "-Sp3", "-Wcomponent-model-async"] if p3 else ["-Scli"]
         servers = [
             Server("wasmops serve", lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}", *log], env),
+            Server("wasmops serve --workers auto",
+                   lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}",
+                                      "--workers", "auto", *log], env),
             Server(f"wasmops serve --instance-reuse {a.reuse}",
                    lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}",
                                       "--instance-reuse", str(a.reuse), *log], env),
@@ -44,7 +59,7 @@ def main():
         ]
         if p3:
             # A WASIp3 component's requests share one instance already.
-            servers.pop(1)
+            servers.pop(2)
         rows = {s.name: [] for s in servers}
         for r in range(a.rounds):
             order = servers if r % 2 == 0 else list(reversed(servers))
@@ -52,12 +67,13 @@ def main():
                 s.start(free_port())
                 wrk(s.url, 1, 4, 2)  # warm-up
                 res = wrk(s.url, a.wrk_threads, a.connections, a.duration)
-                res["rss_kib"] = rss_kib(s.proc.pid)
+                res["rss_kib"] = tree_rss_kib(s.proc.pid)
                 # One connection: a request's own latency, no queueing.
                 res["one_conn_p50_us"] = wrk(s.url, 1, 1, max(3, a.duration // 2))["p50_us"]
                 text = s.stop()
-                m = re.search(r'"mean_instantiate_us":([\d.]+)', text)
-                res["instantiate_us"] = float(m.group(1)) if m else None
+                # One `stopped` line per process (each worker's own).
+                m = [float(x) for x in re.findall(r'"mean_instantiate_us":([\d.]+)', text)]
+                res["instantiate_us"] = statistics.mean(m) if m else None
                 rows[s.name].append(res)
                 print(f"{lang} round {r + 1} {s.name}: {res['rps']:.0f} req/s p50 {res['p50_us']:.0f}us "
                       f"p99 {res['p99_us']:.0f}us rss {res['rss_kib'] // 1024} MiB", file=sys.stderr)

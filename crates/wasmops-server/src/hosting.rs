@@ -57,8 +57,8 @@ pub struct Listeners {
 /// The listeners, bound: a taken port is reported before anything slow
 /// (building, compiling) happens.
 pub struct Bound {
-    listener: tokio::net::TcpListener,
-    admin: Option<tokio::net::TcpListener>,
+    pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) admin: Option<tokio::net::TcpListener>,
     shutdown_grace: Duration,
 }
 
@@ -66,6 +66,17 @@ impl Listeners {
     /// Binds both listeners (inside the async runtime). The admin
     /// listener's errors name the flag that moves or disables it.
     pub fn bind(self) -> anyhow::Result<Bound> {
+        // A worker process serves the listener its supervisor passed down,
+        // and its own admin endpoints on a loopback port of the system's
+        // choosing, for the supervisor to read.
+        if crate::workers::this_worker().is_some() {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            return Ok(Bound {
+                listener: crate::workers::inherited_listener()?,
+                admin: Some(crate::bind(loopback)?),
+                shutdown_grace: self.shutdown_grace,
+            });
+        }
         let listener = crate::bind(self.listen)?;
         let admin = match self.admin {
             None => None,
@@ -115,12 +126,15 @@ where
     let listener = l.listener;
     let addr = listener.local_addr()?;
     let admin_listener = l.admin;
+    let worker = crate::workers::this_worker();
+    let admin_addr = admin_listener.as_ref().and_then(|a| a.local_addr().ok());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
     let admin_task = match admin_listener {
         Some(al) => {
-            let admin_addr = al.local_addr()?;
-            eprintln!("wasmops: admin on http://{admin_addr}/");
+            if worker.is_none() {
+                eprintln!("wasmops: admin on http://{}/", al.local_addr()?);
+            }
             let admin = Admin {
                 metrics,
                 ready: ready.clone(),
@@ -144,7 +158,10 @@ where
         None => None,
     };
     on_ready(addr);
-    eprintln!("wasmops: serving http://{addr}/");
+    match worker {
+        None => eprintln!("wasmops: serving http://{addr}/"),
+        Some(_) => crate::workers::report_ready(admin_addr),
+    }
     let options = ServeOptions {
         shutdown_grace: l.shutdown_grace,
         ..ServeOptions::default()

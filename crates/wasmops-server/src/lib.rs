@@ -7,6 +7,7 @@
 
 pub mod hosting;
 pub mod router;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -255,9 +255,16 @@ pub struct ServerArgs {
     /// that port is taken, the server runs without it and says so].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_admin)]
     pub admin_listen: Option<AdminAddr>,
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: one per core; one per worker process with
+    /// --workers].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub threads: Option<usize>,
+    /// Serve from N processes sharing the listener (`auto`: one per core),
+    /// each with its own instance pool and a share of the memory budget.
+    /// Faster than threads for guests that write much of their memory image
+    /// (Python, JavaScript); see docs/workers.md [default: 1].
+    #[arg(long, value_name = "N|auto", value_parser = wasmops_server::workers::parse_workers)]
+    pub workers: Option<usize>,
     #[command(flatten)]
     pub pool: PoolArgs,
     #[command(flatten)]
@@ -265,6 +272,20 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The worker processes to start, when this process is to supervise
+    /// them (more than one asked for, and this is not a worker itself).
+    pub fn supervise(&self) -> Option<usize> {
+        let n = self.workers.unwrap_or(1);
+        (n > 1 && wasmops_server::workers::this_worker().is_none()).then_some(n)
+    }
+
+    /// The async runtime's threads: the flag, else one per worker process,
+    /// else one per core.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
+            .or_else(|| wasmops_server::workers::this_worker().map(|_| 1))
+    }
+
     /// The process's memory budget: the flag, else the app's setting, else
     /// the machine's default. Refused when one instance's memory limit
     /// (`largest_limit`) could never fit in it.
@@ -278,6 +299,11 @@ impl ServerArgs {
             .or(manifest)
             .or_else(wasmops_runtime::budget::default_budget)
             .unwrap_or(16 << 30);
+        // Each worker process holds its share.
+        let bytes = match wasmops_server::workers::this_worker() {
+            Some(w) => bytes / w.count as u64,
+            None => bytes,
+        };
         if largest_limit > bytes {
             anyhow::bail!(
                 "the memory limit of one instance ({}) is larger than the memory budget ({}); raise --memory-budget or lower the memory limit",

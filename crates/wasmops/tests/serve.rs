@@ -810,6 +810,8 @@ fn flags_follow_the_manifest_rules() {
         &["--timeout", "0s"][..],
         &["--max-concurrency", "0"],
         &["--threads", "0"],
+        &["--workers", "0"],
+        &["--workers", "many"],
         &["--max-memory", "0"],
         &["--max-memory", "10KiB"],
         &["--max-body", "0"],
@@ -898,4 +900,128 @@ fn a_taken_default_admin_port_turns_the_admin_endpoints_off() {
     ]);
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("--admin-listen"), "{}", out.stderr);
+}
+
+/// The worker processes of a supervisor.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Sum of a counter family's samples whose line contains every `needle`.
+fn metric_sum(text: &str, name: &str, needles: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_share_the_listener_come_back_and_stop_together() {
+    let mut server = Server::start(test_programs::HELLO, &["--workers", "2"]);
+    assert!(
+        server.log().contains("wasmops: 2 worker processes"),
+        "{}",
+        server.log()
+    );
+    let workers = children(server.pid());
+    assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
+    // Every request on its own connection: whichever worker accepts it.
+    for _ in 0..40 {
+        let r = get(&server.url("/")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "Hello, world!\n");
+    }
+    // The supervisor's /metrics gathers both workers, each labelled.
+    let m = get(&server.admin_url("/metrics")).await;
+    assert_eq!(m.status, 200);
+    let m = m.text();
+    assert!(
+        m.contains("worker=\"0\"") && m.contains("worker=\"1\""),
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "wasmops_http_requests_total{",
+            &["status_class=\"2xx\""]
+        ),
+        40.0,
+        "{m}"
+    );
+    // One `# TYPE` line per family, though two workers report it.
+    assert_eq!(
+        m.lines()
+            .filter(|l| *l == "# TYPE wasmops_http_requests counter")
+            .count(),
+        1,
+        "{m}"
+    );
+    assert_eq!(get(&server.admin_url("/readyz")).await.status, 200);
+
+    // A worker that dies is started again, and serving goes on.
+    unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) };
+    let start = Instant::now();
+    loop {
+        let now = children(server.pid());
+        if now.len() == 2
+            && !now.contains(&workers[1])
+            && get(&server.admin_url("/readyz")).await.status == 200
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the worker did not come back: {now:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(get(&server.url("/")).await.status, 200);
+    }
+    let log = server.wait_log("starting it again");
+    assert!(log.contains("a worker process exited"), "{log}");
+
+    // SIGTERM to the supervisor stops every worker, and it exits 0.
+    let now = children(server.pid());
+    server.signal(libc::SIGTERM);
+    let status = server.wait(Duration::from_secs(30)).expect("did not stop");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    for pid in now {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived the supervisor"
+        );
+    }
+}
+
+#[test]
+fn a_worker_that_cannot_start_ends_the_supervisor_with_its_error() {
+    let (code, log) = Server::try_start(
+        fixture("not-wasm.txt").to_str().unwrap(),
+        &["--log-format", "text", "--workers", "2"],
+    )
+    .err()
+    .unwrap();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("not a WebAssembly binary"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error, from the first worker: {log}");
+    // `node` keeps its state in one process: the flag is refused there.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "node",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    assert_one_line_error(&out);
+    assert!(out.stderr.contains("--workers"), "{}", out.stderr);
 }

@@ -321,6 +321,33 @@ async fn concurrent_increments_are_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_stay_exact_across_worker_processes() {
+    let dir = app_dir(KV_APP);
+    // Worker processes share the embedded store's file.
+    let server = Server::up(dir.path(), &["--workers", "2"], &[]);
+    assert!(
+        server.log().contains("wasmops: 2 worker processes"),
+        "{}",
+        server.log()
+    );
+    let values = increments(&server, "hits", 8, 400).await;
+    assert_eq!(values, (1..=400).collect::<Vec<u64>>());
+    assert_eq!(get(&server.url("/api/kv/hits")).await.text(), "400");
+    // --watch reloads one process.
+    let out = common::run(&[
+        "up",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--watch",
+        "--workers",
+        "2",
+    ]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("--watch"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = app_dir(KV_APP);
     let server = Server::up(dir.path(), &[], &[]);

@@ -163,6 +163,11 @@ fn token(args: &TokenArgs) -> anyhow::Result<i32> {
 }
 
 fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
+    if args.server.workers.is_some_and(|n| n > 1) {
+        anyhow::bail!(
+            "--workers: the node keeps its apps, deploy state and admin API in one process; drop the flag (run several nodes behind a load balancer to use more processes)"
+        );
+    }
     let tokens = match &args.tokens_file {
         Some(f) => Tokens::load(f).map_err(anyhow::Error::msg)?,
         None => {

@@ -69,7 +69,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .max(1);
 
     // The listeners first: a taken port is reported before compiling.
-    let tokio = hosting::tokio_runtime(args.server.threads)?;
+    let tokio = hosting::tokio_runtime(args.server.threads())?;
     let bound = {
         let _enter = tokio.enter();
         hosting::Listeners {
@@ -80,6 +80,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         }
         .bind()?
     };
+    if let Some(n) = args.server.supervise() {
+        return wasmops_server::workers::supervise(&tokio, bound, n);
+    }
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
     let source = match super::oci::read_source(&args.file, &args.source)? {

@@ -112,9 +112,14 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     }
     // The listeners before building and compiling: a taken port is
     // reported at once.
-    let tokio = hosting::tokio_runtime(args.server.threads)?;
+    if args.watch && args.server.supervise().is_some() {
+        anyhow::bail!(
+            "--watch reloads one process: it cannot be combined with --workers; drop one of them"
+        );
+    }
+    let tokio = hosting::tokio_runtime(args.server.threads())?;
     let _enter = tokio.enter();
-    let bound = if args.check {
+    let mut bound = if args.check {
         None
     } else {
         Some(
@@ -156,6 +161,12 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     // Outbound hosts and templates are checked before anything compiles.
     for c in &app.components {
         wasmops_app::manifest::component_grants(&app, c, &vars)?;
+    }
+    // Built and checked once: the workers compile and serve.
+    if let Some(n) = args.server.supervise()
+        && let Some(bound) = bound.take()
+    {
+        return wasmops_server::workers::supervise(&tokio, bound, n);
     }
 
     let mut settings = EngineSettings::default();

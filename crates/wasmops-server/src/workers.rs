@@ -1,0 +1,491 @@
+//! Worker processes: `--workers N` serves one listener from N processes.
+//!
+//! Why processes and not only threads: a guest that writes to many pages of
+//! its memory image (an interpreter: CPython, SpiderMonkey) takes a
+//! copy-on-write fault on each, and every such fault on a page that was
+//! mapped must flush that page from the TLB of every core running the same
+//! address space, by inter-processor interrupt. With one process on every
+//! core, those flushes cost a Python hello-world as much as the second core
+//! gives it. Each worker process has its own address space, so a fault
+//! flushes only its own core. See ARCHITECTURE.md, "Worker processes".
+//!
+//! The supervisor (the process the user started) binds the listeners, then
+//! starts each worker as the same executable with the same arguments and
+//! `WASMOPS_WORKER=<index>/<count>` in its environment. The app listener is
+//! passed as file descriptor 3; the worker answers on descriptor 4 with
+//! `ready <admin address>` once it serves. Worker 0 starts alone, so that it
+//! compiles into the artifact cache and the others load from it. The
+//! supervisor keeps the admin endpoints: `/metrics` gathers every worker's
+//! metrics with a `worker` label, `/readyz` is ready while every worker is.
+//! A worker that dies is started again; SIGINT/SIGTERM is passed on to every
+//! worker, which drains as a single server does.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::ServeOptions;
+
+/// The environment variable that makes a process a worker.
+pub const WORKER_ENV: &str = "WASMOPS_WORKER";
+/// The app listener's descriptor in a worker.
+const LISTENER_FD: RawFd = 3;
+/// The descriptor a worker reports readiness on.
+const READY_FD: RawFd = 4;
+
+/// This process's place among the workers, when it is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Worker {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// The worker this process is, from its environment.
+pub fn this_worker() -> Option<Worker> {
+    let v = std::env::var(WORKER_ENV).ok()?;
+    let (i, n) = v.split_once('/')?;
+    let (index, count) = (i.parse().ok()?, n.parse().ok()?);
+    (index < count).then_some(Worker { index, count })
+}
+
+/// The number of worker processes a `--workers` value asks for: a number,
+/// or `auto` for one per core.
+pub fn parse_workers(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (or `auto`)".to_string()),
+        Ok(n) if n > 256 => Err("at most 256 worker processes".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is neither a whole number nor `auto`")),
+    }
+}
+
+/// In a worker: the app listener the supervisor passed down.
+pub(crate) fn inherited_listener() -> anyhow::Result<tokio::net::TcpListener> {
+    // SAFETY: the supervisor put the listening socket at this descriptor
+    // (and nothing else in this process owns it) before starting us.
+    let std = unsafe { std::net::TcpListener::from_raw_fd(LISTENER_FD) };
+    std.set_nonblocking(true)
+        .context("worker: the inherited listener is not a socket")?;
+    // FD_CLOEXEC, so that nothing this worker starts inherits it.
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe { libc::fcntl(LISTENER_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    tokio::net::TcpListener::from_std(std).context("worker: cannot use the inherited listener")
+}
+
+/// In a worker: tells the supervisor it serves, and where its own admin
+/// endpoints answer.
+pub(crate) fn report_ready(admin: Option<SocketAddr>) {
+    // SAFETY: the supervisor put the write end of a pipe at this descriptor;
+    // we take it over and close it once written.
+    let mut f = unsafe { std::fs::File::from_raw_fd(READY_FD) };
+    let line = match admin {
+        Some(a) => format!("ready {a}\n"),
+        None => "ready -\n".to_string(),
+    };
+    let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+}
+
+/// One worker as the supervisor sees it.
+struct Slot {
+    pid: Option<u32>,
+    admin: Option<SocketAddr>,
+    ready: bool,
+}
+
+struct Shared {
+    slots: Mutex<Vec<Slot>>,
+    stopping: AtomicBool,
+}
+
+/// Runs `count` worker processes on the bound listeners until SIGINT or
+/// SIGTERM, then stops them and waits for each to drain. Returns the exit
+/// status: a worker that fails before it ever served (a compile error, a
+/// bad flag) ends the supervisor with its status, its message already on
+/// stderr.
+pub fn supervise(
+    tokio: &tokio::runtime::Runtime,
+    bound: crate::hosting::Bound,
+    count: usize,
+) -> anyhow::Result<i32> {
+    let _enter = tokio.enter();
+    let listener = bound.listener;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        slots: Mutex::new(
+            (0..count)
+                .map(|_| Slot {
+                    pid: None,
+                    admin: None,
+                    ready: false,
+                })
+                .collect(),
+        ),
+        stopping: AtomicBool::new(false),
+    });
+    let exe = std::env::current_exe().context("cannot find this executable to start workers")?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let (exits_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
+    let spawn = {
+        let shared = shared.clone();
+        let fd = listener.as_raw_fd();
+        move |index: usize| spawn_worker(&exe, &args, fd, index, count, &shared, exits_tx.clone())
+    };
+    tokio.block_on(async move {
+        // Worker 0 alone first: it fills the artifact cache.
+        for i in 0..count {
+            let ready = spawn(i)?;
+            if !wait_ready(ready, &shared, i).await {
+                let status = wait_exit(&mut exits, &shared, i).await;
+                stop_all(&mut exits, &shared).await;
+                return Ok(exit_code(status));
+            }
+        }
+        let admin_task = bound.admin.map(|al| {
+            if let Ok(a) = al.local_addr() {
+                eprintln!("wasmops: admin on http://{a}/");
+            }
+            let shared = shared.clone();
+            let stopped = shared.clone();
+            tokio::spawn(crate::serve(
+                al,
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move { admin(&shared, &req).await }
+                },
+                ServeOptions {
+                    shutdown_grace: Duration::from_secs(1),
+                    secondary: true,
+                    ..ServeOptions::default()
+                },
+                async move {
+                    while !stopped.stopping.load(Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            ))
+        });
+        eprintln!("wasmops: {count} worker processes");
+        eprintln!("wasmops: serving http://{addr}/");
+        tracing::info!(workers = count, "serving on http://{addr}/");
+
+        // Watch the workers until a signal: one that exits is started again.
+        let mut signal = std::pin::pin!(crate::shutdown_signal());
+        loop {
+            tokio::select! {
+                _ = &mut signal => break,
+                Some((i, status)) = exits.recv() => {
+                    mark(&shared, i, None, None, false);
+                    tracing::error!(worker = i, status = %status.map_or("unknown".into(), |s| s.to_string()), "a worker process exited; starting it again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let up = match spawn(i) {
+                        Ok(ready) => wait_ready(ready, &shared, i).await,
+                        Err(e) => {
+                            tracing::error!(worker = i, error = %e, "cannot start the worker again");
+                            false
+                        }
+                    };
+                    if !up {
+                        tracing::error!(worker = i, "the worker did not come up again; stopping");
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down: stopping the worker processes");
+        stop_all(&mut exits, &shared).await;
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
+        tracing::info!(workers = count, "stopped");
+        anyhow::Ok(0)
+    })
+}
+
+type Exits = tokio::sync::mpsc::UnboundedReceiver<(usize, Option<std::process::ExitStatus>)>;
+
+/// Starts worker `index`; a task reports its exit on `exits`. Returns the
+/// read end of its readiness pipe.
+fn spawn_worker(
+    exe: &std::path::Path,
+    args: &[std::ffi::OsString],
+    listener: RawFd,
+    index: usize,
+    count: usize,
+    shared: &Shared,
+    exits: tokio::sync::mpsc::UnboundedSender<(usize, Option<std::process::ExitStatus>)>,
+) -> anyhow::Result<tokio::fs::File> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the array with two new descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create a pipe for a worker");
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let write_fd = write.as_raw_fd();
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(args)
+        .env(WORKER_ENV, format!("{index}/{count}"))
+        .stdin(std::process::Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls run: dup2,
+    // fcntl, setpgid, prctl.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, to) in [(listener, LISTENER_FD), (write_fd, READY_FD)] {
+                if from == to {
+                    if libc::fcntl(to, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Its own process group: a Ctrl-C reaches the supervisor, which
+            // passes one SIGTERM on. And it dies with the supervisor.
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start a worker process")?;
+    drop(write);
+    mark(shared, index, child.id(), None, false);
+    tokio::spawn(async move {
+        let status = child.wait().await.ok();
+        let _ = exits.send((index, status));
+    });
+    Ok(tokio::fs::File::from_std(std::fs::File::from(read)))
+}
+
+/// Waits for a worker's `ready` line; false when it exited first.
+async fn wait_ready(pipe: tokio::fs::File, shared: &Shared, index: usize) -> bool {
+    let mut line = String::new();
+    match tokio::io::BufReader::new(pipe).read_line(&mut line).await {
+        Ok(n) if n > 0 => {
+            let admin = line
+                .trim()
+                .strip_prefix("ready ")
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            let pid = shared.slots.lock().unwrap_or_else(|p| p.into_inner())[index].pid;
+            mark(shared, index, pid, admin, true);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn mark(shared: &Shared, index: usize, pid: Option<u32>, admin: Option<SocketAddr>, ready: bool) {
+    let mut slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+    slots[index] = Slot { pid, admin, ready };
+}
+
+/// Waits for worker `index` to exit (other exits meanwhile are recorded).
+async fn wait_exit(
+    exits: &mut Exits,
+    shared: &Shared,
+    index: usize,
+) -> Option<std::process::ExitStatus> {
+    while let Some((i, status)) = exits.recv().await {
+        mark(shared, i, None, None, false);
+        if i == index {
+            return status;
+        }
+    }
+    None
+}
+
+/// SIGTERM to every running worker, then waits for each (they drain first).
+async fn stop_all(exits: &mut Exits, shared: &Shared) {
+    shared.stopping.store(true, Ordering::Release);
+    let pids: Vec<(usize, u32)> = {
+        let slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.pid.map(|p| (i, p)))
+            .collect()
+    };
+    for (_, pid) in &pids {
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let mut left = pids.len();
+    while left > 0 {
+        match exits.recv().await {
+            Some((i, _)) => {
+                mark(shared, i, None, None, false);
+                left -= 1;
+            }
+            None => break,
+        }
+    }
+}
+
+fn exit_code(status: Option<std::process::ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        None => 1,
+    }
+}
+
+/// The supervisor's admin endpoints.
+async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Full<Bytes>> {
+    use http::StatusCode;
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return crate::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
+    }
+    let (all_ready, admins) = {
+        let slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            !shared.stopping.load(Ordering::Acquire) && slots.iter().all(|s| s.ready),
+            slots.iter().map(|s| s.admin).collect::<Vec<_>>(),
+        )
+    };
+    match req.uri().path() {
+        "/healthz" => crate::text(StatusCode::OK, "ok\n"),
+        "/readyz" if all_ready => crate::text(StatusCode::OK, "ready\n"),
+        "/readyz" => crate::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut texts = Vec::new();
+            for (i, a) in admins.iter().enumerate() {
+                let Some(a) = a else { continue };
+                match fetch_metrics(*a).await {
+                    Ok(t) => texts.push((i, t)),
+                    Err(e) => {
+                        tracing::warn!(worker = i, error = %e, "cannot read a worker's metrics")
+                    }
+                }
+            }
+            let mut r = crate::text(StatusCode::OK, &merge_metrics(&texts));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        _ => crate::text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz or /readyz\n",
+        ),
+    }
+}
+
+/// A worker's `/metrics`, over its loopback admin listener.
+async fn fetch_metrics(addr: SocketAddr) -> anyhow::Result<String> {
+    let get = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: worker\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .context("timed out")??;
+    let text = String::from_utf8(buf).context("not UTF-8")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        anyhow::bail!("{}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
+}
+
+/// Prometheus text from several workers as one exposition: each family's
+/// `# HELP`/`# TYPE` once, then every worker's samples with a
+/// `worker="<index>"` label added.
+pub fn merge_metrics(texts: &[(usize, String)]) -> String {
+    // Families in first-seen order: (name, header lines, samples).
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let find = |families: &mut Vec<(String, Vec<String>, Vec<String>)>, name: &str| match families
+        .iter()
+        .position(|f| f.0 == name)
+    {
+        Some(i) => i,
+        None => {
+            families.push((name.to_string(), Vec::new(), Vec::new()));
+            families.len() - 1
+        }
+    };
+    for (worker, text) in texts {
+        let mut current: Option<usize> = None;
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                let mut parts = rest.splitn(3, ' ');
+                let (kind, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                if kind == "HELP" || kind == "TYPE" {
+                    let i = find(&mut families, name);
+                    if !families[i].1.iter().any(|h| h == line) {
+                        families[i].1.push(line.to_string());
+                    }
+                    current = Some(i);
+                }
+                continue;
+            }
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let name = &line[..name_end];
+            let i = match current {
+                Some(i) if name.starts_with(families[i].0.as_str()) => i,
+                _ => {
+                    let i = find(&mut families, name);
+                    current = Some(i);
+                    i
+                }
+            };
+            let label = format!("worker=\"{worker}\"");
+            let sample = match line[name_end..].strip_prefix('{') {
+                Some(rest) if rest.starts_with('}') => format!("{name}{{{label}{rest}"),
+                Some(rest) => format!("{name}{{{label},{rest}"),
+                None => format!("{name}{{{label}}}{}", &line[name_end..]),
+            };
+            families[i].2.push(sample);
+        }
+    }
+    let mut out = String::new();
+    for (_, headers, samples) in families {
+        for l in headers.iter().chain(samples.iter()) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_metrics_keep_one_header_per_family_and_label_each_worker() {
+        let a = "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 3\nreq{app=\"y\"} 1\n# HELP up Up.\n# TYPE up gauge\nup 1\n";
+        let b = "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 5\n# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 2\nlat_sum 0.3\nlat_count 2\n";
+        let m = merge_metrics(&[(0, a.into()), (1, b.into())]);
+        assert_eq!(
+            m,
+            "# HELP req Requests.\n# TYPE req counter\nreq{worker=\"0\",app=\"x\"} 3\nreq{worker=\"0\",app=\"y\"} 1\nreq{worker=\"1\",app=\"x\"} 5\n\
+             # HELP up Up.\n# TYPE up gauge\nup{worker=\"0\"} 1\nup{worker=\"1\"} 1\n\
+             # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{worker=\"1\",le=\"0.1\"} 2\nlat_sum{worker=\"1\"} 0.3\nlat_count{worker=\"1\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn workers_flag() {
+        assert_eq!(parse_workers("3"), Ok(3));
+        assert!(parse_workers("0").is_err());
+        assert!(parse_workers("x").is_err());
+        assert!(parse_workers("auto").unwrap() >= 1);
+    }
+}
