@@ -73,7 +73,11 @@ impl Listeners {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
             return Ok(Bound {
                 listener: crate::workers::inherited_listener()?,
-                admin: Some(crate::bind(loopback)?),
+                // Off when the user turned the admin endpoints off.
+                admin: match self.admin {
+                    Some(_) => Some(crate::bind(loopback)?),
+                    None => None,
+                },
                 shutdown_grace: self.shutdown_grace,
             });
         }
