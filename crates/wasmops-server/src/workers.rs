@@ -105,6 +105,8 @@ struct Slot {
 struct Shared {
     slots: Mutex<Vec<Slot>>,
     stopping: AtomicBool,
+    /// Workers started again after they exited.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 /// Runs `count` worker processes on the bound listeners until SIGINT or
@@ -131,6 +133,7 @@ pub fn supervise(
                 .collect(),
         ),
         stopping: AtomicBool::new(false),
+        restarts: std::sync::atomic::AtomicU64::new(0),
     });
     let exe = std::env::current_exe().context("cannot find this executable to start workers")?;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -187,6 +190,7 @@ pub fn supervise(
                     mark(&shared, i, None, None, false);
                     tracing::error!(worker = i, status = %status.map_or("unknown".into(), |s| s.to_string()), "a worker process exited; starting it again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    shared.restarts.fetch_add(1, Ordering::Relaxed);
                     let up = match spawn(i) {
                         Ok(ready) => wait_ready(ready, &shared, i).await,
                         Err(e) => {
@@ -344,10 +348,11 @@ async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Ful
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return crate::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
     }
-    let (all_ready, admins) = {
+    let (all_ready, ready, admins) = {
         let slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
         (
             !shared.stopping.load(Ordering::Acquire) && slots.iter().all(|s| s.ready),
+            slots.iter().filter(|s| s.ready).count(),
             slots.iter().map(|s| s.admin).collect::<Vec<_>>(),
         )
     };
@@ -366,7 +371,13 @@ async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Ful
                     }
                 }
             }
-            let mut r = crate::text(StatusCode::OK, &merge_metrics(&texts));
+            let mut body = merge_metrics(&texts);
+            body.push_str(&format!(
+                "# HELP wasmops_workers_ready Worker processes serving.\n# TYPE wasmops_workers_ready gauge\nwasmops_workers_ready {ready}\n\
+                 # HELP wasmops_worker_restarts Worker processes started again after they exited.\n# TYPE wasmops_worker_restarts counter\nwasmops_worker_restarts_total {}\n",
+                shared.restarts.load(Ordering::Relaxed)
+            ));
+            let mut r = crate::text(StatusCode::OK, &body);
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

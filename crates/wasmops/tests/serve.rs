@@ -983,6 +983,9 @@ async fn worker_processes_share_the_listener_come_back_and_stop_together() {
     for _ in 0..10 {
         assert_eq!(get(&server.url("/")).await.status, 200);
     }
+    let m = get(&server.admin_url("/metrics")).await.text();
+    assert!(m.contains("\nwasmops_worker_restarts_total 1\n"), "{m}");
+    assert!(m.contains("\nwasmops_workers_ready 2\n"), "{m}");
     let log = server.wait_log("starting it again");
     assert!(log.contains("a worker process exited"), "{log}");
 
