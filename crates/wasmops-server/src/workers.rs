@@ -183,6 +183,7 @@ pub fn supervise(
 
         // Watch the workers until a signal: one that exits is started again.
         let mut signal = std::pin::pin!(crate::shutdown_signal());
+        let mut failed = false;
         loop {
             tokio::select! {
                 _ = &mut signal => break,
@@ -200,6 +201,7 @@ pub fn supervise(
                     };
                     if !up {
                         tracing::error!(worker = i, "the worker did not come up again; stopping");
+                        failed = true;
                         break;
                     }
                 }
@@ -211,7 +213,7 @@ pub fn supervise(
             let _ = t.await;
         }
         tracing::info!(workers = count, "stopped");
-        anyhow::Ok(0)
+        anyhow::Ok(if failed { 1 } else { 0 })
     })
 }
 
