@@ -203,7 +203,10 @@ pub fn build_with_progress(
 /// A spinner on stderr while something slow runs (compiling at start-up),
 /// on a terminal only; cleared when dropped or finished.
 pub fn spinner(msg: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
+    // Worker processes share the terminal: only the first shows progress
+    // (it compiles; the others load from the cache).
+    let other_worker = wasmops_server::workers::this_worker().is_some_and(|w| w.index > 0);
+    if !std::io::stderr().is_terminal() || other_worker {
         return None;
     }
     let bar = indicatif::ProgressBar::new_spinner();
