@@ -300,10 +300,23 @@ impl ServerArgs {
             .or_else(wasmops_runtime::budget::default_budget)
             .unwrap_or(16 << 30);
         // Each worker process holds its share.
-        let bytes = match wasmops_server::workers::this_worker() {
+        let worker = wasmops_server::workers::this_worker();
+        let total = bytes;
+        let bytes = match worker {
             Some(w) => bytes / w.count as u64,
             None => bytes,
         };
+        if let Some(w) = worker
+            && largest_limit > bytes
+        {
+            anyhow::bail!(
+                "the memory limit of one instance ({}) is larger than each worker's share of the memory budget ({} of {} for {} workers); raise --memory-budget, lower the memory limit, or use fewer --workers",
+                show_size(largest_limit),
+                show_size(bytes),
+                show_size(total),
+                w.count
+            );
+        }
         if largest_limit > bytes {
             anyhow::bail!(
                 "the memory limit of one instance ({}) is larger than the memory budget ({}); raise --memory-budget or lower the memory limit",

@@ -1014,6 +1014,27 @@ fn a_worker_that_cannot_start_ends_the_supervisor_with_its_error() {
     assert!(log.contains("not a WebAssembly binary"), "{log}");
     let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "one error, from the first worker: {log}");
+    // A memory limit above a worker's share of the budget names both.
+    let (code, log) = Server::try_start(
+        test_programs::HELLO,
+        &[
+            "--log-format",
+            "text",
+            "--workers",
+            "2",
+            "--memory-budget",
+            "128MiB",
+            "--max-memory",
+            "100MiB",
+        ],
+    )
+    .err()
+    .unwrap();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("each worker's share") && log.contains("--workers"),
+        "{log}"
+    );
     // `node` keeps its state in one process: the flag is refused there.
     let dir = tempfile::tempdir().unwrap();
     let out = run(&[
