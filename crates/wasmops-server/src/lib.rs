@@ -315,32 +315,46 @@ pub struct Admin {
 impl Admin {
     /// Answers `/metrics`, `/healthz` and `/readyz`; everything else is 404.
     pub fn handle<B>(&self, req: &http::Request<B>) -> http::Response<Full<Bytes>> {
-        use http::StatusCode;
-        let simple = text;
-        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-            return simple(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
-        }
-        match req.uri().path() {
-            "/metrics" => {
-                let mut r = simple(StatusCode::OK, &self.metrics.encode());
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                r
-            }
-            "/healthz" => simple(StatusCode::OK, "ok\n"),
-            "/readyz" => {
-                if self.ready.load(std::sync::atomic::Ordering::Acquire) {
-                    simple(StatusCode::OK, "ready\n")
-                } else {
-                    simple(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                }
-            }
-            _ => simple(
-                StatusCode::NOT_FOUND,
-                "not found: try /metrics, /healthz or /readyz\n",
-            ),
-        }
+        admin_answer(
+            req,
+            self.ready.load(std::sync::atomic::Ordering::Acquire),
+            || self.metrics.encode(),
+        )
     }
+}
+
+/// The admin endpoints' answer to `req`: `/metrics` (its text from
+/// `metrics`, called only for that path), `/healthz`, `/readyz` (`ready`);
+/// 405 for methods other than GET/HEAD, 404 elsewhere.
+pub(crate) fn admin_answer<B>(
+    req: &http::Request<B>,
+    ready: bool,
+    metrics: impl FnOnce() -> String,
+) -> http::Response<Full<Bytes>> {
+    use http::StatusCode;
+    if !is_read(req) {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, &metrics());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if ready => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz or /readyz\n",
+        ),
+    }
+}
+
+/// GET or HEAD: what the admin endpoints serve.
+pub(crate) fn is_read<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::GET || req.method() == http::Method::HEAD
 }

@@ -22,7 +22,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,12 +47,15 @@ pub struct Worker {
     pub count: usize,
 }
 
-/// The worker this process is, from its environment.
+/// The worker this process is, from its environment (read once).
 pub fn this_worker() -> Option<Worker> {
-    let v = std::env::var(WORKER_ENV).ok()?;
-    let (i, n) = v.split_once('/')?;
-    let (index, count) = (i.parse().ok()?, n.parse().ok()?);
-    (index < count).then_some(Worker { index, count })
+    static WORKER: std::sync::OnceLock<Option<Worker>> = std::sync::OnceLock::new();
+    *WORKER.get_or_init(|| {
+        let v = std::env::var(WORKER_ENV).ok()?;
+        let (i, n) = v.split_once('/')?;
+        let (index, count) = (i.parse().ok()?, n.parse().ok()?);
+        (index < count).then_some(Worker { index, count })
+    })
 }
 
 /// The number of worker processes a `--workers` value asks for: a number,
@@ -104,7 +107,8 @@ struct Slot {
 
 struct Shared {
     slots: Mutex<Vec<Slot>>,
-    stopping: AtomicBool,
+    /// Set once the workers are being stopped.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Workers started again after they exited.
     restarts: std::sync::atomic::AtomicU64,
 }
@@ -132,7 +136,7 @@ pub fn supervise(
                 })
                 .collect(),
         ),
-        stopping: AtomicBool::new(false),
+        stopping: tokio::sync::watch::Sender::new(false),
         restarts: std::sync::atomic::AtomicU64::new(0),
     });
     let exe = std::env::current_exe().context("cannot find this executable to start workers")?;
@@ -171,9 +175,7 @@ pub fn supervise(
                     ..ServeOptions::default()
                 },
                 async move {
-                    while !stopped.stopping.load(Ordering::Acquire) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    let _ = stopped.stopping.subscribe().wait_for(|s| *s).await;
                 },
             ))
         });
@@ -311,7 +313,7 @@ async fn wait_exit(
 
 /// SIGTERM to every running worker, then waits for each (they drain first).
 async fn stop_all(exits: &mut Exits, shared: &Shared) {
-    shared.stopping.store(true, Ordering::Release);
+    shared.stopping.send_replace(true);
     let pids: Vec<(usize, u32)> = {
         let slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
@@ -344,53 +346,34 @@ fn exit_code(status: Option<std::process::ExitStatus>) -> i32 {
     }
 }
 
-/// The supervisor's admin endpoints.
+/// The supervisor's admin endpoints: every worker's metrics, gathered.
 async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Full<Bytes>> {
-    use http::StatusCode;
-    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return crate::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here\n");
-    }
     let (all_ready, ready, admins) = {
         let slots = shared.slots.lock().unwrap_or_else(|p| p.into_inner());
         (
-            !shared.stopping.load(Ordering::Acquire) && slots.iter().all(|s| s.ready),
+            !*shared.stopping.borrow() && slots.iter().all(|s| s.ready),
             slots.iter().filter(|s| s.ready).count(),
             slots.iter().map(|s| s.admin).collect::<Vec<_>>(),
         )
     };
-    match req.uri().path() {
-        "/healthz" => crate::text(StatusCode::OK, "ok\n"),
-        "/readyz" if all_ready => crate::text(StatusCode::OK, "ready\n"),
-        "/readyz" => crate::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => {
-            let mut texts = Vec::new();
-            for (i, a) in admins.iter().enumerate() {
-                let Some(a) = a else { continue };
-                match fetch_metrics(*a).await {
-                    Ok(t) => texts.push((i, t)),
-                    Err(e) => {
-                        tracing::warn!(worker = i, error = %e, "cannot read a worker's metrics")
-                    }
-                }
+    let mut body = String::new();
+    if crate::is_read(req) && req.uri().path() == "/metrics" {
+        let mut texts = Vec::new();
+        for (i, a) in admins.iter().enumerate() {
+            let Some(a) = a else { continue };
+            match fetch_metrics(*a).await {
+                Ok(t) => texts.push((i, t)),
+                Err(e) => tracing::warn!(worker = i, error = %e, "cannot read a worker's metrics"),
             }
-            let mut body = merge_metrics(&texts);
-            body.push_str(&format!(
-                "# HELP wasmops_workers_ready Worker processes serving.\n# TYPE wasmops_workers_ready gauge\nwasmops_workers_ready {ready}\n\
-                 # HELP wasmops_worker_restarts Worker processes started again after they exited.\n# TYPE wasmops_worker_restarts counter\nwasmops_worker_restarts_total {}\n",
-                shared.restarts.load(Ordering::Relaxed)
-            ));
-            let mut r = crate::text(StatusCode::OK, &body);
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
         }
-        _ => crate::text(
-            StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /readyz\n",
-        ),
+        body = merge_metrics(&texts);
+        body.push_str(&format!(
+            "# HELP wasmops_workers_ready Worker processes serving.\n# TYPE wasmops_workers_ready gauge\nwasmops_workers_ready {ready}\n\
+             # HELP wasmops_worker_restarts Worker processes started again after they exited.\n# TYPE wasmops_worker_restarts counter\nwasmops_worker_restarts_total {}\n",
+            shared.restarts.load(Ordering::Relaxed)
+        ));
     }
+    crate::admin_answer(req, all_ready, || body)
 }
 
 /// A worker's `/metrics`, over its loopback admin listener.
