@@ -16,7 +16,7 @@
 //! `ready <admin address>` once it serves. Worker 0 starts alone, so that it
 //! compiles into the artifact cache and the others load from it. The
 //! supervisor keeps the admin endpoints: `/metrics` gathers every worker's
-//! metrics with a `worker` label, `/readyz` is ready while every worker is.
+//! metrics added up as one server's, `/readyz` is ready while every worker is.
 //! A worker that dies is started again; SIGINT/SIGTERM is passed on to every
 //! worker, which drains as a single server does.
 
@@ -72,6 +72,15 @@ pub fn parse_workers(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The worker processes a server starts when `--workers` is not given: one
+/// per core (the cgroup's CPU quota counted), no more than leave each
+/// worker a share of `budget` that holds one instance at `largest_limit`.
+pub fn default_count(budget: u64, largest_limit: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_memory = usize::try_from(budget / largest_limit.max(1)).unwrap_or(usize::MAX);
+    cores.min(by_memory).clamp(1, 256)
+}
+
 /// In a worker: the app listener the supervisor passed down.
 pub(crate) fn inherited_listener() -> anyhow::Result<tokio::net::TcpListener> {
     // SAFETY: the supervisor put the listening socket at this descriptor
@@ -114,7 +123,9 @@ struct Shared {
 }
 
 /// Runs `count` worker processes on the bound listeners until SIGINT or
-/// SIGTERM, then stops them and waits for each to drain. Returns the exit
+/// SIGTERM, then stops them and waits for each to drain. `env` is added to
+/// each worker's environment (what the supervisor resolved once, for all
+/// of them). Returns the exit
 /// status: a worker that fails before it ever served (a compile error, a
 /// bad flag) ends the supervisor with its status, its message already on
 /// stderr.
@@ -122,6 +133,7 @@ pub fn supervise(
     tokio: &tokio::runtime::Runtime,
     bound: crate::hosting::Bound,
     count: usize,
+    env: Vec<(String, String)>,
 ) -> anyhow::Result<i32> {
     let _enter = tokio.enter();
     let listener = bound.listener;
@@ -145,7 +157,15 @@ pub fn supervise(
     let spawn = {
         let shared = shared.clone();
         let fd = listener.as_raw_fd();
-        move |index: usize| spawn_worker(&exe, &args, fd, index, count, &shared, exits_tx.clone())
+        move |index: usize| {
+            let worker = Command {
+                exe: &exe,
+                args: &args,
+                env: &env,
+                listener: fd,
+            };
+            spawn_worker(&worker, index, count, &shared, exits_tx.clone())
+        }
     };
     tokio.block_on(async move {
         // Worker 0 alone first: it fills the artifact cache.
@@ -221,12 +241,19 @@ pub fn supervise(
 
 type Exits = tokio::sync::mpsc::UnboundedReceiver<(usize, Option<std::process::ExitStatus>)>;
 
+/// How a worker is started: this executable, its arguments, the added
+/// environment and the listener to pass down.
+struct Command<'a> {
+    exe: &'a std::path::Path,
+    args: &'a [std::ffi::OsString],
+    env: &'a [(String, String)],
+    listener: RawFd,
+}
+
 /// Starts worker `index`; a task reports its exit on `exits`. Returns the
 /// read end of its readiness pipe.
 fn spawn_worker(
-    exe: &std::path::Path,
-    args: &[std::ffi::OsString],
-    listener: RawFd,
+    worker: &Command,
     index: usize,
     count: usize,
     shared: &Shared,
@@ -240,8 +267,10 @@ fn spawn_worker(
     // SAFETY: both descriptors were just created and are owned here.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let write_fd = write.as_raw_fd();
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(args)
+    let listener = worker.listener;
+    let mut cmd = tokio::process::Command::new(worker.exe);
+    cmd.args(worker.args)
+        .envs(worker.env.iter().map(|(k, v)| (k, v)))
         .env(WORKER_ENV, format!("{index}/{count}"))
         .stdin(std::process::Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls run: dup2,
@@ -362,7 +391,7 @@ async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Ful
         for (i, a) in admins.iter().enumerate() {
             let Some(a) = a else { continue };
             match fetch_metrics(*a).await {
-                Ok(t) => texts.push((i, t)),
+                Ok(t) => texts.push(t),
                 Err(e) => tracing::warn!(worker = i, error = %e, "cannot read a worker's metrics"),
             }
         }
@@ -397,23 +426,33 @@ async fn fetch_metrics(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-/// Prometheus text from several workers as one exposition: each family's
-/// `# HELP`/`# TYPE` once, then every worker's samples with a
-/// `worker="<index>"` label added.
-pub fn merge_metrics(texts: &[(usize, String)]) -> String {
-    // Families in first-seen order: (name, header lines, samples).
-    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
-    let find = |families: &mut Vec<(String, Vec<String>, Vec<String>)>, name: &str| match families
-        .iter()
-        .position(|f| f.0 == name)
-    {
-        Some(i) => i,
-        None => {
-            families.push((name.to_string(), Vec::new(), Vec::new()));
-            families.len() - 1
-        }
-    };
-    for (worker, text) in texts {
+/// Prometheus text from several workers as one exposition, as if one
+/// process served: each family's `# HELP`/`# TYPE` once, and each series
+/// (name and labels) once, its values added up. Every family wasmops
+/// exports adds up across processes: counters, histograms (buckets, sums
+/// and counts), instances in use, resident memory.
+pub fn merge_metrics(texts: &[String]) -> String {
+    /// A family: its name, header lines, and series with their totals.
+    struct Family {
+        name: String,
+        headers: Vec<String>,
+        series: Vec<(String, f64)>,
+    }
+    let mut families: Vec<Family> = Vec::new();
+    let find =
+        |families: &mut Vec<Family>, name: &str| match families.iter().position(|f| f.name == name)
+        {
+            Some(i) => i,
+            None => {
+                families.push(Family {
+                    name: name.to_string(),
+                    headers: Vec::new(),
+                    series: Vec::new(),
+                });
+                families.len() - 1
+            }
+        };
+    for text in texts {
         let mut current: Option<usize> = None;
         for line in text.lines() {
             if line.is_empty() {
@@ -424,37 +463,43 @@ pub fn merge_metrics(texts: &[(usize, String)]) -> String {
                 let (kind, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 if kind == "HELP" || kind == "TYPE" {
                     let i = find(&mut families, name);
-                    if !families[i].1.iter().any(|h| h == line) {
-                        families[i].1.push(line.to_string());
+                    if !families[i].headers.iter().any(|h| h == line) {
+                        families[i].headers.push(line.to_string());
                     }
                     current = Some(i);
                 }
                 continue;
             }
-            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-            let name = &line[..name_end];
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let name = &series[..series.find('{').unwrap_or(series.len())];
             let i = match current {
-                Some(i) if name.starts_with(families[i].0.as_str()) => i,
+                Some(i) if name.starts_with(families[i].name.as_str()) => i,
                 _ => {
                     let i = find(&mut families, name);
                     current = Some(i);
                     i
                 }
             };
-            let label = format!("worker=\"{worker}\"");
-            let sample = match line[name_end..].strip_prefix('{') {
-                Some(rest) if rest.starts_with('}') => format!("{name}{{{label}{rest}"),
-                Some(rest) => format!("{name}{{{label},{rest}"),
-                None => format!("{name}{{{label}}}{}", &line[name_end..]),
-            };
-            families[i].2.push(sample);
+            let f = &mut families[i];
+            match f.series.iter_mut().find(|(s, _)| s == series) {
+                Some((_, total)) => *total += value,
+                None => f.series.push((series.to_string(), value)),
+            }
         }
     }
     let mut out = String::new();
-    for (_, headers, samples) in families {
-        for l in headers.iter().chain(samples.iter()) {
-            out.push_str(l);
+    for f in families {
+        for h in &f.headers {
+            out.push_str(h);
             out.push('\n');
+        }
+        for (series, total) in &f.series {
+            out.push_str(&format!("{series} {total}\n"));
         }
     }
     out
@@ -465,15 +510,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merged_metrics_keep_one_header_per_family_and_label_each_worker() {
+    fn merged_metrics_keep_one_header_per_family_and_add_up_each_series() {
         let a = "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 3\nreq{app=\"y\"} 1\n# HELP up Up.\n# TYPE up gauge\nup 1\n";
-        let b = "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 5\n# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 2\nlat_sum 0.3\nlat_count 2\n";
-        let m = merge_metrics(&[(0, a.into()), (1, b.into())]);
+        let b = "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 5\n# HELP up Up.\n# TYPE up gauge\nup 1\n# HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 2\nlat_sum 0.25\nlat_count 2\n# EOF\n";
+        let c = "# HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 1\nlat_sum 0.5\nlat_count 1\n";
+        let m = merge_metrics(&[a.into(), b.into(), c.into()]);
         assert_eq!(
             m,
-            "# HELP req Requests.\n# TYPE req counter\nreq{worker=\"0\",app=\"x\"} 3\nreq{worker=\"0\",app=\"y\"} 1\nreq{worker=\"1\",app=\"x\"} 5\n\
-             # HELP up Up.\n# TYPE up gauge\nup{worker=\"0\"} 1\nup{worker=\"1\"} 1\n\
-             # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{worker=\"1\",le=\"0.1\"} 2\nlat_sum{worker=\"1\"} 0.3\nlat_count{worker=\"1\"} 2\n"
+            "# HELP req Requests.\n# TYPE req counter\nreq{app=\"x\"} 8\nreq{app=\"y\"} 1\n\
+             # HELP up Up.\n# TYPE up gauge\nup 2\n\
+             # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 3\nlat_sum 0.75\nlat_count 3\n"
         );
     }
 

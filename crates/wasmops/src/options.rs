@@ -262,7 +262,10 @@ pub struct ServerArgs {
     /// Serve from N processes sharing the listener (`auto`: one per core),
     /// each with its own instance pool and a share of the memory budget.
     /// Faster than threads for guests that write much of their memory image
-    /// (Python, JavaScript); see docs/workers.md [default: 1].
+    /// (Python, JavaScript); see docs/workers.md [default: one per core,
+    /// as far as the memory budget holds; one process under --watch or
+    /// when a setting is about one process: --threads, --memory-budget, a
+    /// concurrency limit, instance reuse].
     #[arg(long, value_name = "N|auto", value_parser = wasmops_server::workers::parse_workers)]
     pub workers: Option<usize>,
     #[command(flatten)]
@@ -273,10 +276,26 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The worker processes to start, when this process is to supervise
-    /// them (more than one asked for, and this is not a worker itself).
-    pub fn supervise(&self) -> Option<usize> {
-        let n = self.workers.unwrap_or(1);
-        (n > 1 && wasmops_server::workers::this_worker().is_none()).then_some(n)
+    /// them (more than one, and this is not a worker itself). Without
+    /// `--workers`: one per core, no more than the default memory budget
+    /// holds with each worker's share above `largest_limit`; one process
+    /// when `one_process` (a setting the command knows is about one
+    /// process: --watch, a concurrency limit, instance reuse, the app's
+    /// memory budget) or when --threads or --memory-budget is given, so
+    /// that what they set holds exactly as written.
+    pub fn supervise(&self, one_process: bool, largest_limit: u64) -> Option<usize> {
+        if wasmops_server::workers::this_worker().is_some() {
+            return None;
+        }
+        let n = match self.workers {
+            Some(n) => n,
+            None if one_process || self.threads.is_some() || self.memory_budget.is_some() => 1,
+            None => wasmops_server::workers::default_count(
+                wasmops_runtime::budget::default_budget().unwrap_or(16 << 30),
+                largest_limit,
+            ),
+        };
+        (n > 1).then_some(n)
     }
 
     /// The async runtime's threads: the flag, else one per worker process,

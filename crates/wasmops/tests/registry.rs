@@ -74,6 +74,44 @@ fn serve(env: &Env, reference: &str, args: &[&str]) -> Server {
 }
 
 #[test]
+fn worker_processes_serve_what_the_supervisor_pulled_though_the_tag_moves() {
+    let reg = Registry::start(None);
+    let env = Env::new();
+    let reference = reg.reference("components/moving:v1");
+    env.ok(&["push", test_programs::HELLO, &reference]);
+    let server = serve(&env, &reference, &["--workers", "2"]);
+    // The tag moves to another component while the workers serve.
+    env.ok(&["push", test_programs::ECHO, &reference]);
+    let workers = common::children(server.pid());
+    assert_eq!(workers.len(), 2, "{}", server.log());
+    // A worker started again serves what the supervisor pulled, not what
+    // the tag names now.
+    unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let start = std::time::Instant::now();
+        loop {
+            let now = common::children(server.pid());
+            if now.len() == 2
+                && !now.contains(&workers[1])
+                && get(&server.admin_url("/readyz")).await.status == 200
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the worker did not come back: {}",
+                server.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for _ in 0..20 {
+            assert_eq!(get(&server.url("/")).await.text(), "Hello, world!\n");
+        }
+    });
+}
+
+#[test]
 fn push_pull_serve_and_tamper_with_a_registry() {
     let reg = Registry::start(None);
     let env = Env::new();

@@ -902,23 +902,6 @@ fn a_taken_default_admin_port_turns_the_admin_endpoints_off() {
     assert!(out.stderr.contains("--admin-listen"), "{}", out.stderr);
 }
 
-/// The worker processes of a supervisor.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
-}
-
-/// Sum of a counter family's samples whose line contains every `needle`.
-fn metric_sum(text: &str, name: &str, needles: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_share_the_listener_come_back_and_stop_together() {
     let mut server = Server::start(test_programs::HELLO, &["--workers", "2"]);
@@ -935,23 +918,24 @@ async fn worker_processes_share_the_listener_come_back_and_stop_together() {
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), "Hello, world!\n");
     }
-    // The supervisor's /metrics gathers both workers, each labelled.
+    // The supervisor's /metrics adds both workers up, as one server's.
     let m = get(&server.admin_url("/metrics")).await;
     assert_eq!(m.status, 200);
     let m = m.text();
-    assert!(
-        m.contains("worker=\"0\"") && m.contains("worker=\"1\""),
-        "{m}"
-    );
+    let ok: Vec<&str> = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("wasmops_http_requests_total{") && l.contains("status_class=\"2xx\"")
+        })
+        .collect();
     assert_eq!(
-        metric_sum(
-            &m,
-            "wasmops_http_requests_total{",
-            &["status_class=\"2xx\""]
-        ),
-        40.0,
+        ok,
+        [
+            r#"wasmops_http_requests_total{app="hello",component="hello",route="/",status_class="2xx"} 40"#
+        ],
         "{m}"
     );
+    assert!(!m.contains("worker=\""), "{m}");
     // One `# TYPE` line per family, though two workers report it.
     assert_eq!(
         m.lines()
@@ -998,6 +982,44 @@ async fn worker_processes_share_the_listener_come_back_and_stop_together() {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "worker {pid} outlived the supervisor"
+        );
+    }
+}
+
+#[test]
+fn one_process_per_core_by_default_and_one_when_a_setting_is_about_one_process() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = Server::start(test_programs::HELLO, &[]);
+    let workers = children(server.pid());
+    if cores > 1 {
+        assert_eq!(
+            workers.len(),
+            cores,
+            "one worker per core: {}",
+            server.log()
+        );
+        assert!(
+            server
+                .log()
+                .contains(&format!("wasmops: {cores} worker processes"))
+        );
+    } else {
+        assert!(workers.is_empty(), "{workers:?}");
+    }
+    drop(server);
+    for flags in [
+        &["--workers", "1"][..],
+        &["--threads", "2"],
+        &["--max-concurrency", "8"],
+        &["--instance-reuse", "10"],
+        &["--memory-budget", "1GiB"],
+    ] {
+        let server = Server::start(test_programs::HELLO, flags);
+        assert!(children(server.pid()).is_empty(), "{flags:?}: one process");
+        assert!(
+            !server.log().contains("worker processes"),
+            "{}",
+            server.log()
         );
     }
 }

@@ -246,7 +246,8 @@ timeout = "1s"
         keep = keep.url
     );
     let dir = app_dir(&manifest);
-    let server = Server::up(dir.path(), &[], &[]);
+    // One process: each worker process keeps a pool of its own.
+    let server = Server::up(dir.path(), &["--workers", "1"], &[]);
     for i in 0..5 {
         let r = get(&server.url(&format!("/proxy/{i}"))).await;
         assert_eq!(r.text(), format!("pooled /{i}"));
@@ -345,6 +346,15 @@ async fn increments_stay_exact_across_worker_processes() {
     ]);
     common::assert_one_line_error(&out);
     assert!(out.stderr.contains("--watch"), "{}", out.stderr);
+    // Without --workers, --watch serves from one process.
+    drop(server);
+    let server = Server::up(dir.path(), &["--watch"], &[]);
+    assert!(
+        !server.log().contains("worker processes"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(get(&server.url("/api/kv/hits")).await.text(), "400");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

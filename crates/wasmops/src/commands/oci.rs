@@ -659,17 +659,84 @@ fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution
     Ok(tokio()?.block_on(resolve::pull_checked(source, &args.policy(), &cache))?)
 }
 
+/// The environment variable that hands a supervisor's pulls down to its
+/// worker processes: one `REF<TAB>DIGEST<TAB>PATH` line per reference.
+const PULLED_ENV: &str = "WASMOPS_PULLED";
+
+/// What this process pulled, by reference: the digest and the file (a
+/// component) or directory (an app) that holds it.
+static PULLED: Mutex<Vec<(String, String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Remembers a pull, so that worker processes read what this one pulled.
+fn remember_pull(reference: &str, digest: &str, path: PathBuf) {
+    let mut pulled = PULLED.lock().unwrap_or_else(|p| p.into_inner());
+    pulled.retain(|(r, _, _)| r != reference);
+    pulled.push((reference.to_string(), digest.to_string(), path));
+}
+
+/// For a supervisor about to start worker processes: the environment that
+/// gives each the exact content this process pulled (a tag that moves in
+/// between cannot make two workers serve two versions, and the registry is
+/// asked once).
+pub fn worker_env() -> Vec<(String, String)> {
+    let pulled = PULLED.lock().unwrap_or_else(|p| p.into_inner());
+    if pulled.is_empty() {
+        return Vec::new();
+    }
+    let lines: Vec<String> = pulled
+        .iter()
+        .map(|(r, d, p)| format!("{r}\t{d}\t{}", p.display()))
+        .collect();
+    vec![(PULLED_ENV.to_string(), lines.join("\n"))]
+}
+
+/// In a worker process: what the supervisor pulled for `reference`.
+fn handed_down(reference: &str) -> Option<(String, PathBuf)> {
+    wasmops_server::workers::this_worker()?;
+    let env = std::env::var(PULLED_ENV).ok()?;
+    env.lines().find_map(|l| {
+        let mut parts = l.splitn(3, '\t');
+        (parts.next()? == reference)
+            .then(|| Some((parts.next()?.to_string(), PathBuf::from(parts.next()?))))?
+    })
+}
+
+/// Writes `bytes` into the content store's `dir` under their digest (once);
+/// returns the file.
+fn store_file(dir: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let dir = wasmops_oci::default_store_dir().join(dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(format!(
+        "{}.wasm",
+        wasmops_oci::digest(bytes).replace(':', "-")
+    ));
+    if !file.exists() {
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, &file))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(file)
+}
+
 /// The bytes of a component given as a reference, or `None` for a file.
 pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Vec<u8>>> {
     if !is_reference(source) {
         return Ok(None);
     }
     let s = source.to_string_lossy();
+    if let Some((_, file)) = handed_down(&s) {
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        return Ok(Some(bytes));
+    }
     let (pulled, store) = pull_checked(&s, args)?;
     if matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         anyhow::bail!("{s} is an app; serve it with `wasmops up {s}`");
     }
-    Ok(Some(resolve::single_component(&s, &pulled, &store)?))
+    let bytes = resolve::single_component(&s, &pulled, &store)?;
+    remember_pull(&s, &pulled.digest, store_file("components", &bytes)?);
+    Ok(Some(bytes))
 }
 
 /// Pulls the app's dependencies given as registry references (under the
@@ -696,20 +763,7 @@ pub fn resolve_dependencies(
             let bytes = read_source(Path::new(r), args)
                 .map_err(context)?
                 .unwrap_or_default();
-            let dir = wasmops_oci::default_store_dir().join("dependencies");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let file = dir.join(format!(
-                "{}.wasm",
-                wasmops_oci::digest(&bytes).replace(':', "-")
-            ));
-            if !file.exists() {
-                let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-                std::fs::write(&tmp, &bytes)
-                    .and_then(|()| std::fs::rename(&tmp, &file))
-                    .with_context(|| format!("cannot write {}", file.display()))?;
-            }
-            d.source = DependencySource::Path(file);
+            d.source = DependencySource::Path(store_file("components", &bytes)?);
         }
     }
     Ok(())
@@ -723,12 +777,16 @@ pub fn app_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<(Pa
         return Ok(None);
     }
     let s = source.to_string_lossy();
+    if let Some((digest, dir)) = handed_down(&s) {
+        return Ok(Some((dir, digest)));
+    }
     let (pulled, store) = pull_checked(&s, args)?;
     if !matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         anyhow::bail!("{s} is a single component, not an app; serve it with `wasmops serve {s}`");
     }
     let root = wasmops_oci::default_store_dir().join("apps");
     let dir = resolve::unpacked_app(&s, &pulled, &store, &root)?;
+    remember_pull(&s, &pulled.digest, dir.clone());
     Ok(Some((dir, pulled.digest)))
 }
 

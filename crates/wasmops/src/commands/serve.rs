@@ -34,9 +34,10 @@ pub struct ServeArgs {
     /// Time limit of one request, the guest's work included; 504 beyond.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = nonzero_duration)]
     pub timeout: Duration,
-    /// Instances running at once; further requests wait in a queue.
-    #[arg(long, value_name = "N", default_value = "256", value_parser = positive)]
-    pub max_concurrency: usize,
+    /// Instances running at once; further requests wait in a queue
+    /// [default: 256; per worker process when serving from several].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_concurrency: Option<usize>,
     /// Requests that may wait for an instance; beyond, 503 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_queue: usize,
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 }
+
+/// Instances running at once when --max-concurrency is not given.
+const DEFAULT_CONCURRENCY: usize = 256;
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     let grants = args.grants.to_grants().map_err(anyhow::Error::msg)?;
@@ -64,7 +68,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     // The pool holds every instance that may run at once: no more than the
     // concurrency, nor than the memory budget can cover.
     let by_budget = (budget.bytes() / args.limits.max_memory).max(1);
-    settings.max_instances = u32::try_from((args.max_concurrency as u64).min(by_budget))
+    let max_concurrency = args.max_concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    settings.max_instances = u32::try_from((max_concurrency as u64).min(by_budget))
         .unwrap_or(u32::MAX)
         .max(1);
 
@@ -80,12 +85,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         }
         .bind()?
     };
-    if let Some(n) = args.server.supervise() {
-        return wasmops_server::workers::supervise(&tokio, bound, n);
+    // A file, or a reference (a registry, or `oci-layout:PATH:TAG`), pulled
+    // once: worker processes read what the supervisor pulled.
+    let pulled = super::oci::read_source(&args.file, &args.source)?;
+    // Concurrency and reuse are set for one process: they keep it one.
+    let one_process = args.max_concurrency.is_some() || args.instance_reuse.is_some();
+    if let Some(n) = args.server.supervise(one_process, args.limits.max_memory) {
+        return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
     }
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
-    // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
-    let source = match super::oci::read_source(&args.file, &args.source)? {
+    let source = match pulled {
         Some(bytes) => Source::Bytes {
             name: args.file.clone(),
             bytes: bytes.into(),
@@ -108,7 +117,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         grants,
         settings: HttpSettings {
             limits,
-            max_concurrency: args.max_concurrency,
+            max_concurrency,
             max_queue: args.max_queue,
             max_body: args.server.max_body,
             body_timeout: args.server.body_timeout,

@@ -112,7 +112,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     }
     // The listeners before building and compiling: a taken port is
     // reported at once.
-    if args.watch && args.server.supervise().is_some() {
+    if args.watch && args.server.workers.is_some_and(|n| n > 1) {
         anyhow::bail!(
             "--watch reloads one process: it cannot be combined with --workers; drop one of them"
         );
@@ -162,11 +162,21 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     for c in &app.components {
         wasmops_app::manifest::component_grants(&app, c, &vars)?;
     }
-    // Built and checked once: the workers compile and serve.
-    if let Some(n) = args.server.supervise()
+    // Built and checked once: the workers compile and serve. Settings
+    // about one process keep it one: reloading, the app's memory budget, a
+    // component's concurrency limit or instance reuse.
+    let one_process = args.watch
+        || app.memory_budget.is_some()
+        || app
+            .components
+            .iter()
+            .any(|c| c.limits.concurrency.is_some() || c.instance_reuse.is_some());
+    if let Some(n) = args
+        .server
+        .supervise(one_process, wasmops_app::manifest::sizing(&app).0)
         && let Some(bound) = bound.take()
     {
-        return wasmops_server::workers::supervise(&tokio, bound, n);
+        return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
     }
 
     let mut settings = EngineSettings::default();

@@ -501,3 +501,12 @@ pub fn webapp_copy(dir: &std::path::Path, extra: &str) -> PathBuf {
     std::fs::write(app.join("wasmops.toml"), kept + extra).unwrap();
     app
 }
+
+/// The child processes of `pid` (a supervisor's workers).
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
