@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Serving by language: the templates' hello-world components (Rust,
-JavaScript, Python), each under `wasmops serve` (fresh instance per request),
-`wasmops serve --workers auto` (one process per core), `wasmops serve
+JavaScript, Python), each under `wasmops serve` (fresh instance per request,
+one worker process per core by default), `wasmops serve --workers 1` (one
+process, one thread per core), `wasmops serve
 --instance-reuse N`, and `wasmtime serve`, in alternated rounds on free
 loopback ports. Reports requests/s, p50, p99, the server's RSS after the run
 (worker processes included), and wasmops' mean instantiation per request.
@@ -48,10 +49,11 @@ def main():
         p3 = lang in a.p3
         wasmtime_flags = ["-Scli", "-Sp3", "-Wcomponent-model-async"] if p3 else ["-Scli"]
         servers = [
-            Server("wasmops serve", lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}", *log], env),
-            Server("wasmops serve --workers auto",
+            Server("wasmops serve (default: one worker per core)",
+                   lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}", *log], env),
+            Server("wasmops serve --workers 1",
                    lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}",
-                                      "--workers", "auto", *log], env),
+                                      "--workers", "1", *log], env),
             Server(f"wasmops serve --instance-reuse {a.reuse}",
                    lambda p, c=path: [a.wasmops, "serve", c, "--listen", f"127.0.0.1:{p}",
                                       "--instance-reuse", str(a.reuse), *log], env),
