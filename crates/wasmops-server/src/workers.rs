@@ -439,6 +439,10 @@ pub fn merge_metrics(texts: &[String]) -> String {
         series: Vec<(String, f64)>,
     }
     let mut families: Vec<Family> = Vec::new();
+    // Where each series is: (family, position), so a scrape of many apps
+    // stays linear.
+    let mut index: std::collections::HashMap<String, (usize, usize)> =
+        std::collections::HashMap::new();
     let find =
         |families: &mut Vec<Family>, name: &str| match families.iter().position(|f| f.name == name)
         {
@@ -485,10 +489,12 @@ pub fn merge_metrics(texts: &[String]) -> String {
                     i
                 }
             };
-            let f = &mut families[i];
-            match f.series.iter_mut().find(|(s, _)| s == series) {
-                Some((_, total)) => *total += value,
-                None => f.series.push((series.to_string(), value)),
+            match index.get(series) {
+                Some(&(fi, si)) => families[fi].series[si].1 += value,
+                None => {
+                    index.insert(series.to_string(), (i, families[i].series.len()));
+                    families[i].series.push((series.to_string(), value));
+                }
             }
         }
     }

@@ -171,9 +171,8 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
             .components
             .iter()
             .any(|c| c.limits.concurrency.is_some() || c.instance_reuse.is_some());
-    if let Some(n) = args
-        .server
-        .supervise(one_process, wasmops_app::manifest::sizing(&app).0)
+    let (largest, smallest, total) = wasmops_app::manifest::sizing(&app);
+    if let Some(n) = args.server.supervise(one_process, largest)
         && let Some(bound) = bound.take()
     {
         return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
@@ -182,7 +181,6 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     let mut settings = EngineSettings::default();
     args.server.engine.apply(&mut settings);
     settings.pooling = args.server.pool.allocator;
-    let (largest, smallest, total) = wasmops_app::manifest::sizing(&app);
     settings.max_memory = largest;
     settings.memory_keep_resident = args.server.pool.memory_keep_resident as usize;
     settings.warm_slots = args.server.pool.warm_slots;
