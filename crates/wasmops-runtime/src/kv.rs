@@ -206,11 +206,32 @@ impl KvStore {
         &self.inner.label
     }
 
-    fn sqlite(&self) -> Option<std::sync::MutexGuard<'_, rusqlite::Connection>> {
-        match &self.inner.backend {
-            Backend::Sqlite(c) => Some(c.lock().unwrap_or_else(|p| p.into_inner())),
-            Backend::Redis { .. } => None,
+    fn is_embedded(&self) -> bool {
+        matches!(self.inner.backend, Backend::Sqlite(_))
+    }
+
+    /// Runs `f` on the embedded store's connection on the blocking pool: a
+    /// write may wait for SQLite's lock (up to the busy timeout while another
+    /// worker process writes) and, with `durability = "fsync"`, for the
+    /// disk, and neither may hold a serving thread (a worker process has
+    /// one). `None` for a Redis store.
+    async fn embedded<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<R, KvError> + Send + 'static,
+    ) -> Option<Result<R, KvError>> {
+        if !self.is_embedded() {
+            return None;
         }
+        let inner = self.inner.clone();
+        let job = tokio::task::spawn_blocking(move || match &inner.backend {
+            Backend::Sqlite(c) => f(&mut c.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Redis { .. } => unreachable!("checked above"),
+        });
+        Some(job.await.unwrap_or_else(|e| {
+            Err(KvError::Other(format!(
+                "the key-value operation did not finish: {e}"
+            )))
+        }))
     }
 
     fn redis(&self) -> (redis::aio::ConnectionManager, &str) {
@@ -221,10 +242,9 @@ impl KvStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        if let Some(c) = self.sqlite() {
-            use rusqlite::OptionalExtension;
-            let mut st = c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
-            return Ok(st.query_row([key], |r| r.get(0)).optional()?);
+        let k = key.to_string();
+        if let Some(r) = self.embedded(move |c| read_value(c, &k)).await {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         Ok(redis::cmd("GET")
@@ -234,12 +254,8 @@ impl KvStore {
     }
 
     pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        if let Some(c) = self.sqlite() {
-            let mut st = c.prepare_cached(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            )?;
-            st.execute(rusqlite::params![key, value])?;
-            return Ok(());
+        if self.is_embedded() {
+            return self.set_many(&[(key.to_string(), value.to_vec())]).await;
         }
         let (mut conn, prefix) = self.redis();
         redis::cmd("SET")
@@ -255,9 +271,15 @@ impl KvStore {
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        if let Some(c) = self.sqlite() {
-            let mut st = c.prepare_cached("SELECT 1 FROM kv WHERE key = ?1")?;
-            return Ok(st.exists([key])?);
+        let k = key.to_string();
+        if let Some(r) = self
+            .embedded(move |c| {
+                let mut st = c.prepare_cached("SELECT 1 FROM kv WHERE key = ?1")?;
+                Ok(st.exists([k])?)
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         let n: i64 = redis::cmd("EXISTS")
@@ -272,15 +294,21 @@ impl KvStore {
         &self,
         cursor: Option<u64>,
     ) -> Result<(Vec<String>, Option<u64>), KvError> {
-        if let Some(c) = self.sqlite() {
-            let offset = i64::try_from(cursor.unwrap_or(0)).unwrap_or(i64::MAX);
-            let mut st = c.prepare_cached("SELECT key FROM kv ORDER BY key LIMIT ?1 OFFSET ?2")?;
-            let keys = st
-                .query_map(rusqlite::params![PAGE as i64 + 1, offset], |r| {
-                    r.get::<_, String>(0)
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok(page(keys, offset as u64));
+        let offset = i64::try_from(cursor.unwrap_or(0)).unwrap_or(i64::MAX);
+        if let Some(r) = self
+            .embedded(move |c| {
+                let mut st =
+                    c.prepare_cached("SELECT key FROM kv ORDER BY key LIMIT ?1 OFFSET ?2")?;
+                let keys = st
+                    .query_map(rusqlite::params![PAGE as i64 + 1, offset], |r| {
+                        r.get::<_, String>(0)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(page(keys, offset as u64))
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -301,30 +329,26 @@ impl KvStore {
     /// Adds `delta` to the number under `key` (absent is 0), atomically, and
     /// returns the new number.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        if let Some(mut c) = self.sqlite() {
-            // IMMEDIATE: the read and the write are one step even when
-            // another process shares the file.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current: Option<Vec<u8>> = {
-                use rusqlite::OptionalExtension;
-                let mut st = tx.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
-                st.query_row([key], |r| r.get(0)).optional()?
-            };
-            let current = match current {
-                None => 0,
-                Some(v) => parse_counter(key, &v)?,
-            };
-            let new = current.checked_add(delta).ok_or_else(|| {
-                KvError::Other(format!("incrementing `{key}` overflows a 64-bit integer"))
-            })?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?;
-                st.execute(rusqlite::params![key, new.to_string().into_bytes()])?;
-            }
-            tx.commit()?;
-            return Ok(new);
+        let k = key.to_string();
+        if let Some(r) = self
+            .embedded(move |c| {
+                // IMMEDIATE: the read and the write are one step even when
+                // another process shares the file.
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let current = match read_value(&tx, &k)? {
+                    None => 0,
+                    Some(v) => parse_counter(&k, &v)?,
+                };
+                let new = current.checked_add(delta).ok_or_else(|| {
+                    KvError::Other(format!("incrementing `{k}` overflows a 64-bit integer"))
+                })?;
+                write_value(&tx, &k, new.to_string().as_bytes())?;
+                tx.commit()?;
+                Ok(new)
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         redis::cmd("INCRBY")
@@ -351,24 +375,20 @@ impl KvStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        if let Some(mut c) = self.sqlite() {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current: Option<Vec<u8>> = {
-                use rusqlite::OptionalExtension;
-                let mut st = tx.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
-                st.query_row([key], |r| r.get(0)).optional()?
-            };
-            if current.as_deref() != expected {
-                return Ok(false);
-            }
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?;
-                st.execute(rusqlite::params![key, new])?;
-            }
-            tx.commit()?;
-            return Ok(true);
+        let (k, exp, val) = (key.to_string(), expected.map(<[u8]>::to_vec), new.to_vec());
+        if let Some(r) = self
+            .embedded(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                if read_value(&tx, &k)? != exp {
+                    return Ok(false);
+                }
+                write_value(&tx, &k, &val)?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+        {
+            return r;
         }
         // One script, so Redis runs the compare and the set as one step.
         const SCRIPT: &str = r"
@@ -398,12 +418,20 @@ return 0";
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if self.sqlite().is_some() {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                out.push(self.get(k).await?.map(|v| (k.clone(), v)));
-            }
-            return Ok(out);
+        let ks = keys.to_vec();
+        if let Some(r) = self
+            .embedded(move |c| {
+                let tx = c.transaction()?;
+                let mut out = Vec::with_capacity(ks.len());
+                for k in ks {
+                    let v = read_value(&tx, &k)?;
+                    out.push(v.map(|v| (k, v)));
+                }
+                Ok(out)
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         let mut cmd = redis::cmd("MGET");
@@ -422,18 +450,18 @@ return 0";
         if pairs.is_empty() {
             return Ok(());
         }
-        if let Some(mut c) = self.sqlite() {
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?;
-                for (k, v) in pairs {
-                    st.execute(rusqlite::params![k, v])?;
+        let ps = pairs.to_vec();
+        if let Some(r) = self
+            .embedded(move |c| {
+                let tx = c.transaction()?;
+                for (k, v) in &ps {
+                    write_value(&tx, k, v)?;
                 }
-            }
-            tx.commit()?;
-            return Ok(());
+                Ok(tx.commit()?)
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         let mut cmd = redis::cmd("MSET");
@@ -448,16 +476,21 @@ return 0";
         if keys.is_empty() {
             return Ok(());
         }
-        if let Some(mut c) = self.sqlite() {
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
-                for k in keys {
-                    st.execute([k])?;
+        let ks = keys.to_vec();
+        if let Some(r) = self
+            .embedded(move |c| {
+                let tx = c.transaction()?;
+                {
+                    let mut st = tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
+                    for k in &ks {
+                        st.execute([k])?;
+                    }
                 }
-            }
-            tx.commit()?;
-            return Ok(());
+                Ok(tx.commit()?)
+            })
+            .await
+        {
+            return r;
         }
         let (mut conn, prefix) = self.redis();
         let mut cmd = redis::cmd("DEL");
@@ -467,6 +500,22 @@ return 0";
         cmd.query_async::<()>(&mut conn).await?;
         Ok(())
     }
+}
+
+/// The value under `key` in an embedded store.
+fn read_value(c: &rusqlite::Connection, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    use rusqlite::OptionalExtension;
+    let mut st = c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
+    Ok(st.query_row([key], |r| r.get(0)).optional()?)
+}
+
+/// Sets `key` to `value` in an embedded store.
+fn write_value(c: &rusqlite::Connection, key: &str, value: &[u8]) -> Result<(), KvError> {
+    let mut st = c.prepare_cached(
+        "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?;
+    st.execute(rusqlite::params![key, value])?;
+    Ok(())
 }
 
 fn page(mut keys: Vec<String>, offset: u64) -> (Vec<String>, Option<u64>) {
@@ -745,6 +794,8 @@ pub fn add_to_linker<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -808,5 +859,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.get("a").await.unwrap(), Some(b"42".to_vec()));
+    }
+
+    /// A write that waits for SQLite's lock (another worker process is
+    /// writing) waits on the blocking pool: the serving thread, the only
+    /// one of this runtime, keeps running other tasks meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_waiting_for_the_lock_does_not_hold_the_serving_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv/default.db");
+        let s = KvStore::open_embedded("default", &path, Durability::Process).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move { s.set("a", b"1").await })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !writer.is_finished(),
+            "the write should still wait for the lock"
+        );
+        other.execute_batch("COMMIT").unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(s.get("a").await.unwrap(), Some(b"1".to_vec()));
     }
 }
