@@ -387,10 +387,16 @@ async fn admin<B>(shared: &Shared, req: &http::Request<B>) -> http::Response<Ful
     };
     let mut body = String::new();
     if crate::is_read(req) && req.uri().path() == "/metrics" {
+        // All workers at once, so a slow one delays the scrape by its own
+        // timeout only; merged in worker order, so families keep their order.
+        let fetches: Vec<_> = admins
+            .iter()
+            .map(|a| a.map(|a| tokio::spawn(fetch_metrics(a))))
+            .collect();
         let mut texts = Vec::new();
-        for (i, a) in admins.iter().enumerate() {
-            let Some(a) = a else { continue };
-            match fetch_metrics(*a).await {
+        for (i, f) in fetches.into_iter().enumerate() {
+            let Some(f) = f else { continue };
+            match f.await.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(t) => texts.push(t),
                 Err(e) => tracing::warn!(worker = i, error = %e, "cannot read a worker's metrics"),
             }

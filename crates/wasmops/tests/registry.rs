@@ -86,25 +86,9 @@ fn worker_processes_serve_what_the_supervisor_pulled_though_the_tag_moves() {
     assert_eq!(workers.len(), 2, "{}", server.log());
     // A worker started again serves what the supervisor pulled, not what
     // the tag names now.
-    unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let start = std::time::Instant::now();
-        loop {
-            let now = common::children(server.pid());
-            if now.len() == 2
-                && !now.contains(&workers[1])
-                && get(&server.admin_url("/readyz")).await.status == 200
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(60),
-                "the worker did not come back: {}",
-                server.log()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        common::kill_worker_and_wait(&server, workers[1]).await;
         for _ in 0..20 {
             assert_eq!(get(&server.url("/")).await.text(), "Hello, world!\n");
         }

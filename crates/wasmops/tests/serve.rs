@@ -947,23 +947,7 @@ async fn worker_processes_share_the_listener_come_back_and_stop_together() {
     assert_eq!(get(&server.admin_url("/readyz")).await.status, 200);
 
     // A worker that dies is started again, and serving goes on.
-    unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) };
-    let start = Instant::now();
-    loop {
-        let now = children(server.pid());
-        if now.len() == 2
-            && !now.contains(&workers[1])
-            && get(&server.admin_url("/readyz")).await.status == 200
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the worker did not come back: {now:?}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::kill_worker_and_wait(&server, workers[1]).await;
     for _ in 0..10 {
         assert_eq!(get(&server.url("/")).await.status, 200);
     }

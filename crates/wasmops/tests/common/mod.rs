@@ -502,6 +502,30 @@ pub fn webapp_copy(dir: &std::path::Path, extra: &str) -> PathBuf {
     app
 }
 
+/// Kills `worker`, one of the supervisor `server`'s worker processes, and
+/// waits until another took its place and the supervisor is ready again.
+pub async fn kill_worker_and_wait(server: &Server, worker: u32) {
+    let count = children(server.pid()).len();
+    // SAFETY: a signal to a process this test's server started.
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    let start = Instant::now();
+    loop {
+        let now = children(server.pid());
+        if now.len() == count
+            && !now.contains(&worker)
+            && get(&server.admin_url("/readyz")).await.status == 200
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the worker did not come back: {now:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The child processes of `pid` (a supervisor's workers).
 pub fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
