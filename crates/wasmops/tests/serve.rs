@@ -1055,3 +1055,80 @@ fn a_worker_that_cannot_start_ends_the_supervisor_with_its_error() {
     assert_one_line_error(&out);
     assert!(out.stderr.contains("--workers"), "{}", out.stderr);
 }
+
+/// Worker processes share their supervisor's stderr. On a pipe that fills
+/// (a slow log reader), their log batches must not interleave mid-line:
+/// every line stays one JSON object, and every request is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_logs_on_a_shared_pipe_stay_whole_lines() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = wasmops()
+        .args(["serve", test_programs::HELLO, "--workers", "2"])
+        .args(["--admin-listen", "127.0.0.1:0", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Nothing is read until told: the pipe fills, and the workers' writes
+    // wait for room, which is when long writes interleave.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let _ = wait.recv();
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut all).unwrap();
+        all
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    // The supervisor listens before its workers are ready: connections
+    // wait in the backlog until a worker accepts them.
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "not listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let long = "x".repeat(3000);
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (base, long) = (base.clone(), long.clone());
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let r = get(&format!("{base}/{c}-{i}-{long}")).await;
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    go.send(()).unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let all = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let mut logged = 0;
+    // Every line is a JSON event, but for the supervisor's own notices.
+    for line in text.lines().filter(|l| !l.starts_with("wasmops: ")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "not a whole JSON line ({e}): {}",
+                &line[..line.len().min(300)]
+            )
+        });
+        if v["path"].as_str().is_some_and(|p| p.ends_with(&long)) {
+            logged += 1;
+        }
+    }
+    assert_eq!(logged, 8 * 40, "every request is logged once");
+}
