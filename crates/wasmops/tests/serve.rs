@@ -1075,6 +1075,15 @@ async fn worker_logs_on_a_shared_pipe_stay_whole_lines() {
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
+    // Killed (with its workers) if an assertion fails first.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            // SAFETY: a signal to the child this test started.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    let reap = Reap(child.id());
     // Nothing is read until told: the pipe fills, and the workers' writes
     // wait for room, which is when long writes interleave.
     let (go, wait) = std::sync::mpsc::channel::<()>();
@@ -1115,6 +1124,7 @@ async fn worker_logs_on_a_shared_pipe_stay_whole_lines() {
     // SAFETY: a signal to the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
+    std::mem::forget(reap);
     let all = reader.join().unwrap();
     let text = String::from_utf8_lossy(&all);
     let mut logged = 0;
