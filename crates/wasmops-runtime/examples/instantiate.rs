@@ -45,9 +45,8 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             let t = Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let _proxy = pre.instantiate_async(&mut store).await?;
             let dt = t.elapsed();
-            drop(proxy);
             drop(store);
             // The first tenth warms the pool and caches.
             if i >= n / 10 {
