@@ -150,7 +150,7 @@ impl<'a> MakeWriter<'a> for LogWriter {
 mod tests {
     use super::*;
 
-    /// Records the size of every write.
+    /// Keeps every write as it was made.
     struct Writes(Vec<Vec<u8>>);
 
     impl Write for Writes {
