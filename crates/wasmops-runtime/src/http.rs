@@ -668,11 +668,6 @@ impl HttpHandler {
                     Err(err)
                 }
             };
-            // The response goes out first: dropping the store resets its
-            // pool slot (tens of microseconds), which the client need not
-            // wait for. With one serving thread (a worker process) the
-            // connection's task runs only once this one yields.
-            tokio::task::yield_now().await;
             drop(store);
             r
         });
