@@ -274,6 +274,12 @@ pub struct ServerArgs {
     pub engine: EngineArgs,
 }
 
+/// The memory budget of a server given none: the machine's default, or
+/// 16 GiB where it cannot be read.
+fn machine_budget() -> u64 {
+    wasmops_runtime::budget::default_budget().unwrap_or(16 << 30)
+}
+
 impl ServerArgs {
     /// The worker processes to start, when this process is to supervise
     /// them (more than one, and this is not a worker itself). Without
@@ -290,10 +296,7 @@ impl ServerArgs {
         let n = match self.workers {
             Some(n) => n,
             None if one_process || self.threads.is_some() || self.memory_budget.is_some() => 1,
-            None => wasmops_server::workers::default_count(
-                wasmops_runtime::budget::default_budget().unwrap_or(16 << 30),
-                largest_limit,
-            ),
+            None => wasmops_server::workers::default_count(machine_budget(), largest_limit),
         };
         (n > 1).then_some(n)
     }
@@ -316,8 +319,7 @@ impl ServerArgs {
         let bytes = self
             .memory_budget
             .or(manifest)
-            .or_else(wasmops_runtime::budget::default_budget)
-            .unwrap_or(16 << 30);
+            .unwrap_or_else(machine_budget);
         // Each worker process holds its share.
         let worker = wasmops_server::workers::this_worker();
         let total = bytes;

@@ -663,8 +663,9 @@ fn pull_checked(source: &str, args: &SourceArgs) -> anyhow::Result<(distribution
 /// worker processes: one `REF<TAB>DIGEST<TAB>PATH` line per reference.
 const PULLED_ENV: &str = "WASMOPS_PULLED";
 
-/// What this process pulled, by reference: the digest and the file (a
-/// component) or directory (an app) that holds it.
+/// What this process pulled, by reference: the digest (an app's manifest
+/// digest; a component's content digest) and the file (a component) or
+/// directory (an app) that holds it.
 static PULLED: Mutex<Vec<(String, String, PathBuf)>> = Mutex::new(Vec::new());
 
 /// Remembers a pull, so that worker processes read what this one pulled.
@@ -702,21 +703,30 @@ fn handed_down(reference: &str) -> Option<(String, PathBuf)> {
 }
 
 /// Writes `bytes` into the content store's `dir` under their digest (once);
-/// returns the file.
-fn store_file(dir: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+/// returns the digest and the file.
+fn store_file(dir: &str, bytes: &[u8]) -> anyhow::Result<(String, PathBuf)> {
     let dir = wasmops_oci::default_store_dir().join(dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let file = dir.join(format!(
-        "{}.wasm",
-        wasmops_oci::digest(bytes).replace(':', "-")
-    ));
+    let digest = wasmops_oci::digest(bytes);
+    let file = dir.join(format!("{}.wasm", digest.replace(':', "-")));
     if !file.exists() {
         let tmp = dir.join(format!(".{}.tmp", std::process::id()));
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &file))
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
-    Ok(file)
+    Ok((digest, file))
+}
+
+/// For a supervisor about to start worker processes: keeps the component
+/// `read_source` pulled for `source` in the content store, for the
+/// workers to read (a single process needs no file).
+pub fn hand_down_component(source: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if is_reference(source) {
+        let (digest, file) = store_file("components", bytes)?;
+        remember_pull(&source.to_string_lossy(), &digest, file);
+    }
+    Ok(())
 }
 
 /// The bytes of a component given as a reference, or `None` for a file.
@@ -734,9 +744,7 @@ pub fn read_source(source: &Path, args: &SourceArgs) -> anyhow::Result<Option<Ve
     if matches!(pulled.kind, ArtifactKind::App | ArtifactKind::Spin) {
         anyhow::bail!("{s} is an app; serve it with `wasmops up {s}`");
     }
-    let bytes = resolve::single_component(&s, &pulled, &store)?;
-    remember_pull(&s, &pulled.digest, store_file("components", &bytes)?);
-    Ok(Some(bytes))
+    Ok(Some(resolve::single_component(&s, &pulled, &store)?))
 }
 
 /// Pulls the app's dependencies given as registry references (under the
@@ -763,7 +771,9 @@ pub fn resolve_dependencies(
             let bytes = read_source(Path::new(r), args)
                 .map_err(context)?
                 .unwrap_or_default();
-            d.source = DependencySource::Path(store_file("components", &bytes)?);
+            let (digest, file) = store_file("components", &bytes)?;
+            remember_pull(r, &digest, file.clone());
+            d.source = DependencySource::Path(file);
         }
     }
     Ok(())

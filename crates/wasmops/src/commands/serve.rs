@@ -91,6 +91,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     // Concurrency and reuse are set for one process: they keep it one.
     let one_process = args.max_concurrency.is_some() || args.instance_reuse.is_some();
     if let Some(n) = args.server.supervise(one_process, args.limits.max_memory) {
+        if let Some(bytes) = &pulled {
+            super::oci::hand_down_component(&args.file, bytes)?;
+        }
         return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
     }
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
