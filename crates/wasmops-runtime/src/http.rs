@@ -175,6 +175,10 @@ struct Inner {
     settings: HttpSettings,
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// Instances whose guest has answered and whose store is about to be
+    /// dropped: their slots free within microseconds, so a request that
+    /// finds every slot taken waits for one of them instead of a 503.
+    draining: AtomicUsize,
     stats: HandlerStats,
     /// Instances waiting for their next request (instance reuse only); at
     /// most as many as have ever run at once.
@@ -261,6 +265,7 @@ impl HttpHandler {
                 settings,
                 permits,
                 queued: AtomicUsize::new(0),
+                draining: AtomicUsize::new(0),
                 stats: HandlerStats::default(),
                 idle: std::sync::Mutex::new(Vec::new()),
             }),
@@ -437,7 +442,10 @@ impl HttpHandler {
         let permit = match inner.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                if inner.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue {
+                // Slots of instances being dropped count as free: their
+                // requests are answered and they hold no guest code.
+                let draining = inner.draining.load(Ordering::Acquire);
+                if inner.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue + draining {
                     inner.queued.fetch_sub(1, Ordering::AcqRel);
                     inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
                     return simple(
@@ -550,7 +558,7 @@ impl HttpHandler {
         let task_state = state.clone();
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let _permit = permit;
+            let permit = permit;
             let inner = &this.inner;
             let _in_use = InUse::new(inner.metrics.as_ref());
             let started = Instant::now();
@@ -652,7 +660,16 @@ impl HttpHandler {
                             });
                         return Ok(());
                     }
-                    Ok(())
+                    // Answered: the connection writes the response before
+                    // this task resets the instance's memory. The slot
+                    // counts as draining meanwhile, so that a client's next
+                    // request does not find it taken.
+                    let draining = Draining::new(&inner.draining);
+                    tokio::task::yield_now().await;
+                    drop(store);
+                    drop(permit);
+                    drop(draining);
+                    return Ok(());
                 }
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
@@ -669,6 +686,7 @@ impl HttpHandler {
                 }
             };
             drop(store);
+            drop(permit);
             r
         });
 
@@ -1005,6 +1023,22 @@ impl BodyFault {
             0 => None,
             v => Some(v),
         }
+    }
+}
+
+/// Counts an instance as draining (answered, not yet dropped) while alive.
+struct Draining<'a>(&'a AtomicUsize);
+
+impl<'a> Draining<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -354,6 +354,34 @@ async fn concurrency_limit_queues_then_503() {
     assert_eq!(slow.await.unwrap().status, 200);
 }
 
+#[test]
+fn a_sequential_client_is_not_refused_by_the_instance_it_just_used() {
+    // One slot and no queue: each answered instance is still being reset
+    // when the connection reads the next pipelined request, and that
+    // request must wait for the slot, not get a 503.
+    use std::io::{Read, Write};
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &["--max-concurrency", "1", "--max-queue", "0"],
+    );
+    let n = 50;
+    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let one = "GET /ok HTTP/1.1\r\nHost: test\r\n\r\n";
+    let last = "GET /ok HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let requests = one.repeat(n - 1) + last;
+    conn.write_all(requests.as_bytes()).unwrap();
+    let mut answers = String::new();
+    conn.read_to_string(&mut answers).unwrap();
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answers[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses.len(), n, "{answers}");
+    assert!(statuses.iter().all(|s| *s == "200"), "{statuses:?}");
+}
+
 async fn get_owned(url: String) -> Resp {
     get(&url).await
 }
