@@ -33,6 +33,10 @@ pub enum RunError {
         "the component ran longer than its timeout of {0:?} and was stopped; raise it with --timeout"
     )]
     Timeout(std::time::Duration),
+    /// The host had no room for the instance (its pool was full): not the
+    /// guest's fault, and a retry may succeed.
+    #[error("server busy: {0}")]
+    Busy(String),
 }
 
 impl RunError {
@@ -112,6 +116,11 @@ pub(crate) fn explain(
     limits: &Limits,
     e: &wasmtime::Error,
 ) -> RunError {
+    if let Some(full) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return RunError::Busy(format!(
+            "{full}; lower --max-concurrency or raise --memory-budget"
+        ));
+    }
     let detail = trap_summary(e);
     if timed_out {
         RunError::Timeout(limits.timeout.unwrap_or_default())

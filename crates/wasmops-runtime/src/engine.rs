@@ -74,6 +74,8 @@ impl Default for EngineSettings {
 
 /// Linear memories reserved in the pool per component instance.
 const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Core instances the pool allows per component instance (a count only).
+const CORE_INSTANCES_PER_INSTANCE: u32 = 64;
 
 impl EngineSettings {
     /// Linear-memory slots in the pool: the most that can be kept warm.
@@ -108,8 +110,12 @@ fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
     let n = s.max_instances.max(1);
     p.total_component_instances(n);
     // Components instantiate several core instances (the program, adapters,
-    // shims); most have one or two memories and a few tables.
-    p.total_core_instances(n.saturating_mul(4));
+    // shims): 3 for a Rust hello-world, 4 for componentize-js, 14 for
+    // componentize-py, more when composed. In the pool a core instance is
+    // only a count (its state is allocated on the heap), so the limit is
+    // generous: at 4 per instance, 20 Python instances filled a pool sized
+    // for 70 and requests failed with 500s while slots were free.
+    p.total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_INSTANCE));
     p.total_memories(s.memory_slots());
     p.total_tables(n.saturating_mul(4));
     p.total_stacks(n);

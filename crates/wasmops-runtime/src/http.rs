@@ -197,6 +197,7 @@ impl Inner {
                 &self.stats.memory_limit_hits,
                 self.metrics.as_ref().map(|m| &m.memory_limits),
             ),
+            RunError::Busy(_) => (&self.stats.rejected_busy, None),
             _ => (&self.stats.traps, self.metrics.as_ref().map(|m| &m.traps)),
         };
         stat.fetch_add(1, Ordering::Relaxed);
@@ -681,7 +682,11 @@ impl HttpHandler {
                             Outcome::FAILED
                         });
                     inner.count_failure(&err);
-                    tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
+                    if matches!(err, RunError::Busy(_)) {
+                        tracing::warn!(error = %err, "no room for the request's instance");
+                    } else {
+                        tracing::error!(error = %err, detail = %format!("{e:?}"), "request failed in the component");
+                    }
                     Err(err)
                 }
             };
@@ -723,6 +728,9 @@ impl HttpHandler {
                             t.as_millis()
                         ),
                     ),
+                    Ok(Err(e @ RunError::Busy(_))) => {
+                        simple(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n"))
+                    }
                     Ok(Err(e)) => {
                         self.error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
                     }
