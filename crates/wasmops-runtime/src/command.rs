@@ -118,7 +118,9 @@ pub(crate) fn explain(
 ) -> RunError {
     if let Some(full) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return RunError::Busy(format!(
-            "{full}; lower --max-concurrency or raise --memory-budget"
+            "the instance pool is full ({full}): the component needs more core instances, \
+             tables or memories per instance than the pool reserves; run it with \
+             --allocator on-demand"
         ));
     }
     let detail = trap_summary(e);
