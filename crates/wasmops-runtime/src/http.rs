@@ -639,6 +639,7 @@ impl HttpHandler {
             // The outcome is set before the store (and with it the
             // response body's sender) is dropped, so a body that ends
             // because its writer is gone finds out why.
+            let mut draining = None;
             let r = match result {
                 Ok(proxy) => {
                     task_state.outcome.set(Outcome::OK);
@@ -665,12 +666,9 @@ impl HttpHandler {
                     // this task resets the instance's memory. The slot
                     // counts as draining meanwhile, so that a client's next
                     // request does not find it taken.
-                    let draining = Draining::new(&inner.draining);
+                    draining = Some(Draining::new(&inner.draining));
                     tokio::task::yield_now().await;
-                    drop(store);
-                    drop(permit);
-                    drop(draining);
-                    return Ok(());
+                    Ok(())
                 }
                 Err(e) => {
                     let err = classify(&store, &inner.settings.limits, &e);
@@ -690,8 +688,10 @@ impl HttpHandler {
                     Err(err)
                 }
             };
+            // The slot is released before it stops counting as draining.
             drop(store);
             drop(permit);
+            drop(draining);
             r
         });
 
