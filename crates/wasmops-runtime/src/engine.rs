@@ -9,7 +9,11 @@
 //!   engine without it first and moves to the other only when it needs to
 //!   (see [`crate::load`]).
 //! - Pooling allocation, after probing that its address space can be
-//!   reserved; on-demand allocation otherwise (logged).
+//!   reserved; on-demand allocation otherwise (logged). A component that
+//!   does not fit the pool's slots (a table larger than a slot's elements,
+//!   a memory whose minimum exceeds a slot, several memories in one module)
+//!   runs on a twin engine with on-demand allocation, under the same
+//!   per-store limits (see [`crate::load`]).
 //! - Copy-on-write memory images, and reset of the pages a guest dirtied by
 //!   `memset`/copy instead of `madvise` up to `memory_keep_resident` bytes
 //!   (the kernel's `PAGEMAP_SCAN` tells which pages are dirty), so a warm slot
@@ -72,8 +76,13 @@ impl Default for EngineSettings {
     }
 }
 
-/// Linear memories reserved in the pool per component instance.
-const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Linear memories reserved in the pool per component instance (Rust,
+/// componentize-js and componentize-py programs have one). A component
+/// needing more runs on demand (see [`crate::load`]), so that its instances
+/// cannot take the slots of others.
+pub(crate) const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Tables, likewise (those programs have two: their own and a shim's).
+pub(crate) const TABLES_PER_INSTANCE: u32 = 4;
 /// Core instances the pool allows per component instance (a count only).
 const CORE_INSTANCES_PER_INSTANCE: u32 = 64;
 
@@ -117,7 +126,7 @@ fn pooling_config(s: &EngineSettings) -> PoolingAllocationConfig {
     // for 70 and requests failed with 500s while slots were free.
     p.total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_INSTANCE));
     p.total_memories(s.memory_slots());
-    p.total_tables(n.saturating_mul(4));
+    p.total_tables(n.saturating_mul(TABLES_PER_INSTANCE));
     p.total_stacks(n);
     p.max_memory_size(s.max_memory as usize);
     p.linear_memory_keep_resident(s.memory_keep_resident);
@@ -147,6 +156,20 @@ pub(crate) struct EngineSlot {
 }
 
 impl EngineSlot {
+    /// An engine with on-demand allocation, for components that do not fit
+    /// a pooled engine's slots; its fingerprint keeps its artifacts apart.
+    fn on_demand(concurrent: bool) -> anyhow::Result<Self> {
+        let engine = Engine::new(&base_config(concurrent))?;
+        let fingerprint = format!("{}o", &engine_fingerprint(&engine, concurrent)[..15]);
+        Ok(Self {
+            engine,
+            linker: std::sync::OnceLock::new(),
+            fingerprint,
+            pooling: false,
+            concurrent,
+        })
+    }
+
     fn new(settings: &EngineSettings, concurrent: bool) -> anyhow::Result<Self> {
         let pooled = || {
             let mut c = base_config(concurrent);
@@ -196,6 +219,9 @@ pub struct Runtime {
     pub(crate) concurrent: EngineSlot,
     /// Without: every other component.
     pub(crate) sync: EngineSlot,
+    /// When the two above pool their instances: twins with on-demand
+    /// allocation (sync, concurrent), for components too large for a slot.
+    pub(crate) on_demand: Option<(EngineSlot, EngineSlot)>,
     pub(crate) cache: Option<ArtifactCache>,
     settings: EngineSettings,
     ticker: Option<EpochTicker>,
@@ -215,13 +241,20 @@ impl Runtime {
             },
             None => None,
         };
-        let ticker = Some(EpochTicker::spawn(vec![
-            concurrent.engine.clone(),
-            sync.engine.clone(),
-        ]));
+        let on_demand = if concurrent.pooling || sync.pooling {
+            Some((EngineSlot::on_demand(false)?, EngineSlot::on_demand(true)?))
+        } else {
+            None
+        };
+        let mut engines = vec![concurrent.engine.clone(), sync.engine.clone()];
+        if let Some((s, c)) = &on_demand {
+            engines.extend([s.engine.clone(), c.engine.clone()]);
+        }
+        let ticker = Some(EpochTicker::spawn(engines));
         Ok(Self {
             concurrent,
             sync,
+            on_demand,
             cache,
             settings,
             ticker,
@@ -239,11 +272,17 @@ impl Runtime {
         &self,
         engine: &Engine,
     ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
-        if Engine::same(engine, &self.sync.engine) {
-            self.sync.linker()
-        } else {
-            self.concurrent.linker()
-        }
+        self.slots()
+            .find(|slot| Engine::same(engine, &slot.engine))
+            .unwrap_or(&self.concurrent)
+            .linker()
+    }
+
+    /// Every engine of this runtime.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &EngineSlot> {
+        [&self.sync, &self.concurrent]
+            .into_iter()
+            .chain(self.on_demand.iter().flat_map(|(s, c)| [s, c]))
     }
 
     /// Whether instances come from a pool (both engines' pools were

@@ -94,8 +94,7 @@ impl Runtime {
             return false;
         };
         let digest = blake3::hash(&bytes).to_hex().to_string();
-        [&self.sync, &self.concurrent]
-            .iter()
+        self.slots()
             .any(|slot| cache.path_for(&component_key(&digest, slot)).is_file())
     }
 
@@ -105,6 +104,74 @@ impl Runtime {
         let (bytes, source_kind) = decode_input(path, bytes)?;
         let bytes = &bytes[..];
         let digest = blake3::hash(bytes).to_hex().to_string();
+        let cached_for = |slot: &EngineSlot| {
+            self.cache
+                .as_ref()
+                .is_some_and(|c| c.path_for(&component_key(&digest, slot)).is_file())
+        };
+        let pooled = (&self.sync, &self.concurrent);
+        let (component, cache) = match &self.on_demand {
+            // Found too large for the pool before: straight to its twins.
+            Some((s, c)) if cached_for(s) || cached_for(c) => {
+                self.load_on(path, bytes, source_kind, &digest, (s, c))?
+            }
+            Some((s, c)) => match self.load_on(path, bytes, source_kind, &digest, pooled) {
+                // Its instances could not start within the memory limit
+                // on any engine (the pool's slots are that limit's size).
+                Err(LoadError::Compile { message, .. })
+                    if message.contains("minimum byte size") =>
+                {
+                    return Err(LoadError::Compile {
+                        path: path.to_owned(),
+                        message: format!(
+                            "its linear memory starts larger than the memory limit ({message}); raise the limit (`--max-memory`, or `memory` in the manifest's `[component.NAME.limits]`)"
+                        ),
+                    });
+                }
+                Err(LoadError::Compile { message, .. }) if exceeds_pool(&message) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        reason = %message,
+                        "the component does not fit the instance pool's slots; its instances are allocated on demand (same limits, slower instantiation)"
+                    );
+                    self.load_on(path, bytes, source_kind, &digest, (s, c))?
+                }
+                // Fits, but takes more slots than the pool holds per
+                // instance: a flood of it could exhaust the pool for every
+                // other component, so it runs on demand as well.
+                Ok((component, _)) if !fits_share(&component) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        "the component's instances need more memories or tables than the instance pool holds per instance; they are allocated on demand (same limits, slower instantiation)"
+                    );
+                    if let Some(c) = &self.cache {
+                        c.remove(&component_key(&digest, self.slot_of(&component)));
+                    }
+                    self.load_on(path, bytes, source_kind, &digest, (s, c))?
+                }
+                r => r?,
+            },
+            None => self.load_on(path, bytes, source_kind, &digest, pooled)?,
+        };
+        Ok(Loaded {
+            component,
+            source_kind,
+            digest,
+            cache,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Loads on `sync` if the component runs there, on `concurrent`
+    /// otherwise (the engines of one allocation strategy).
+    fn load_on(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        source_kind: Kind,
+        digest: &str,
+        (sync, concurrent): (&EngineSlot, &EngineSlot),
+    ) -> Result<(Component, CacheOutcome), LoadError> {
         let compile = |engine: &wasmtime::Engine| {
             let component_bytes = component_bytes(path, bytes, source_kind)?;
             Component::new(engine, &component_bytes).map_err(|e| LoadError::Compile {
@@ -115,7 +182,7 @@ impl Runtime {
         let load = |slot: &EngineSlot| {
             self.cached(
                 path,
-                &component_key(&digest, slot),
+                &component_key(digest, slot),
                 slot,
                 // SAFETY: cache payloads are produced by `Component::serialize`
                 // of an engine with the same fingerprint, and their checksum
@@ -127,14 +194,13 @@ impl Runtime {
         };
         // Compiled for the concurrent engine before: straight there.
         let known_concurrent = self.cache.as_ref().is_some_and(|c| {
-            c.path_for(&component_key(&digest, &self.concurrent))
-                .is_file()
-                && !c.path_for(&component_key(&digest, &self.sync)).is_file()
+            c.path_for(&component_key(digest, concurrent)).is_file()
+                && !c.path_for(&component_key(digest, sync)).is_file()
         });
-        let sync = if known_concurrent {
+        let on_sync = if known_concurrent {
             None
         } else {
-            match load(&self.sync) {
+            match load(sync) {
                 // An artifact of this engine is kept only once it linked
                 // here, so a cached one needs no second check (the caller
                 // links it anyway).
@@ -145,9 +211,14 @@ impl Runtime {
                 }
                 Ok(_) => {
                     if let Some(cache) = &self.cache {
-                        cache.remove(&component_key(&digest, &self.sync));
+                        cache.remove(&component_key(digest, sync));
                     }
                     None
+                }
+                // Too large for the pool: so it is on the other engine too.
+                Err(e @ LoadError::Compile { .. }) if matches!(&e, LoadError::Compile { message, .. } if exceeds_pool(message)) =>
+                {
+                    return Err(e);
                 }
                 // Uses the async ABI (or is broken: then the concurrent
                 // engine's compile says so).
@@ -155,17 +226,17 @@ impl Runtime {
                 Err(e) => return Err(e),
             }
         };
-        let (component, cache) = match sync {
-            Some(loaded) => loaded,
-            None => load(&self.concurrent)?,
-        };
-        Ok(Loaded {
-            component,
-            source_kind,
-            digest,
-            cache,
-            elapsed: start.elapsed(),
-        })
+        match on_sync {
+            Some(loaded) => Ok(loaded),
+            None => load(concurrent),
+        }
+    }
+
+    /// The engine slot `component` was compiled for.
+    fn slot_of(&self, component: &Component) -> &EngineSlot {
+        self.slots()
+            .find(|slot| wasmtime::Engine::same(component.engine(), &slot.engine))
+            .unwrap_or(&self.concurrent)
     }
 
     /// Whether everything `component` imports is provided without
@@ -313,6 +384,23 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         .is_some_and(|&b| b == b'(' || b == b';')
 }
 
+/// Whether an instance of `component` takes no more pool slots than the
+/// pool holds per instance (unknown, for a component that instantiates
+/// imported modules: then it is taken to fit).
+fn fits_share(component: &Component) -> bool {
+    component.resources_required().is_none_or(|r| {
+        r.num_memories <= crate::engine::MEMORIES_PER_INSTANCE
+            && r.num_tables <= crate::engine::TABLES_PER_INSTANCE
+    })
+}
+
+/// Whether a compile failed only because the component does not fit the
+/// pooling allocator's slots (wasmtime checks this when it makes the
+/// component, and says "... pooling allocator ...").
+fn exceeds_pool(message: &str) -> bool {
+    message.contains("pooling allocator")
+}
+
 fn compile_message(e: &wasmtime::Error) -> String {
     let msg = one_line(&format!("{e:#}"));
     if msg.contains("failed to parse") || msg.contains("invalid") || msg.contains("unexpected") {
@@ -376,5 +464,77 @@ mod tests {
         let again = rt.load(Path::new(test_programs::HELLO)).unwrap();
         assert_eq!(again.cache, CacheOutcome::Hit);
         assert!(Engine::same(again.component.engine(), &rt.sync.engine));
+    }
+
+    #[test]
+    fn a_component_too_large_for_the_pool_runs_on_demand_and_is_found_there_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(EngineSettings {
+            cache_dir: Some(dir.path().to_owned()),
+            max_instances: 4,
+            ..EngineSettings::default()
+        })
+        .unwrap();
+        let Some((on_demand, _)) = &rt.on_demand else {
+            eprintln!("no instance pool on this machine: nothing to fall back from");
+            return;
+        };
+        // More table elements than a pool slot holds (20,000).
+        let big =
+            br#"(component (core module (table 30000 funcref)) (core instance (instantiate 0)))"#;
+        let path = Path::new("big-table.wat");
+        let loaded = rt.load_bytes(path, big).unwrap();
+        assert!(Engine::same(loaded.component.engine(), &on_demand.engine));
+        assert_eq!(loaded.cache, CacheOutcome::Miss);
+        let linker = rt.linker_for(loaded.component.engine()).unwrap();
+        let pre = linker.instantiate_pre(&loaded.component).unwrap();
+        let mut store = crate::host::new_store(
+            loaded.component.engine(),
+            &Default::default(),
+            Default::default(),
+            &Default::default(),
+            crate::host::Stdio::Inherit,
+        )
+        .unwrap();
+        pre.instantiate(&mut store).unwrap();
+        // Only the artifact that runs is kept, and found again at once.
+        assert_eq!(artifacts(dir.path()), 1);
+        let again = rt.load_bytes(path, big).unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(again.component.engine(), &on_demand.engine));
+        // A component that fits stays pooled.
+        let small = rt
+            .load_bytes(path, br#"(component (core module (table 10 funcref)))"#)
+            .unwrap();
+        assert!(Engine::same(small.component.engine(), &rt.sync.engine));
+        // Three memories fit a slot each, but exceed the pool's share per
+        // instance: on demand too, and only that artifact is kept.
+        let before = artifacts(dir.path());
+        let three = rt
+            .load_bytes(
+                Path::new("three-memories.wat"),
+                br#"(component
+                    (core module $m (memory 1))
+                    (core instance (instantiate $m))
+                    (core instance (instantiate $m))
+                    (core instance (instantiate $m)))"#,
+            )
+            .unwrap();
+        assert!(Engine::same(three.component.engine(), &on_demand.engine));
+        assert_eq!(artifacts(dir.path()), before + 1);
+
+        // A memory that starts above the memory limit cannot run anywhere:
+        // refused at load, saying which limit to raise.
+        let err = rt
+            .load_bytes(
+                Path::new("big-memory.wat"),
+                br#"(component (core module (memory 4096)) (core instance (instantiate 0)))"#,
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("big-memory.wat: "), "{err}");
+        assert!(err.contains("--max-memory"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

@@ -545,6 +545,41 @@ async fn falls_back_to_on_demand_allocation_when_the_pool_cannot_be_reserved() {
     assert!(log.contains("\"pooling\":false"), "{log}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_larger_than_a_pool_slot_is_served_on_demand() {
+    // A real program whose function table exceeds a pool slot's 20,000
+    // elements (large .NET or debug builds have such tables).
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big-table.wasm");
+    std::fs::write(
+        &big,
+        with_table_size(&std::fs::read(test_programs::HELLO).unwrap(), 30_000),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let server = Server::start(
+        big.to_str().unwrap(),
+        &[
+            "--max-concurrency",
+            "4",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let gets: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get_owned(server.url("/"))))
+        .collect();
+    for g in gets {
+        let r = g.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    }
+    let log = server.log();
+    assert!(
+        log.contains("does not fit the instance pool"),
+        "the fallback is logged: {log}"
+    );
+}
+
 /// Sends `request` on a raw TCP connection and reads until the server
 /// closes it (at most `limit`); returns the bytes read.
 fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], limit: Duration) -> Vec<u8> {

@@ -534,3 +534,70 @@ pub fn children(pid: u32) -> Vec<u32> {
         .filter_map(|p| p.parse().ok())
         .collect()
 }
+
+/// `component` with the function table of its first core module grown to
+/// `elements` (minimum and maximum): a real program whose table is larger
+/// than an instance pool's table slots.
+pub fn with_table_size(component: &[u8], elements: u32) -> Vec<u8> {
+    fn leb(b: &[u8], i: &mut usize) -> u32 {
+        let (mut r, mut s) = (0u32, 0);
+        loop {
+            let x = b[*i];
+            *i += 1;
+            r |= u32::from(x & 0x7f) << s;
+            s += 7;
+            if x < 0x80 {
+                return r;
+            }
+        }
+    }
+    fn put(out: &mut Vec<u8>, mut v: u32) {
+        loop {
+            let x = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(x);
+                return;
+            }
+            out.push(x | 0x80);
+        }
+    }
+    // Rewrites the sections of a module or component (after its 8-byte
+    // preamble) with `f` deciding each section's new body.
+    fn sections(b: &[u8], f: &mut dyn FnMut(u8, &[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut out = b[..8].to_vec();
+        let mut i = 8;
+        while i < b.len() {
+            let id = b[i];
+            i += 1;
+            let size = leb(b, &mut i) as usize;
+            let body = f(id, &b[i..i + size]);
+            out.push(id);
+            put(&mut out, body.len() as u32);
+            out.extend_from_slice(&body);
+            i += size;
+        }
+        out
+    }
+    let mut done = false;
+    sections(component, &mut |id, body| {
+        if id != 1 || done {
+            return body.to_vec();
+        }
+        done = true;
+        sections(body, &mut |id, body| {
+            if id != 4 {
+                return body.to_vec();
+            }
+            // One table: a plain function-reference type and its limits.
+            let mut i = 0;
+            assert_eq!(leb(body, &mut i), 1, "one table");
+            let reftype = body[i];
+            let flags = body[i + 1];
+            let mut out = vec![1, reftype, flags | 1];
+            put(&mut out, elements);
+            put(&mut out, elements);
+            out
+        })
+    })
+}
