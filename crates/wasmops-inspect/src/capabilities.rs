@@ -36,6 +36,10 @@ const CAPABILITIES: &[(&str, &str)] = &[
         "Uses the WASI preview 1 (wasi_snapshot_preview1) interface",
     ),
     (
+        "unavailable-spin",
+        "Imports Spin interfaces the wasmops host does not implement (databases, MQTT, LLM); calls to them return errors",
+    ),
+    (
         "unknown-import",
         "Imports interfaces the wasmops host does not know; it may not instantiate",
     ),
@@ -87,9 +91,12 @@ fn component_import_capability(name: &str) -> Option<&'static str> {
         return Some("unknown-import");
     };
     // Spin's platform interfaces that the host provides; Spin's others
-    // (LLM, MQTT, databases) are unknown imports.
+    // (LLM, MQTT, databases) are linked to functions returning their errors.
+    if crate::validate::is_spin_namespace(name) {
+        return Some(crate::validate::spin_capability(name).unwrap_or("unavailable-spin"));
+    }
     if n.namespace == "fermyon" || n.namespace == "spin" {
-        return Some(crate::validate::spin_capability(name).unwrap_or("unknown-import"));
+        return Some("unknown-import");
     }
     if n.namespace != "wasi" {
         return Some("unknown-import");
@@ -250,8 +257,9 @@ mod tests {
             ("spin:variables/variables@3.0.0", Some("config")),
             ("spin:sqlite/sqlite@3.1.0", Some("sqlite")),
             ("spin:redis/redis@3.0.0", Some("outbound-redis")),
-            ("spin:mqtt/mqtt@3.0.0", Some("unknown-import")),
-            ("fermyon:spin/llm@2.0.0", Some("unknown-import")),
+            ("spin:mqtt/mqtt@3.0.0", Some("unavailable-spin")),
+            ("fermyon:spin/llm@2.0.0", Some("unavailable-spin")),
+            ("fermyon:other/thing@1.0.0", Some("unknown-import")),
             ("acme:db/query@1.0.0", Some("unknown-import")),
             ("wasi:nn/graph", Some("unknown-import")),
         ];

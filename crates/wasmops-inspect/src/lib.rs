@@ -53,6 +53,7 @@
 //! | `incoming-http` | *exports* `wasi:http/incoming-handler` or `wasi:http/handler` |
 //! | `cli-run` | *exports* `wasi:cli/run` |
 //! | `wasi-preview1` | a core module importing `wasi_snapshot_preview1` (or `wasi_unstable`) |
+//! | `unavailable-spin` | Spin's other interfaces (`fermyon:spin/*`, `spin:*`: PostgreSQL, MySQL, MQTT, LLM), which the host answers with their errors |
 //! | `unknown-import` | any other import, except `wasi:io/*` and `wasi:http/types` which grant nothing by themselves |
 //!
 //! # Validating
@@ -98,6 +99,7 @@
 //! | `WOPS009` | `unreadable-dependency-list` | low | the embedded dependency list (`.dep-v0`) is present but cannot be read (not zlib, not the expected JSON, over the size cap) |
 //! | `WOPS010` | `no-dependency-list` | info | an advisory database was given but the binary embeds no dependency list |
 //! | `WOPS011` | `undecodable-wit` | info | a valid component whose WIT world cannot be decoded |
+//! | `WOPS012` | `unavailable-spin-interface` | low | an import of a Spin interface the host does not implement (capability `unavailable-spin`): it links, and calls to it return the interface's errors |
 //!
 //! Every severity can be changed, or the rule turned off, in the policy's
 //! `[severity]` table (`WOPS006 = "medium"`, `WOPS010 = "off"`).

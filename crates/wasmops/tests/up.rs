@@ -1866,6 +1866,29 @@ async fn spin_python_sdk_app_builds_and_serves_with_the_interfaces_it_cannot_use
         wasmops_component::Kind::Component
     );
 
+    // The scan says what those imports are, without calling them unknown.
+    let out = common::run(&[
+        "scan",
+        app.join("app.wasm").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let scan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rules: Vec<(&str, &str)> = scan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rules.contains(&("WOPS012", "low")), "{rules:?}");
+    assert!(!rules.iter().any(|(r, _)| *r == "WOPS004"), "{rules:?}");
+
     // The SDK's world imports PostgreSQL, MySQL, MQTT and LLM interfaces
     // whether the app uses them or not: the app is served, and says so.
     let server = Server::up(&app, &[], &[("PATH", &path)]);

@@ -169,6 +169,12 @@ pub const RULES: &[Rule] = &[
         default_severity: Severity::Info,
         summary: "The component's WIT world cannot be decoded",
     },
+    Rule {
+        id: "WOPS012",
+        name: "unavailable-spin-interface",
+        default_severity: Severity::Low,
+        summary: "Imports a Spin interface the wasmops host answers with errors",
+    },
 ];
 
 /// Looks a rule up by id.
@@ -334,6 +340,21 @@ pub fn scan(file: &str, report: &Report, policy: &Policy, db: Option<&AdvisoryDb
                 "WOPS004",
                 format!("import `{iface}` is not provided by the wasmops host"),
                 "Remove the import or satisfy it at build time (e.g. compose the component with an implementation)".to_string(),
+                Some(iface.clone()),
+            );
+        }
+    }
+
+    if let Some(cap) = report
+        .capabilities
+        .iter()
+        .find(|c| c.id == "unavailable-spin")
+    {
+        for iface in &cap.interfaces {
+            add(
+                "WOPS012",
+                format!("import `{iface}` is a Spin interface the wasmops host does not implement: calls to it return errors"),
+                "Nothing to do if the program never calls it (the Python Spin SDK imports every Spin interface); a program that uses it needs a host that provides it".to_string(),
                 Some(iface.clone()),
             );
         }
