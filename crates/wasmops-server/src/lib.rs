@@ -202,7 +202,18 @@ where
         let _ = stream.set_nodelay(true);
         summary.connections += 1;
         let h = handler.clone();
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let local = stream.local_addr().ok();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            // HTTP/1.0 does not require `Host`; a component is given an
+            // authority, the address the client reached (HTTP/1.1 without
+            // one is refused, as RFC 9112 requires).
+            if req.version() < http::Version::HTTP_11
+                && req.uri().authority().is_none()
+                && !req.headers().contains_key(http::header::HOST)
+                && let Some(v) = local.and_then(|a| http::HeaderValue::try_from(a.to_string()).ok())
+            {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
             // CONNECT asks for a tunnel, which no component serves.
             let fut = (req.method() != http::Method::CONNECT).then(|| h(req));
             async move {

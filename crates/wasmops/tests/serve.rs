@@ -846,6 +846,26 @@ async fn malformed_requests_are_4xx() {
     );
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    // HTTP/1.0 needs no Host: the component sees the address reached...
+    let raw = raw_exchange(
+        server.addr,
+        b"GET /old HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&raw).to_lowercase();
+    assert!(text.starts_with("http/1.0 200"), "{text}");
+    assert!(
+        text.contains(&format!("x-echo-authority: {}", server.addr)),
+        "{text}"
+    );
+    // ...while HTTP/1.1 without one is refused.
+    let raw = raw_exchange(
+        server.addr,
+        b"GET /new HTTP/1.1\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     // HTTP/2: a body over the limit is answered 413, not reset.
     let stream = futures_stream(vec![
         Bytes::from(vec![b'y'; 700]),
