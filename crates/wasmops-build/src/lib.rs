@@ -184,11 +184,14 @@ fn is_fresh(app: &App, c: &ComponentSpec, key: &str) -> bool {
             .is_ok_and(|out| blake3::hash(&out).to_hex().as_str() == r.output)
 }
 
-/// Directories never taken as inputs.
+/// Directories never taken as inputs (nor any Python virtual environment,
+/// whatever its name: Spin's Python guide makes one named `venv` in the
+/// app, and running the toolchain from it writes into it).
 const SKIP_DIRS: &[&str] = &[
     "target",
     "node_modules",
     ".wasmops",
+    ".spin",
     ".git",
     "__pycache__",
     ".venv",
@@ -246,7 +249,7 @@ fn collect_inputs(dir: &Path, output: &Path, out: &mut Vec<PathBuf>) {
         let name = name.to_string_lossy();
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
-            if SKIP_DIRS.contains(&name.as_ref()) {
+            if SKIP_DIRS.contains(&name.as_ref()) || path.join("pyvenv.cfg").is_file() {
                 continue;
             }
             collect_inputs(&path, output, out);
@@ -668,5 +671,18 @@ mod tests {
         assert_eq!(stamp(watched), before, "README.md is not watched");
         std::fs::write(d.join("src/lib.rs"), "fn a() { let _ = 1; }").unwrap();
         assert_ne!(stamp(watched), before);
+
+        // A Python virtual environment in the app, whatever its name, is
+        // the toolchain's, not the app's source.
+        stamp("");
+        let again = || inputs_stamp(&wasmops_manifest::load(d).unwrap().components[0]).unwrap();
+        let before = again();
+        std::fs::create_dir_all(d.join("venv/lib")).unwrap();
+        std::fs::write(d.join("venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::fs::write(d.join("venv/lib/site.py"), "x = 1\n").unwrap();
+        assert_eq!(again(), before, "venv/ is not an input");
+        std::fs::create_dir_all(d.join("pkg")).unwrap();
+        std::fs::write(d.join("pkg/mod.py"), "y = 2\n").unwrap();
+        assert_ne!(again(), before, "pkg/ is");
     }
 }

@@ -58,6 +58,7 @@ pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::H
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| WorldError::from_link(component, engine, &e))?;
+    crate::standin::warn_stand_ins(component, engine);
     CommandPre::new(pre).map_err(|_| WorldError::MissingExport {
         wanted: vec![world::P2_CLI_RUN.to_string()],
         what: "a command",

@@ -288,12 +288,6 @@ impl Runtime {
         let engine = component.engine();
         let base = self.linker_for(engine)?;
         let names = crate::world::stand_in_imports(component, engine);
-        if !names.is_empty() {
-            tracing::warn!(
-                interfaces = %names.join(", "),
-                "the component imports Spin interfaces this host does not implement; their calls return errors"
-            );
-        }
         crate::standin::linker_with_stand_ins(&base, engine, component, &names)
     }
 

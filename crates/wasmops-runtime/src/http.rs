@@ -224,6 +224,7 @@ impl HttpHandler {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
+        crate::standin::warn_stand_ins(component, engine);
         let outbound = OutboundPolicy::new(
             grants.outbound_http.clone(),
             settings.name.clone(),

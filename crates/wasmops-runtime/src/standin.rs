@@ -27,6 +27,18 @@ pub fn is_spin_interface(name: &str) -> bool {
     name.starts_with("fermyon:spin/") || name.starts_with("spin:")
 }
 
+/// Logs, once the component is linked, the Spin interfaces it imports that
+/// are answered with errors.
+pub(crate) fn warn_stand_ins(component: &Component, engine: &Engine) {
+    let names = crate::world::stand_in_imports(component, engine);
+    if !names.is_empty() {
+        tracing::warn!(
+            interfaces = %names.join(", "),
+            "the component imports Spin interfaces this host does not implement; their calls return errors"
+        );
+    }
+}
+
 /// The host-side type behind the stand-ins' resources (never created: the
 /// functions that would make one return errors).
 struct Unavailable;
