@@ -160,7 +160,7 @@ impl EngineSlot {
     /// a pooled engine's slots; its fingerprint keeps its artifacts apart.
     fn on_demand(concurrent: bool) -> anyhow::Result<Self> {
         let engine = Engine::new(&base_config(concurrent))?;
-        let fingerprint = format!("{}o", &engine_fingerprint(&engine, concurrent)[..15]);
+        let fingerprint = engine_fingerprint(&engine, concurrent, false);
         Ok(Self {
             engine,
             linker: std::sync::OnceLock::new(),
@@ -192,7 +192,7 @@ impl EngineSlot {
                 }
             },
         };
-        let fingerprint = engine_fingerprint(&engine, concurrent);
+        let fingerprint = engine_fingerprint(&engine, concurrent, pooling);
         Ok(Self {
             engine,
             linker: std::sync::OnceLock::new(),
@@ -272,23 +272,31 @@ impl Runtime {
         &self,
         engine: &Engine,
     ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+        self.slot_for(engine).linker()
+    }
+
+    /// The slot of `engine` (one of this runtime's).
+    pub(crate) fn slot_for(&self, engine: &Engine) -> &EngineSlot {
         self.slots()
             .find(|slot| Engine::same(engine, &slot.engine))
             .unwrap_or(&self.concurrent)
-            .linker()
     }
 
     /// The linker for `component`: its engine's, with stand-ins for the
     /// Spin interfaces it imports that the host does not implement
-    /// ([`crate::standin`]).
+    /// ([`crate::standin`]), and the names of those interfaces.
     pub fn linker_for_component(
         &self,
         component: &wasmtime::component::Component,
-    ) -> anyhow::Result<Arc<wasmtime::component::Linker<crate::host::Host>>> {
+    ) -> anyhow::Result<(
+        Arc<wasmtime::component::Linker<crate::host::Host>>,
+        Vec<String>,
+    )> {
         let engine = component.engine();
         let base = self.linker_for(engine)?;
         let names = crate::world::stand_in_imports(component, engine);
-        crate::standin::linker_with_stand_ins(&base, engine, component, &names)
+        let linker = crate::standin::linker_with_stand_ins(&base, engine, component, &names)?;
+        Ok((linker, names))
     }
 
     /// Every engine of this runtime.
@@ -328,7 +336,7 @@ impl Drop for Runtime {
 /// A short hex string that changes whenever compiled code from this engine
 /// would differ: wasmtime's own compatibility hash, which engine of the two
 /// it is, and this crate's version.
-fn engine_fingerprint(engine: &Engine, concurrent: bool) -> String {
+fn engine_fingerprint(engine: &Engine, concurrent: bool, pooled: bool) -> String {
     use std::hash::{Hash, Hasher};
     struct B3(blake3::Hasher);
     impl Hasher for B3 {
@@ -342,6 +350,11 @@ fn engine_fingerprint(engine: &Engine, concurrent: bool) -> String {
     let mut h = B3(blake3::Hasher::new());
     engine.precompile_compatibility_hash().hash(&mut h);
     h.0.update(if concurrent { b"concurrent" } else { b"sync" });
+    // An on-demand twin's artifacts are kept apart from the pooled
+    // engine's, so that a component too large for the pool is found there.
+    if !pooled {
+        h.0.update(b"on-demand");
+    }
     h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.0.finalize().to_hex()[..16].to_string()
 }

@@ -218,13 +218,13 @@ impl HttpHandler {
         tracer: Option<Tracer>,
     ) -> Result<Self, WorldError> {
         let engine = component.engine();
-        let linker = rt
+        let (linker, stand_ins) = rt
             .linker_for_component(component)
             .map_err(|e| WorldError::Link(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| WorldError::from_link(component, engine, &e))?;
-        crate::standin::warn_stand_ins(component, engine);
+        crate::standin::warn_stand_ins(&stand_ins);
         let outbound = OutboundPolicy::new(
             grants.outbound_http.clone(),
             settings.name.clone(),

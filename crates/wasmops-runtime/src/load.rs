@@ -94,8 +94,7 @@ impl Runtime {
             return false;
         };
         let digest = blake3::hash(&bytes).to_hex().to_string();
-        self.slots()
-            .any(|slot| cache.path_for(&component_key(&digest, slot)).is_file())
+        self.slots().any(|slot| has_artifact(cache, &digest, slot))
     }
 
     /// Loads a component from bytes; `path` is only used in messages.
@@ -107,7 +106,7 @@ impl Runtime {
         let cached_for = |slot: &EngineSlot| {
             self.cache
                 .as_ref()
-                .is_some_and(|c| c.path_for(&component_key(&digest, slot)).is_file())
+                .is_some_and(|c| has_artifact(c, &digest, slot))
         };
         let pooled = (&self.sync, &self.concurrent);
         let (component, cache) = match &self.on_demand {
@@ -145,7 +144,7 @@ impl Runtime {
                         "the component's instances need more memories or tables than the instance pool holds per instance; they are allocated on demand (same limits, slower instantiation)"
                     );
                     if let Some(c) = &self.cache {
-                        c.remove(&component_key(&digest, self.slot_of(&component)));
+                        c.remove(&component_key(&digest, self.slot_for(component.engine())));
                     }
                     self.load_on(path, bytes, source_kind, &digest, (s, c))?
                 }
@@ -193,10 +192,10 @@ impl Runtime {
             )
         };
         // Compiled for the concurrent engine before: straight there.
-        let known_concurrent = self.cache.as_ref().is_some_and(|c| {
-            c.path_for(&component_key(digest, concurrent)).is_file()
-                && !c.path_for(&component_key(digest, sync)).is_file()
-        });
+        let known_concurrent = self
+            .cache
+            .as_ref()
+            .is_some_and(|c| has_artifact(c, digest, concurrent) && !has_artifact(c, digest, sync));
         let on_sync = if known_concurrent {
             None
         } else {
@@ -232,18 +231,11 @@ impl Runtime {
         }
     }
 
-    /// The engine slot `component` was compiled for.
-    fn slot_of(&self, component: &Component) -> &EngineSlot {
-        self.slots()
-            .find(|slot| wasmtime::Engine::same(component.engine(), &slot.engine))
-            .unwrap_or(&self.concurrent)
-    }
-
     /// Whether everything `component` imports is provided without
     /// concurrency support.
     fn links_without_concurrency(&self, component: &Component) -> bool {
         self.linker_for_component(component)
-            .is_ok_and(|l| l.instantiate_pre(component).is_ok())
+            .is_ok_and(|(l, _)| l.instantiate_pre(component).is_ok())
     }
 
     /// Loads a WASI preview1 core module as a module (not adapted into a
@@ -322,6 +314,12 @@ impl Runtime {
 /// The artifact cache's name for a component compiled for `slot`'s engine.
 fn component_key(digest: &str, slot: &EngineSlot) -> String {
     format!("{digest}-{}", slot.fingerprint)
+}
+
+/// Whether the cache holds the component `digest` compiled for `slot`
+/// (checked by name).
+fn has_artifact(cache: &crate::cache::ArtifactCache, digest: &str, slot: &EngineSlot) -> bool {
+    cache.path_for(&component_key(digest, slot)).is_file()
 }
 
 /// The component to compile: `bytes` itself, or a preview1 module adapted.

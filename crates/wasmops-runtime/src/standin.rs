@@ -29,8 +29,7 @@ pub fn is_spin_interface(name: &str) -> bool {
 
 /// Logs, once the component is linked, the Spin interfaces it imports that
 /// are answered with errors.
-pub(crate) fn warn_stand_ins(component: &Component, engine: &Engine) {
-    let names = crate::world::stand_in_imports(component, engine);
+pub(crate) fn warn_stand_ins(names: &[String]) {
     if !names.is_empty() {
         tracing::warn!(
             interfaces = %names.join(", "),

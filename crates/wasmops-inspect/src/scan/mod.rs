@@ -330,31 +330,31 @@ pub fn scan(file: &str, report: &Report, policy: &Policy, db: Option<&AdvisoryDb
         }
     }
 
-    if let Some(cap) = report
-        .capabilities
-        .iter()
-        .find(|c| c.id == "unknown-import")
-    {
+    // Imports by what the host does with them: nothing (they would not
+    // link), or stand-ins answering with the interface's errors.
+    let import_rules: [(&str, &str, &str, &str); 2] = [
+        (
+            "unknown-import",
+            "WOPS004",
+            "is not provided by the wasmops host",
+            "Remove the import or satisfy it at build time (e.g. compose the component with an implementation)",
+        ),
+        (
+            "unavailable-spin",
+            "WOPS012",
+            "is a Spin interface the wasmops host does not implement: calls to it return errors",
+            "Nothing to do if the program never calls it (the Python Spin SDK imports every Spin interface); a program that uses it needs a host that provides it",
+        ),
+    ];
+    for (capability, rule, what, fix) in import_rules {
+        let Some(cap) = report.capabilities.iter().find(|c| c.id == capability) else {
+            continue;
+        };
         for iface in &cap.interfaces {
             add(
-                "WOPS004",
-                format!("import `{iface}` is not provided by the wasmops host"),
-                "Remove the import or satisfy it at build time (e.g. compose the component with an implementation)".to_string(),
-                Some(iface.clone()),
-            );
-        }
-    }
-
-    if let Some(cap) = report
-        .capabilities
-        .iter()
-        .find(|c| c.id == "unavailable-spin")
-    {
-        for iface in &cap.interfaces {
-            add(
-                "WOPS012",
-                format!("import `{iface}` is a Spin interface the wasmops host does not implement: calls to it return errors"),
-                "Nothing to do if the program never calls it (the Python Spin SDK imports every Spin interface); a program that uses it needs a host that provides it".to_string(),
+                rule,
+                format!("import `{iface}` {what}"),
+                fix.to_string(),
                 Some(iface.clone()),
             );
         }
