@@ -153,6 +153,25 @@ pub fn componentize_preview1(module: &[u8]) -> Result<Vec<u8>, DecodeError> {
         .map_err(|e| DecodeError::Adapt(one_line(&format!("{e:#}"))))
 }
 
+/// Bytes that instantiating `bytes` (a module or a component, every core
+/// module nested in it) copies into linear memories: the sum of the active
+/// data segments. Passive segments are copied only when the guest asks.
+pub fn initial_data_bytes(bytes: &[u8]) -> Result<u64, DecodeError> {
+    let mut total = 0u64;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| DecodeError::Invalid(one_line(&e.to_string())))?;
+        if let Payload::DataSection(reader) = payload {
+            for data in reader {
+                let data = data.map_err(|e| DecodeError::Invalid(one_line(&e.to_string())))?;
+                if matches!(data.kind, wasmparser::DataKind::Active { .. }) {
+                    total += data.data.len() as u64;
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Folds a multi-line message into one line.
 pub fn one_line(s: &str) -> String {
     s.split('\n')
@@ -165,6 +184,18 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initial_data_counts_active_segments_of_every_module() {
+        let wat = r#"(component
+            (core module $a (memory 1) (data (i32.const 0) "abcd") (data "passive"))
+            (core module $b (memory 1) (data (i32.const 8) "0123456789")))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        assert_eq!(initial_data_bytes(&bytes).unwrap(), 14);
+        let module = wat::parse_str(r#"(module (memory 1) (data (i32.const 0) "xy"))"#).unwrap();
+        assert_eq!(initial_data_bytes(&module).unwrap(), 2);
+        assert!(initial_data_bytes(b"\0asm\x01\0\0\0\x0b\x05").is_err());
+    }
 
     #[test]
     fn kinds() {

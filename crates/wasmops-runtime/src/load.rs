@@ -108,7 +108,7 @@ impl Runtime {
                 .as_ref()
                 .is_some_and(|c| has_artifact(c, &digest, slot))
         };
-        let pooled = (&self.sync, &self.concurrent);
+        let pooled = (self.pooled_sync(&digest, bytes), &self.concurrent);
         let (component, cache) = match &self.on_demand {
             // Found too large for the pool before: straight to its twins.
             Some((s, c)) if cached_for(s) || cached_for(c) => {
@@ -159,6 +159,28 @@ impl Runtime {
             cache,
             elapsed: start.elapsed(),
         })
+    }
+
+    /// The pooled engine without concurrency for the component `digest`:
+    /// the one that copies data segments when its memories start with little
+    /// data (see [`crate::engine`]), found by the artifact it has if any.
+    fn pooled_sync(&self, digest: &str, bytes: &[u8]) -> &EngineSlot {
+        let Some(copied) = &self.copied else {
+            return &self.sync;
+        };
+        if let Some(cache) = &self.cache {
+            if has_artifact(cache, digest, copied) {
+                return copied;
+            }
+            if has_artifact(cache, digest, &self.sync) {
+                return &self.sync;
+            }
+        }
+        // Unreadable bytes fail to compile on either engine, saying why.
+        match wasmops_component::initial_data_bytes(bytes) {
+            Ok(n) if n <= crate::engine::COPY_INIT_MAX_DATA => copied,
+            _ => &self.sync,
+        }
     }
 
     /// Loads on `sync` if the component runs there, on `concurrent`
@@ -436,6 +458,7 @@ mod tests {
         })
         .unwrap();
         let p2 = rt.load(Path::new(test_programs::HELLO)).unwrap();
+        assert!(rt.copied.is_none(), "no pool, no copying engine");
         assert!(Engine::same(p2.component.engine(), &rt.sync.engine));
         for p3 in [test_programs::HELLO_P3, test_programs::SPIN_APIS_P3] {
             let loaded = rt.load(Path::new(p3)).unwrap();
@@ -504,7 +527,7 @@ mod tests {
         let small = rt
             .load_bytes(path, br#"(component (core module (table 10 funcref)))"#)
             .unwrap();
-        assert!(Engine::same(small.component.engine(), &rt.sync.engine));
+        assert!(!Engine::same(small.component.engine(), &on_demand.engine));
         // Three memories fit a slot each, but exceed the pool's share per
         // instance: on demand too, and only that artifact is kept.
         let before = artifacts(dir.path());
@@ -534,5 +557,86 @@ mod tests {
         assert!(err.starts_with("big-memory.wat: "), "{err}");
         assert!(err.contains("--max-memory"), "{err}");
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn memories_with_little_data_are_copied_in_and_images_kept_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || EngineSettings {
+            cache_dir: Some(dir.path().to_owned()),
+            max_instances: 4,
+            ..EngineSettings::default()
+        };
+        let rt = Runtime::new(settings()).unwrap();
+        let Some(copied) = &rt.copied else {
+            eprintln!("no instance pool on this machine: one engine for all");
+            return;
+        };
+        let run = |rt: &Runtime, loaded: &Loaded, expect: &[u8]| {
+            let linker = rt.linker_for(loaded.component.engine()).unwrap();
+            let pre = linker.instantiate_pre(&loaded.component).unwrap();
+            let mut store = crate::host::new_store(
+                loaded.component.engine(),
+                &Default::default(),
+                Default::default(),
+                &Default::default(),
+                crate::host::Stdio::Inherit,
+            )
+            .unwrap();
+            let instance = pre.instantiate(&mut store).unwrap();
+            let read = instance
+                .get_typed_func::<(u32,), (u32,)>(&mut store, "read")
+                .unwrap();
+            for (at, byte) in expect.iter().enumerate() {
+                let (got,) = read.call(&mut store, (at as u32,)).unwrap();
+                assert_eq!(got, u32::from(*byte), "byte {at}");
+            }
+        };
+        let component = |data: &str| {
+            format!(
+                r#"(component
+                    (core module $m
+                        (memory (export "memory") 2)
+                        (data (i32.const 16) "{data}")
+                        (func (export "read") (param i32) (result i32)
+                            (i32.load8_u offset=16 (local.get 0))))
+                    (core instance $i (instantiate $m))
+                    (func (export "read") (param "at" u32) (result u32)
+                        (canon lift (core func $i "read"))))"#
+            )
+        };
+        let small = component("little data");
+        let loaded = rt
+            .load_bytes(Path::new("small.wat"), small.as_bytes())
+            .unwrap();
+        assert!(Engine::same(loaded.component.engine(), &copied.engine));
+        run(&rt, &loaded, b"little data");
+        run(&rt, &loaded, b"little data");
+        // More data than is worth copying per instance: a memory image.
+        let large_data = "x".repeat(crate::engine::COPY_INIT_MAX_DATA as usize + 1);
+        let large = component(&large_data);
+        let loaded = rt
+            .load_bytes(Path::new("large.wat"), large.as_bytes())
+            .unwrap();
+        assert!(Engine::same(loaded.component.engine(), &rt.sync.engine));
+        run(&rt, &loaded, &large_data.as_bytes()[..64]);
+        // Each found again on its engine, by its artifact.
+        drop(rt);
+        let rt = Runtime::new(settings()).unwrap();
+        let again = rt
+            .load_bytes(Path::new("small.wat"), small.as_bytes())
+            .unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(
+            again.component.engine(),
+            &rt.copied.as_ref().unwrap().engine
+        ));
+        run(&rt, &again, b"little data");
+        let again = rt
+            .load_bytes(Path::new("large.wat"), large.as_bytes())
+            .unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(again.component.engine(), &rt.sync.engine));
+        assert_eq!(artifacts(dir.path()), 2);
     }
 }

@@ -88,10 +88,11 @@ pub struct NodeRunArgs {
     /// Python app 10-40 MiB.
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = nonzero_size)]
     pub max_loaded_code: u64,
-    /// Pool slots of the whole node. Each slot keeps the app it last ran
-    /// (its memory image stays mapped), so as many slots as apps busy at
-    /// once keeps traffic spread over many apps cheap. Instances running at
-    /// once are bounded by the memory budget, not by this.
+    /// Pool slots of the whole node. Apps with little initial data take any
+    /// free slot; the others' slots keep the app they last ran (its memory
+    /// image stays mapped), so as many slots as such apps busy at once keeps
+    /// traffic spread over them cheap. Instances running at once are
+    /// bounded by the memory budget, not by this.
     #[arg(long, value_name = "N", default_value = "1000", value_parser = positive)]
     pub max_instances: usize,
     /// Requests one app handles at once, unless its deployment says.
