@@ -583,14 +583,17 @@ mod tests {
                 crate::host::Stdio::Inherit,
             )
             .unwrap();
-            let instance = pre.instantiate(&mut store).unwrap();
-            let read = instance
-                .get_typed_func::<(u32,), (u32,)>(&mut store, "read")
-                .unwrap();
-            for (at, byte) in expect.iter().enumerate() {
-                let (got,) = read.call(&mut store, (at as u32,)).unwrap();
-                assert_eq!(got, u32::from(*byte), "byte {at}");
-            }
+            // Async calls: the store's epoch callback yields.
+            futures::executor::block_on(async {
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let read = instance
+                    .get_typed_func::<(u32,), (u32,)>(&mut store, "read")
+                    .unwrap();
+                for (at, byte) in expect.iter().enumerate() {
+                    let (got,) = read.call_async(&mut store, (at as u32,)).await.unwrap();
+                    assert_eq!(got, u32::from(*byte), "byte {at}");
+                }
+            });
         };
         let component = |data: &str| {
             format!(
