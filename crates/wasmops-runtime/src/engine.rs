@@ -194,7 +194,7 @@ impl EngineSlot {
             (PoolingChoice::Auto, Err(e)) => {
                 tracing::warn!(
                     error = %format!("{e:#}"),
-                    "cannot reserve address space for a second instance pool; components with little initial data share the first"
+                    "cannot reserve address space for the instance pool of components with little initial data; they use the pool of the others"
                 );
                 return Ok(None);
             }

@@ -593,6 +593,14 @@ mod tests {
                     let (got,) = read.call_async(&mut store, (at as u32,)).await.unwrap();
                     assert_eq!(got, u32::from(*byte), "byte {at}");
                 }
+                // Written over: the next instance, maybe in this slot,
+                // must start from the data again.
+                let scribble = instance
+                    .get_typed_func::<(), ()>(&mut store, "scribble")
+                    .unwrap();
+                scribble.call_async(&mut store, ()).await.unwrap();
+                let (got,) = read.call_async(&mut store, (0,)).await.unwrap();
+                assert_eq!(got, 0x21);
             });
         };
         let component = |data: &str| {
@@ -602,10 +610,13 @@ mod tests {
                         (memory (export "memory") 2)
                         (data (i32.const 16) "{data}")
                         (func (export "read") (param i32) (result i32)
-                            (i32.load8_u offset=16 (local.get 0))))
+                            (i32.load8_u offset=16 (local.get 0)))
+                        (func (export "scribble")
+                            (memory.fill (i32.const 16) (i32.const 0x21) (i32.const 64))))
                     (core instance $i (instantiate $m))
                     (func (export "read") (param "at" u32) (result u32)
-                        (canon lift (core func $i "read"))))"#
+                        (canon lift (core func $i "read")))
+                    (func (export "scribble") (canon lift (core func $i "scribble"))))"#
             )
         };
         let small = component("little data");
