@@ -95,11 +95,12 @@ pub(crate) const TABLES_PER_INSTANCE: u32 = 4;
 /// Core instances the pool allows per component instance (a count only).
 const CORE_INSTANCES_PER_INSTANCE: u32 = 64;
 /// Data-segment bytes up to which a component's memories are initialized by
-/// copying rather than from a copy-on-write image: copying this much costs
-/// less than an instantiation, and far less than an image's slot going cold
-/// while other apps run (a Rust hello-world has 8 KiB; componentize-js and
-/// componentize-py snapshots have megabytes).
-pub(crate) const COPY_INIT_MAX_DATA: u64 = 64 << 10;
+/// copying rather than from a copy-on-write image. `bench/copy_threshold.sh`
+/// (1,000 modules round-robin): copying wins up to 32 KiB and loses from 64
+/// KiB, since it copies every byte on every instance and an image costs only
+/// the pages touched. A Rust hello-world has 8 KiB, Spin SDK components
+/// 15-41 KiB; componentize-js and componentize-py snapshots have megabytes.
+pub(crate) const COPY_INIT_MAX_DATA: u64 = 32 << 10;
 
 impl EngineSettings {
     /// Linear-memory slots in the pool: the most that can be kept warm.

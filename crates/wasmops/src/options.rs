@@ -116,7 +116,7 @@ pub struct PoolArgs {
     /// Bytes of each linear memory reset in place (dirty pages only) rather than decommitted when an instance ends.
     #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
     pub memory_keep_resident: u64,
-    /// Memory slots of the instance pool kept warm (their image mapped) for reuse by components with memory images (more than 64 KiB of data; smaller ones take any slot); `node` keeps every slot warm.
+    /// Memory slots of the instance pool kept warm (their image mapped) for reuse by components with memory images (more than 32 KiB of data; smaller ones take any slot); `node` keeps every slot warm.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub warm_slots: u32,
 }
