@@ -52,13 +52,7 @@ impl RunError {
 /// Prepares a command: links it and checks that it exports `wasi:cli/run`.
 pub fn prepare(rt: &Runtime, component: &Component) -> Result<CommandPre<host::Host>, WorldError> {
     let engine = component.engine();
-    let (linker, stand_ins) = rt
-        .linker_for_component(component)
-        .map_err(|e| WorldError::Link(format!("{e:#}")))?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(|e| WorldError::from_link(component, engine, &e))?;
-    crate::standin::warn_stand_ins(&stand_ins);
+    let pre = rt.link(component)?;
     CommandPre::new(pre).map_err(|_| WorldError::MissingExport {
         wanted: vec![world::P2_CLI_RUN.to_string()],
         what: "a command",

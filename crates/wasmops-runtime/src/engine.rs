@@ -364,6 +364,23 @@ impl Runtime {
         Ok((linker, names))
     }
 
+    /// Links `component` for instantiation (with the stand-ins it needs,
+    /// which are then logged), or says which imports the host lacks.
+    pub fn link(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> Result<wasmtime::component::InstancePre<crate::host::Host>, crate::world::WorldError> {
+        use crate::world::WorldError;
+        let (linker, stand_ins) = self
+            .linker_for_component(component)
+            .map_err(|e| WorldError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| WorldError::from_link(component, component.engine(), &e))?;
+        crate::standin::warn_stand_ins(&stand_ins);
+        Ok(pre)
+    }
+
     /// Every engine of this runtime.
     pub(crate) fn slots(&self) -> impl Iterator<Item = &EngineSlot> {
         [&self.sync, &self.concurrent]

@@ -218,13 +218,7 @@ impl HttpHandler {
         tracer: Option<Tracer>,
     ) -> Result<Self, WorldError> {
         let engine = component.engine();
-        let (linker, stand_ins) = rt
-            .linker_for_component(component)
-            .map_err(|e| WorldError::Link(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| WorldError::from_link(component, engine, &e))?;
-        crate::standin::warn_stand_ins(&stand_ins);
+        let pre = rt.link(component)?;
         let outbound = OutboundPolicy::new(
             grants.outbound_http.clone(),
             settings.name.clone(),

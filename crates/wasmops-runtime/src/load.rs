@@ -449,6 +449,18 @@ mod tests {
             .count()
     }
 
+    /// A store with nothing granted.
+    fn store(engine: &Engine) -> wasmtime::Store<crate::host::Host> {
+        crate::host::new_store(
+            engine,
+            &Default::default(),
+            Default::default(),
+            &Default::default(),
+            crate::host::Stdio::Inherit,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn only_components_using_the_async_abi_go_to_the_concurrent_engine() {
         let dir = tempfile::tempdir().unwrap();
@@ -509,14 +521,7 @@ mod tests {
         assert_eq!(loaded.cache, CacheOutcome::Miss);
         let linker = rt.linker_for(loaded.component.engine()).unwrap();
         let pre = linker.instantiate_pre(&loaded.component).unwrap();
-        let mut store = crate::host::new_store(
-            loaded.component.engine(),
-            &Default::default(),
-            Default::default(),
-            &Default::default(),
-            crate::host::Stdio::Inherit,
-        )
-        .unwrap();
+        let mut store = store(loaded.component.engine());
         pre.instantiate(&mut store).unwrap();
         // Only the artifact that runs is kept, and found again at once.
         assert_eq!(artifacts(dir.path()), 1);
@@ -575,14 +580,7 @@ mod tests {
         let run = |rt: &Runtime, loaded: &Loaded, expect: &[u8]| {
             let linker = rt.linker_for(loaded.component.engine()).unwrap();
             let pre = linker.instantiate_pre(&loaded.component).unwrap();
-            let mut store = crate::host::new_store(
-                loaded.component.engine(),
-                &Default::default(),
-                Default::default(),
-                &Default::default(),
-                crate::host::Stdio::Inherit,
-            )
-            .unwrap();
+            let mut store = store(loaded.component.engine());
             // Async calls: the store's epoch callback yields.
             futures::executor::block_on(async {
                 let instance = pre.instantiate_async(&mut store).await.unwrap();
