@@ -2,17 +2,27 @@
 //!
 //! An entry is keyed by the blake3 hash of the component's bytes and a
 //! fingerprint of the engine (wasmtime version and every setting that changes
-//! generated code). The file holds a magic string, the blake3 hash of the
-//! payload, and the payload that `Component::serialize` produced. Entries are
-//! written to a temporary file in the same directory and renamed into place,
-//! so a reader never sees half an entry; an entry whose checksum does not match
-//! is reported as corrupt and rebuilt by the caller.
+//! generated code). The file holds the payload that `Component::serialize`
+//! produced, then its blake3 hash and a magic string: the payload starts the
+//! file so that the engine can map it (`deserialize_file`) instead of reading
+//! and copying it, and its code pages are shared with the page cache. Entries
+//! are written to a temporary file in the same directory and renamed into
+//! place, so a reader never sees half an entry, and never changed in place,
+//! so a mapping stays whole; an entry whose checksum does not match is
+//! reported as corrupt and rebuilt by the caller. Entries of the earlier
+//! layout (magic and hash before the payload) are rewritten on first use.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"WOPSART1";
-const HEADER: usize = 8 + 32;
+/// Ends an entry, after the payload's blake3 hash.
+const MAGIC: &[u8; 8] = b"WOPSART2";
+const TRAILER: usize = 32 + 8;
+/// Began an entry of the earlier layout, followed by the hash.
+const OLD_MAGIC: &[u8; 8] = b"WOPSART1";
+const OLD_HEADER: usize = 8 + 32;
 
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
@@ -22,7 +32,9 @@ pub struct ArtifactCache {
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
-    Hit(Vec<u8>),
+    /// A whole entry, checksum verified: the file to map (its payload
+    /// starts at offset 0; the trailer after it is not part of the image).
+    Hit(PathBuf),
     Miss,
     /// An entry exists but is damaged; it has been removed.
     Corrupt(String),
@@ -56,23 +68,26 @@ impl ArtifactCache {
         self.dir.join(format!("{key}.cwasm"))
     }
 
+    /// Finds an entry and verifies its checksum (reading the file through a
+    /// small buffer: nothing of it is kept in memory).
     pub fn get(&self, key: &str) -> Lookup {
         let path = self.path_for(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
             Err(e) => return Lookup::Corrupt(format!("unreadable: {e}")),
         };
-        match check(&bytes) {
-            Ok(()) => {
-                let mut bytes = bytes;
-                bytes.drain(..HEADER);
-                Lookup::Hit(bytes)
-            }
-            Err(why) => {
-                let _ = std::fs::remove_file(&path);
-                Lookup::Corrupt(why)
-            }
+        let damaged = |why: String| {
+            let _ = std::fs::remove_file(&path);
+            Lookup::Corrupt(why)
+        };
+        match verify(&file) {
+            Ok(None) => Lookup::Hit(path),
+            Ok(Some(payload)) => match self.put(key, &payload) {
+                Ok(()) => Lookup::Hit(path),
+                Err(e) => damaged(format!("of an earlier layout and cannot be rewritten: {e}")),
+            },
+            Err(why) => damaged(why),
         }
     }
 
@@ -87,25 +102,60 @@ impl ArtifactCache {
             .prefix(".tmp-")
             .suffix(".cwasm")
             .tempfile_in(&self.dir)?;
-        tmp.write_all(MAGIC)?;
-        tmp.write_all(blake3::hash(payload).as_bytes())?;
         tmp.write_all(payload)?;
+        tmp.write_all(blake3::hash(payload).as_bytes())?;
+        tmp.write_all(MAGIC)?;
         tmp.as_file().sync_data()?;
         tmp.persist(self.path_for(key)).map_err(|e| e.error)?;
         Ok(())
     }
 }
 
-fn check(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-        return Err("not a wasmops artifact (bad header)".into());
+/// The payload of a verified entry, read into memory.
+pub fn payload(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path)?;
+    if bytes.len() < TRAILER || &bytes[bytes.len() - 8..] != MAGIC {
+        return Err(std::io::Error::other(format!(
+            "{}: not a wasmops artifact (bad trailer)",
+            path.display()
+        )));
     }
-    let want = &bytes[8..HEADER];
-    let got = blake3::hash(&bytes[HEADER..]);
-    if got.as_bytes() != want {
+    bytes.truncate(bytes.len() - TRAILER);
+    Ok(bytes)
+}
+
+/// Checks an entry: `None` if it is whole, the payload if it is a whole
+/// entry of the earlier layout, why not otherwise.
+fn verify(file: &File) -> Result<Option<Vec<u8>>, String> {
+    let unreadable = |e: std::io::Error| format!("unreadable: {e}");
+    let len = file.metadata().map_err(unreadable)?.len();
+    if len < TRAILER as u64 {
+        return Err("not a wasmops artifact (too short)".into());
+    }
+    let mut trailer = [0u8; TRAILER];
+    file.read_exact_at(&mut trailer, len - TRAILER as u64)
+        .map_err(unreadable)?;
+    if &trailer[32..] == MAGIC {
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_reader(file.take(len - TRAILER as u64))
+            .map_err(unreadable)?;
+        if hasher.finalize().as_bytes() != &trailer[..32] {
+            return Err("checksum mismatch".into());
+        }
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    let mut reader = file;
+    reader.read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() < OLD_HEADER || &bytes[..8] != OLD_MAGIC {
+        return Err("not a wasmops artifact (bad trailer)".into());
+    }
+    if blake3::hash(&bytes[OLD_HEADER..]).as_bytes() != &bytes[8..OLD_HEADER] {
         return Err("checksum mismatch".into());
     }
-    Ok(())
+    bytes.drain(..OLD_HEADER);
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -118,21 +168,26 @@ mod tests {
         let c = ArtifactCache::open(dir.path()).unwrap();
         assert!(matches!(c.get("k"), Lookup::Miss));
         c.put("k", b"payload bytes").unwrap();
+        let p = c.path_for("k");
         match c.get("k") {
-            Lookup::Hit(b) => assert_eq!(b, b"payload bytes"),
+            // The payload starts the file, so that it can be mapped as is.
+            Lookup::Hit(path) => {
+                assert_eq!(path, p);
+                assert!(std::fs::read(&path).unwrap().starts_with(b"payload bytes"));
+            }
             other => panic!("{other:?}"),
         }
         // Flip one payload byte: detected, removed.
-        let p = c.path_for("k");
         let mut bytes = std::fs::read(&p).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        bytes[b"payload bytes".len() - 1] ^= 0xff;
         std::fs::write(&p, &bytes).unwrap();
-        assert!(matches!(c.get("k"), Lookup::Corrupt(_)));
+        assert!(matches!(c.get("k"), Lookup::Corrupt(why) if why == "checksum mismatch"));
         assert!(!p.exists());
-        // Truncated file.
+        // Truncated file, and one that is no entry at all.
         std::fs::write(&p, b"WOPS").unwrap();
         assert!(matches!(c.get("k"), Lookup::Corrupt(_)));
+        std::fs::write(&p, [7u8; 100]).unwrap();
+        assert!(matches!(c.get("k"), Lookup::Corrupt(why) if why.contains("bad trailer")));
         // No temporary files are left behind.
         c.put("k2", b"x").unwrap();
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -140,5 +195,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with(".tmp-")), "{names:?}");
+    }
+
+    #[test]
+    fn entries_of_the_earlier_layout_are_rewritten_and_damaged_ones_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ArtifactCache::open(dir.path()).unwrap();
+        let old = |payload: &[u8]| {
+            let mut b = OLD_MAGIC.to_vec();
+            b.extend_from_slice(blake3::hash(payload).as_bytes());
+            b.extend_from_slice(payload);
+            b
+        };
+        std::fs::write(c.path_for("k"), old(b"compiled code")).unwrap();
+        assert!(matches!(c.get("k"), Lookup::Hit(_)));
+        let now = std::fs::read(c.path_for("k")).unwrap();
+        assert!(now.starts_with(b"compiled code") && now.ends_with(MAGIC), "{now:?}");
+        assert!(matches!(c.get("k"), Lookup::Hit(_)));
+        let mut bad = old(b"compiled code");
+        *bad.last_mut().unwrap() ^= 1;
+        std::fs::write(c.path_for("k"), bad).unwrap();
+        assert!(matches!(c.get("k"), Lookup::Corrupt(why) if why == "checksum mismatch"));
+        assert!(!c.path_for("k").exists());
     }
 }

@@ -281,6 +281,9 @@ pub struct Runtime {
     /// allocation (sync, concurrent), for components too large for a slot.
     pub(crate) on_demand: Option<(EngineSlot, EngineSlot)>,
     pub(crate) cache: Option<ArtifactCache>,
+    /// Set once the cache's file system refused an executable mapping
+    /// (mounted `noexec`): artifacts are read into memory from then on.
+    pub(crate) map_refused: std::sync::atomic::AtomicBool,
     settings: EngineSettings,
     ticker: Option<EpochTicker>,
 }
@@ -321,6 +324,7 @@ impl Runtime {
             copied,
             on_demand,
             cache,
+            map_refused: Default::default(),
             settings,
             ticker,
         })

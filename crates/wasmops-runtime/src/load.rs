@@ -207,8 +207,15 @@ impl Runtime {
                 slot,
                 // SAFETY: cache payloads are produced by `Component::serialize`
                 // of an engine with the same fingerprint, and their checksum
-                // was verified, so they are the bytes we wrote.
-                |engine, payload| unsafe { Component::deserialize(engine, payload) },
+                // was verified, so they are the bytes we wrote; entries are
+                // replaced by rename, never changed in place, so a mapped
+                // file stays what was verified.
+                |engine, artifact| unsafe {
+                    match artifact {
+                        Artifact::File(path) => Component::deserialize_file(engine, path),
+                        Artifact::Bytes(bytes) => Component::deserialize(engine, bytes),
+                    }
+                },
                 compile,
                 Component::serialize,
             )
@@ -276,7 +283,12 @@ impl Runtime {
             &self.concurrent,
             // SAFETY: as for components, the payload is what
             // `Module::serialize` of an engine with this fingerprint wrote.
-            |engine, payload| unsafe { wasmtime::Module::deserialize(engine, payload) },
+            |engine, artifact| unsafe {
+                match artifact {
+                    Artifact::File(path) => wasmtime::Module::deserialize_file(engine, path),
+                    Artifact::Bytes(bytes) => wasmtime::Module::deserialize(engine, bytes),
+                }
+            },
             |engine| {
                 wasmtime::Module::new(engine, &bytes).map_err(|e| LoadError::Compile {
                     path: path.to_owned(),
@@ -287,13 +299,45 @@ impl Runtime {
         )
     }
 
+    /// Maps a verified cache entry into the engine; where the file system
+    /// refuses executable mappings, reads it into memory instead (and
+    /// says so once).
+    fn open_artifact<T>(
+        &self,
+        file: &Path,
+        engine: &wasmtime::Engine,
+        deserialize: &impl Fn(&wasmtime::Engine, Artifact<'_>) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        use std::sync::atomic::Ordering;
+        let mapped = if self.map_refused.load(Ordering::Relaxed) {
+            None
+        } else {
+            match deserialize(engine, Artifact::File(file)) {
+                Ok(t) => return Ok(t),
+                Err(e) => Some(e),
+            }
+        };
+        let bytes = crate::cache::payload(file)?;
+        let read = deserialize(engine, Artifact::Bytes(&bytes))?;
+        if let Some(e) = mapped {
+            if !self.map_refused.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    file = %file.display(),
+                    error = %format!("{e:#}"),
+                    "the artifact cache's file system refuses executable mappings (mounted noexec?); artifacts are read into memory instead (slower loads, more memory per loaded component)"
+                );
+            }
+        }
+        Ok(read)
+    }
+
     /// Fetches a compiled artifact from the cache, or compiles and stores it.
     fn cached<T>(
         &self,
         path: &Path,
         key: &str,
         slot: &EngineSlot,
-        deserialize: impl Fn(&wasmtime::Engine, &[u8]) -> wasmtime::Result<T>,
+        deserialize: impl Fn(&wasmtime::Engine, Artifact<'_>) -> wasmtime::Result<T>,
         compile: impl Fn(&wasmtime::Engine) -> Result<T, LoadError>,
         serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
     ) -> Result<(T, CacheOutcome), LoadError> {
@@ -301,7 +345,7 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             outcome = CacheOutcome::Miss;
             match cache.get(key) {
-                Lookup::Hit(payload) => match deserialize(&slot.engine, &payload) {
+                Lookup::Hit(file) => match self.open_artifact(&file, &slot.engine, &deserialize) {
                     Ok(t) => return Ok((t, CacheOutcome::Hit)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "stale compiled artifact; recompiling");
@@ -331,6 +375,14 @@ impl Runtime {
         }
         Ok((compiled, outcome))
     }
+}
+
+/// A verified cache entry, as given to the engine.
+enum Artifact<'a> {
+    /// The entry's file, to map.
+    File(&'a Path),
+    /// Its payload, read into memory.
+    Bytes(&'a [u8]),
 }
 
 /// The artifact cache's name for a component compiled for `slot`'s engine.
@@ -459,6 +511,57 @@ mod tests {
             crate::host::Stdio::Inherit,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cached_artifacts_are_mapped_from_the_cache_and_read_where_mapping_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || EngineSettings {
+            cache_dir: Some(dir.path().to_owned()),
+            ..EngineSettings::for_command()
+        };
+        let hello = Path::new(test_programs::HELLO);
+        let first = Runtime::new(settings()).unwrap().load(hello).unwrap();
+        assert_eq!(first.cache, CacheOutcome::Miss);
+        let rt = Runtime::new(settings()).unwrap();
+        let loaded = rt.load(hello).unwrap();
+        assert_eq!(loaded.cache, CacheOutcome::Hit);
+        // The code runs from a mapping of the cache entry itself.
+        let entry = rt
+            .cache
+            .as_ref()
+            .unwrap()
+            .path_for(&component_key(&loaded.digest, &rt.sync));
+        let code = loaded.component.image_range().start as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mapping = maps.lines().find(|l| {
+            let (lo, hi) = l.split(' ').next().unwrap().split_once('-').unwrap();
+            let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+            (lo..hi).contains(&code)
+        });
+        assert!(
+            mapping.is_some_and(|m| m.ends_with(entry.to_str().unwrap())),
+            "{mapping:?} is not {}",
+            entry.display()
+        );
+        let mut instance = store(loaded.component.engine());
+        let pre = rt.link(&loaded.component).unwrap();
+        futures::executor::block_on(pre.instantiate_async(&mut instance)).unwrap();
+
+        // A file system that refuses executable mappings (`noexec`): the
+        // payload, without the trailer, is read instead, and from then on
+        // no mapping is tried.
+        let payload_len = std::fs::metadata(&entry).unwrap().len() as usize - 40;
+        let refuse = |_: &wasmtime::Engine, a: Artifact<'_>| match a {
+            Artifact::File(_) => Err(wasmtime::format_err!("unable to make memory executable")),
+            Artifact::Bytes(b) => Ok(b.len()),
+        };
+        assert_eq!(rt.open_artifact(&entry, &rt.sync.engine, &refuse).unwrap(), payload_len);
+        let no_mapping = |_: &wasmtime::Engine, a: Artifact<'_>| match a {
+            Artifact::File(_) => panic!("mapped again after a refusal"),
+            Artifact::Bytes(b) => Ok(b.len()),
+        };
+        assert_eq!(rt.open_artifact(&entry, &rt.sync.engine, &no_mapping).unwrap(), payload_len);
     }
 
     #[test]
