@@ -407,7 +407,7 @@ impl Admin {
     fn node_metrics(&self) -> String {
         let n = &self.node;
         let table = n.table();
-        let loaded = table.apps.iter().filter(|a| a.is_loaded()).count();
+        let loaded = n.loaded.apps.load(std::sync::atomic::Ordering::Relaxed);
         let s = &n.stats;
         let declarations = match &*n.apps_dir.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(r) => format!(

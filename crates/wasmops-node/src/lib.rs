@@ -20,7 +20,7 @@ pub mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,23 @@ pub(crate) struct AppSlot {
     series: Mutex<HashSet<(String, String)>>,
     /// Compiled code mapped while it is loaded.
     code_bytes: AtomicU64,
+    /// The node's totals, kept as the slot loads and unloads (and when it
+    /// is dropped loaded, replaced by a new version).
+    totals: Arc<LoadedTotals>,
+}
+
+/// Apps loaded and their compiled code, counted as they change so that a
+/// load checks the bounds without walking 10,000 slots.
+#[derive(Default)]
+pub(crate) struct LoadedTotals {
+    pub(crate) apps: AtomicUsize,
+    code: AtomicU64,
+}
+
+impl Drop for AppSlot {
+    fn drop(&mut self) {
+        self.unload();
+    }
 }
 
 impl AppSlot {
@@ -116,21 +133,33 @@ impl AppSlot {
     }
 
     fn unload(&self) -> bool {
-        self.host
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
+        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        let was = host.take().is_some();
+        if was {
+            self.totals.apps.fetch_sub(1, Ordering::Relaxed);
+            self.totals
+                .code
+                .fetch_sub(self.code_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        was
     }
 
-    fn set_loaded(&self, host: Arc<AppHost>) {
-        self.code_bytes
-            .store(host.code_bytes() as u64, Ordering::Relaxed);
+    fn set_loaded(&self, new: Arc<AppHost>) {
         self.series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(host.metric_series());
-        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
+            .extend(new.metric_series());
+        let code = new.code_bytes() as u64;
+        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        if host.replace(new).is_some() {
+            self.totals
+                .code
+                .fetch_sub(self.code_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        } else {
+            self.totals.apps.fetch_add(1, Ordering::Relaxed);
+        }
+        self.code_bytes.store(code, Ordering::Relaxed);
+        self.totals.code.fetch_add(code, Ordering::Relaxed);
     }
 }
 
@@ -197,6 +226,7 @@ pub struct Node {
     rt: Arc<Runtime>,
     pub(crate) state: State,
     table: RwLock<Arc<Table>>,
+    pub(crate) loaded: Arc<LoadedTotals>,
     pub(crate) metrics: Arc<Metrics>,
     metrics_on: bool,
     pub(crate) config: NodeConfig,
@@ -237,6 +267,7 @@ impl Node {
             rt,
             state,
             table: RwLock::new(Arc::new(Table::default())),
+            loaded: Default::default(),
             metrics,
             metrics_on,
             config,
@@ -295,6 +326,7 @@ impl Node {
             last_error: Mutex::new(None),
             series: Mutex::new(HashSet::new()),
             code_bytes: AtomicU64::new(0),
+            totals: self.loaded.clone(),
         });
         if let Some(h) = host {
             slot.set_loaded(h);
@@ -634,13 +666,8 @@ impl Node {
 
     /// Whether more apps, or more compiled code, are loaded than allowed.
     fn over_bounds(&self) -> bool {
-        let table = self.table();
-        let (mut count, mut code) = (0usize, 0u64);
-        for s in table.apps.iter().filter(|s| s.is_loaded()) {
-            count += 1;
-            code += s.code_bytes.load(Ordering::Relaxed);
-        }
-        count > self.config.max_loaded || code > self.config.max_loaded_code
+        self.loaded.apps.load(Ordering::Relaxed) > self.config.max_loaded
+            || self.loaded.code.load(Ordering::Relaxed) > self.config.max_loaded_code
     }
 
     /// Runs `sweep` periodically until the node is dropped.

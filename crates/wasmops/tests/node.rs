@@ -1450,6 +1450,30 @@ async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
     );
     let m = common::get(&node.admin_url("/metrics")).await.text();
     assert!(metric(&m, "wasmops_node_app_unloads_total") >= 1.0, "{m}");
+    assert_eq!(metric(&m, "wasmops_node_apps_loaded"), 2.0, "{m}");
+    // The totals follow a loaded app replaced by a new version, and one
+    // deleted: the bound still admits two.
+    let out = client(
+        &deployer,
+        &[
+            "deploy", test_programs::HELLO, "--node", url, "--name", "echo", "--host", "echo.test",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = client(&deployer, &["apps", "delete", "stream", "--node", url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert_eq!(metric(&m, "wasmops_node_apps_loaded"), 1.0, "{m}");
+    let r = get_host(&node, "hello.test", "/").await;
+    assert_eq!(r.status, 200);
+    let (_, v) = api
+        .call("GET", "/v1/apps", "/v1/apps", Some(&deployer), None)
+        .await;
+    assert_eq!(
+        loaded(&v),
+        BTreeSet::from(["echo".to_string(), "hello".to_string()]),
+        "{v}"
+    );
     drop(node);
 
     // A code budget smaller than one app: each app is answered, then
