@@ -7,7 +7,8 @@
 # bench/.tools/bin/wasmtime exists, see bench/run.sh) the same apps as one
 # `wasmtime serve` process each.
 # Knobs: APPS (10000), FIRST (1000), SPREAD (1000), DURATION (10),
-# POD_APPS (50), WORKERS (4).
+# POD_APPS (50), WORKERS (4), CURVE (app counts for the spread ratio by
+# number of apps, e.g. 10,100,300; none by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,5 @@ python3 bench/node_bench.py \
   --component target/guests/wasm32-wasip2/release/hello.wasm \
   --wasmtime "$wasmtime" \
   --apps "${APPS:-10000}" --first-requests "${FIRST:-1000}" --spread "${SPREAD:-1000}" \
-  --duration "${DURATION:-10}" --pod-apps "${POD_APPS:-50}" --workers "${WORKERS:-4}" \
+  --duration "${DURATION:-10}" --pod-apps "${POD_APPS:-50}" --workers "${WORKERS:-4}" --curve "${CURVE:-}" \
   --out bench/results

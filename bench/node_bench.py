@@ -30,10 +30,12 @@ def free_port():
     return p
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """Resident memory of `pid` in KiB; `RssAnon` is its private part (the
+    rest is mapped files: compiled code shared with the page cache)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -114,6 +116,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--pod-apps", type=int, default=50)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--curve", default="",
+                    help="comma-separated app counts: the spread ratio at each (where the cost of distinct apps sets in)")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
 
@@ -175,6 +179,7 @@ def main():
         report["first_request_ms"] = {"p50": pct(first, 50) * 1e3, "p99": pct(first, 99) * 1e3}
         report["second_request_ms"] = {"p50": pct(second, 50) * 1e3, "p99": pct(second, 99) * 1e3}
         report["rss_after_first_requests_mib"] = rss_kib(node.pid) / 1024
+        report["anon_after_first_requests_mib"] = rss_kib(node.pid, "RssAnon") / 1024
 
         # 5. One app against traffic spread over many.
         # Both runs make their requests with the same Lua function (only the
@@ -213,6 +218,18 @@ def main():
         report["spread_ratio_rounds"] = [s / o for o, s in zip(ones, spreads)]
         report["non2xx"] = errors
         report["rss_after_load_mib"] = rss_kib(node.pid) / 1024
+        # The ratio against the number of apps, each count alternated with
+        # one app twice.
+        curve = {}
+        for n in [int(x) for x in a.curve.split(",") if x.strip()]:
+            assert n <= a.spread, "curve counts go up to --spread"
+            n_lua = host_script(f"curve-{n}.lua", n)
+            wrk(url, n_lua, 2, 32, 1)
+            pairs = [(wrk(url, one_lua, 2, 32, a.duration)[0], wrk(url, n_lua, 2, 32, a.duration)[0])
+                     for _ in range(2)]
+            curve[n] = sum(s for _, s in pairs) / sum(o for o, _ in pairs)
+        if curve:
+            report["spread_curve"] = curve
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=60)
 
@@ -258,11 +275,14 @@ def main():
         f"| node RSS, all apps deployed and idle | {report['rss_idle_mib']:.0f} MiB ({report['rss_idle_mib'] * 1024 / a.apps:.1f} KiB per app) |",
         f"| first request to an unloaded app, p50 / p99 ({a.first_requests} apps) | {report['first_request_ms']['p50']:.2f} / {report['first_request_ms']['p99']:.2f} ms |",
         f"| second request, p50 / p99 | {report['second_request_ms']['p50']:.2f} / {report['second_request_ms']['p99']:.2f} ms |",
-        f"| node RSS after loading {a.first_requests} apps | {report['rss_after_first_requests_mib']:.0f} MiB |",
+        f"| node RSS after loading {a.first_requests} apps | {report['rss_after_first_requests_mib']:.0f} MiB, of which private {report['anon_after_first_requests_mib']:.0f} MiB (the rest: mapped artifacts, page cache) |",
         f"| requests/s, all on one app (wrk -t2 -c32) | {report['rps_one_app']:.0f} |",
         f"| requests/s, spread over {a.spread} apps | {report['rps_spread']:.0f} (ratio {report['spread_ratio']:.2f}) |",
         f"| non-2xx answers under load | {report['non2xx']} |",
     ]
+    if "spread_curve" in report:
+        lines.append("| spread ratio by number of apps | " + ", ".join(
+            f"{n}: {r:.2f}" for n, r in report["spread_curve"].items()) + " |")
     if "pod_per_app" in report:
         pp = report["pod_per_app"]
         lines.append(f"| pod per app: `wasmtime serve` per app, {pp['processes']} processes | {pp['rss_mib_mean']:.1f} MiB each, {pp['rss_mib_total']:.0f} MiB in all |")
