@@ -34,7 +34,13 @@ pub struct ArtifactCache {
 pub enum Lookup {
     /// A whole entry, checksum verified: the file to map (its payload
     /// starts at offset 0; the trailer after it is not part of the image).
-    Hit(PathBuf),
+    /// `crowded` when the process holds so many files open that one more
+    /// kept open (a mapping keeps its file open while it is loaded) would
+    /// risk running out: read it instead.
+    Hit {
+        path: PathBuf,
+        crowded: bool,
+    },
     Miss,
     /// An entry exists but is damaged; it has been removed.
     Corrupt(String),
@@ -81,10 +87,11 @@ impl ArtifactCache {
             let _ = std::fs::remove_file(&path);
             Lookup::Corrupt(why)
         };
+        let crowded = files_crowded(&file);
         match verify(&file) {
-            Ok(None) => Lookup::Hit(path),
+            Ok(None) => Lookup::Hit { path, crowded },
             Ok(Some(payload)) => match self.put(key, &payload) {
-                Ok(()) => Lookup::Hit(path),
+                Ok(()) => Lookup::Hit { path, crowded },
                 Err(e) => damaged(format!("of an earlier layout and cannot be rewritten: {e}")),
             },
             Err(why) => damaged(why),
@@ -109,6 +116,21 @@ impl ArtifactCache {
         tmp.persist(self.path_for(key)).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// Whether half the process's open-file limit is in use: descriptors are
+/// handed out lowest first, so `file`'s number is how many others are open.
+fn files_crowded(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return true;
+    }
+    file.as_raw_fd() as u64 >= limit.rlim_cur / 2
 }
 
 /// The payload of a verified entry, read into memory.
@@ -171,8 +193,9 @@ mod tests {
         let p = c.path_for("k");
         match c.get("k") {
             // The payload starts the file, so that it can be mapped as is.
-            Lookup::Hit(path) => {
+            Lookup::Hit { path, crowded } => {
                 assert_eq!(path, p);
+                assert!(!crowded);
                 assert!(std::fs::read(&path).unwrap().starts_with(b"payload bytes"));
             }
             other => panic!("{other:?}"),
@@ -208,10 +231,13 @@ mod tests {
             b
         };
         std::fs::write(c.path_for("k"), old(b"compiled code")).unwrap();
-        assert!(matches!(c.get("k"), Lookup::Hit(_)));
+        assert!(matches!(c.get("k"), Lookup::Hit { .. }));
         let now = std::fs::read(c.path_for("k")).unwrap();
-        assert!(now.starts_with(b"compiled code") && now.ends_with(MAGIC), "{now:?}");
-        assert!(matches!(c.get("k"), Lookup::Hit(_)));
+        assert!(
+            now.starts_with(b"compiled code") && now.ends_with(MAGIC),
+            "{now:?}"
+        );
+        assert!(matches!(c.get("k"), Lookup::Hit { .. }));
         let mut bad = old(b"compiled code");
         *bad.last_mut().unwrap() ^= 1;
         std::fs::write(c.path_for("k"), bad).unwrap();

@@ -284,6 +284,8 @@ pub struct Runtime {
     /// Set once the cache's file system refused an executable mapping
     /// (mounted `noexec`): artifacts are read into memory from then on.
     pub(crate) map_refused: std::sync::atomic::AtomicBool,
+    /// Whether "too many files open, reading" was said.
+    pub(crate) crowded_said: std::sync::atomic::AtomicBool,
     settings: EngineSettings,
     ticker: Option<EpochTicker>,
 }
@@ -325,6 +327,7 @@ impl Runtime {
             on_demand,
             cache,
             map_refused: Default::default(),
+            crowded_said: Default::default(),
             settings,
             ticker,
         })

@@ -301,15 +301,22 @@ impl Runtime {
 
     /// Maps a verified cache entry into the engine; where the file system
     /// refuses executable mappings, reads it into memory instead (and
-    /// says so once).
+    /// says so once), as when the process has many files open (`crowded`:
+    /// a mapping keeps its file open while the component lives).
     fn open_artifact<T>(
         &self,
         file: &Path,
+        crowded: bool,
         engine: &wasmtime::Engine,
         deserialize: &impl Fn(&wasmtime::Engine, Artifact<'_>) -> wasmtime::Result<T>,
     ) -> wasmtime::Result<T> {
         use std::sync::atomic::Ordering;
-        let mapped = if self.map_refused.load(Ordering::Relaxed) {
+        if crowded && !self.crowded_said.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "half the open-file limit is in use: compiled artifacts are read into memory instead of mapped while it is (raise `ulimit -n` for smaller loads)"
+            );
+        }
+        let mapped = if crowded || self.map_refused.load(Ordering::Relaxed) {
             None
         } else {
             match deserialize(engine, Artifact::File(file)) {
@@ -319,14 +326,14 @@ impl Runtime {
         };
         let bytes = crate::cache::payload(file)?;
         let read = deserialize(engine, Artifact::Bytes(&bytes))?;
-        if let Some(e) = mapped {
-            if !self.map_refused.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    file = %file.display(),
-                    error = %format!("{e:#}"),
-                    "the artifact cache's file system refuses executable mappings (mounted noexec?); artifacts are read into memory instead (slower loads, more memory per loaded component)"
-                );
-            }
+        if let Some(e) = mapped
+            && !self.map_refused.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                file = %file.display(),
+                error = %format!("{e:#}"),
+                "the artifact cache's file system refuses executable mappings (mounted noexec?); artifacts are read into memory instead (slower loads, more memory per loaded component)"
+            );
         }
         Ok(read)
     }
@@ -345,7 +352,10 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             outcome = CacheOutcome::Miss;
             match cache.get(key) {
-                Lookup::Hit(file) => match self.open_artifact(&file, &slot.engine, &deserialize) {
+                Lookup::Hit {
+                    path: file,
+                    crowded,
+                } => match self.open_artifact(&file, crowded, &slot.engine, &deserialize) {
                     Ok(t) => return Ok((t, CacheOutcome::Hit)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "stale compiled artifact; recompiling");
@@ -536,7 +546,10 @@ mod tests {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let mapping = maps.lines().find(|l| {
             let (lo, hi) = l.split(' ').next().unwrap().split_once('-').unwrap();
-            let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
             (lo..hi).contains(&code)
         });
         assert!(
@@ -556,12 +569,28 @@ mod tests {
             Artifact::File(_) => Err(wasmtime::format_err!("unable to make memory executable")),
             Artifact::Bytes(b) => Ok(b.len()),
         };
-        assert_eq!(rt.open_artifact(&entry, &rt.sync.engine, &refuse).unwrap(), payload_len);
+        assert_eq!(
+            rt.open_artifact(&entry, false, &rt.sync.engine, &refuse)
+                .unwrap(),
+            payload_len
+        );
         let no_mapping = |_: &wasmtime::Engine, a: Artifact<'_>| match a {
             Artifact::File(_) => panic!("mapped again after a refusal"),
             Artifact::Bytes(b) => Ok(b.len()),
         };
-        assert_eq!(rt.open_artifact(&entry, &rt.sync.engine, &no_mapping).unwrap(), payload_len);
+        assert_eq!(
+            rt.open_artifact(&entry, false, &rt.sync.engine, &no_mapping)
+                .unwrap(),
+            payload_len
+        );
+        // Crowded: read, without trying to map.
+        let rt = Runtime::new(settings()).unwrap();
+        assert_eq!(
+            rt.open_artifact(&entry, true, &rt.sync.engine, &no_mapping)
+                .unwrap(),
+            payload_len
+        );
+        assert!(!rt.map_refused.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn init_logging(cli: &Cli, default: &str) {
 
 fn main() -> ExitCode {
     restore_sigpipe_for_pipelines();
+    raise_open_files_limit();
     // A panic is a bug in wasmops: say so in one line, without a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
@@ -257,6 +258,27 @@ fn main() -> ExitCode {
             logwriter::flush();
             eprintln!("error: {}", error_line(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as servers do: a
+/// loaded component keeps its mapped artifact's file open, and the soft
+/// limit is often 1,024, fewer than the apps a node loads (the runtime
+/// reads artifacts instead of mapping them once half the limit is in use).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            // An unlimited hard limit is not a valid soft one on Linux
+            // (it is capped by fs.nr_open, 1Mi by default).
+            limit.rlim_cur = limit.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

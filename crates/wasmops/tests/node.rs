@@ -1456,7 +1456,14 @@ async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
     let out = client(
         &deployer,
         &[
-            "deploy", test_programs::HELLO, "--node", url, "--name", "echo", "--host", "echo.test",
+            "deploy",
+            test_programs::HELLO,
+            "--node",
+            url,
+            "--name",
+            "echo",
+            "--host",
+            "echo.test",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -1490,6 +1497,68 @@ async fn loaded_apps_are_bounded_by_count_and_by_code_size() {
     let m = common::get(&node.admin_url("/metrics")).await.text();
     assert_eq!(metric(&m, "wasmops_node_app_loads_total"), 1.0, "{m}");
     assert_eq!(metric(&m, "wasmops_node_app_unloads_total"), 1.0, "{m}");
+}
+
+/// A loaded app keeps its mapped code's file open. A node whose open-file
+/// limit is smaller than its apps read the rest into memory: every app is
+/// deployed, loaded and answered, and connections are still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_short_of_open_files_reads_compiled_code_instead_of_mapping_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let node = Server::node_with_open_files(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+        ],
+        &[],
+        Some(96),
+    );
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let hello = std::fs::read(test_programs::HELLO).unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(hello),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // Each app loads its own copy of the code: one file each if mapped.
+    const APPS: usize = 100;
+    for i in 0..APPS {
+        let body = json!({ "digest": v["digest"], "hosts": [format!("a{i}.test")] })
+            .to_string()
+            .into_bytes();
+        let (s, r) = api
+            .call(
+                "PUT",
+                &format!("/v1/apps/a{i}"),
+                "/v1/apps/{name}",
+                Some(&deployer),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 200, "app {i}: {r}");
+    }
+    for i in 0..APPS {
+        let r = get_host(&node, &format!("a{i}.test"), "/").await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello, world!\n"),
+            "app {i}"
+        );
+    }
+    let m = common::get(&node.admin_url("/metrics")).await.text();
+    assert_eq!(metric(&m, "wasmops_node_apps_loaded"), APPS as f64, "{m}");
+    node.wait_log("half the open-file limit is in use");
 }
 
 /// Lays out `files` as kubelet lays out a mounted ConfigMap: a

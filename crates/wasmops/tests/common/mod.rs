@@ -139,8 +139,33 @@ impl Server {
     /// Starts `wasmops node --listen 127.0.0.1:0 ARGS...` (the admin
     /// listener on a free port unless ARGS name one).
     pub fn node(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::node_with_open_files(args, envs, None)
+    }
+
+    /// `node`, with the open-file limit (soft and hard) set to `open_files`.
+    pub fn node_with_open_files(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Server {
         let mut cmd = wasmops();
         cmd.envs(envs.iter().copied());
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("node")
             .arg("--listen")
             .arg("127.0.0.1:0")
