@@ -98,6 +98,15 @@ impl Api {
     }
 }
 
+/// Uploads a blob (`POST /v1/blobs`, 201) and returns its digest.
+async fn upload(api: &Api, token: &str, bytes: Vec<u8>) -> String {
+    let (s, v) = api
+        .call("POST", "/v1/blobs", "/v1/blobs", Some(token), Some(bytes))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    v["digest"].as_str().unwrap().to_string()
+}
+
 fn token(tokens: &Path, scope: &str, name: &str) -> String {
     let out = common::run(&[
         "node",
@@ -1520,21 +1529,16 @@ async fn a_node_short_of_open_files_reads_compiled_code_instead_of_mapping_it() 
     );
     let api = Api::new(&node);
     wait_ready(&api).await;
-    let hello = std::fs::read(test_programs::HELLO).unwrap();
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/blobs",
-            "/v1/blobs",
-            Some(&deployer),
-            Some(hello),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    let digest = upload(
+        &api,
+        &deployer,
+        std::fs::read(test_programs::HELLO).unwrap(),
+    )
+    .await;
     // Each app loads its own copy of the code: one file each if mapped.
     const APPS: usize = 100;
     for i in 0..APPS {
-        let body = json!({ "digest": v["digest"], "hosts": [format!("a{i}.test")] })
+        let body = json!({ "digest": digest, "hosts": [format!("a{i}.test")] })
             .to_string()
             .into_bytes();
         let (s, r) = api
@@ -2562,18 +2566,12 @@ async fn concurrent_deploys_of_different_apps_all_take_effect() {
     let node = start_node(&data, &tokens, &[]);
     let api = Arc::new(Api::new(&node));
     wait_ready(&api).await;
-    let hello = std::fs::read(test_programs::HELLO).unwrap();
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/blobs",
-            "/v1/blobs",
-            Some(&deployer),
-            Some(hello),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let digest = v["digest"].as_str().unwrap().to_string();
+    let digest = upload(
+        &api,
+        &deployer,
+        std::fs::read(test_programs::HELLO).unwrap(),
+    )
+    .await;
     const APPS: usize = 48;
     let put = |name: String, host: String| {
         let api = api.clone();

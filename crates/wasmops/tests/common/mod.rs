@@ -67,6 +67,24 @@ pub fn assert_one_line_error(out: &Output) {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
+/// Sets a resource limit (soft and hard) in the child `cmd` starts.
+fn limit_child(cmd: &mut Command, resource: libc::__rlimit_resource_t, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(resource, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
@@ -114,19 +132,7 @@ impl Server {
         let mut cmd = wasmops();
         cmd.envs(envs.iter().copied());
         if let Some(limit) = address_space {
-            use std::os::unix::process::CommandExt;
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_child(&mut cmd, libc::RLIMIT_AS, limit);
         }
         cmd.arg("serve")
             .arg(file)
@@ -151,20 +157,7 @@ impl Server {
         let mut cmd = wasmops();
         cmd.envs(envs.iter().copied());
         if let Some(limit) = open_files {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only setrlimit between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_child(&mut cmd, libc::RLIMIT_NOFILE, limit);
         }
         cmd.arg("node")
             .arg("--listen")
