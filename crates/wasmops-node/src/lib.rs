@@ -449,7 +449,7 @@ impl Node {
 
     /// The host of one version: its components linked with their grants.
     /// Called off the async workers (it compiles or deserializes).
-    fn host(&self, name: &str, version: &Version) -> Result<AppHost, ChangeError> {
+    fn host(&self, name: &str, version: &Version, kind: Kind) -> Result<AppHost, ChangeError> {
         let observe = Observe {
             metrics: self.metrics.clone(),
             per_route: self.metrics_on,
@@ -457,7 +457,7 @@ impl Node {
         };
         let unusable = |e: wasmops_app::HostError| ChangeError::Unusable(e.to_string());
         let spec = &version.spec;
-        match self.kind(&version.digest) {
+        match kind {
             Kind::Component => {
                 let path = self.state.blob_path(&version.digest).ok_or_else(|| {
                     ChangeError::Internal(format!("bad digest {}", version.digest))
@@ -557,7 +557,7 @@ impl Node {
         let started = Instant::now();
         // Deserializing is CPU work of a few milliseconds: off the async
         // workers' hot path.
-        let h = tokio::task::block_in_place(|| self.host(&slot.name, &slot.version))
+        let h = tokio::task::block_in_place(|| self.host(&slot.name, &slot.version, slot.kind))
             .map(Arc::new)
             .map_err(|e| e.to_string())?;
         slot.set_loaded(h.clone());
@@ -779,7 +779,7 @@ impl Node {
                 deployed_at: String::new(),
             };
             // Compile and link before anything changes.
-            let handler = Arc::new(self.host(name, &draft)?);
+            let handler = Arc::new(self.host(name, &draft, kind)?);
             let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
             // The routes must not clash with another app's.
             let trial = self.slot(name, draft, None);
@@ -833,7 +833,7 @@ impl Node {
                     )),
                 )?,
             };
-        let handler = Arc::new(self.host(name, target)?);
+        let handler = Arc::new(self.host(name, target, self.kind(&target.digest))?);
         let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
         let trial = self.slot(name, target.clone(), None);
         build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
