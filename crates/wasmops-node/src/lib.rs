@@ -283,7 +283,8 @@ impl Node {
         let apps = node.state.apps()?;
         let mut slots = Vec::with_capacity(apps.len());
         for a in apps {
-            slots.push(node.slot(&a.name, a.current, None));
+            let kind = node.kind(&a.current.digest);
+            slots.push(node.slot(&a.name, a.current, kind, None));
         }
         let table = build_table(slots).map_err(|e| anyhow::anyhow!("{e}"))?;
         *node.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
@@ -293,6 +294,7 @@ impl Node {
     /// Compiles every app's components into the artifact cache (a restart
     /// with a warm cache only looks the entries up), then marks the node
     /// ready.
+    ///
     /// The apps are shared out among one thread per core: a restart of
     /// 10,000 apps reads and hashes every blob to find its entry.
     pub fn warm(&self) {
@@ -326,8 +328,13 @@ impl Node {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn slot(&self, name: &str, version: Version, host: Option<Arc<AppHost>>) -> Arc<AppSlot> {
-        let kind = self.kind(&version.digest);
+    fn slot(
+        &self,
+        name: &str,
+        version: Version,
+        kind: Kind,
+        host: Option<Arc<AppHost>>,
+    ) -> Arc<AppSlot> {
         let slot = Arc::new(AppSlot {
             name: name.to_string(),
             version,
@@ -795,10 +802,10 @@ impl Node {
             let handler = Arc::new(self.host(name, &draft, kind)?);
             let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
             // The routes must not clash with another app's.
-            let trial = self.slot(name, draft, None);
+            let trial = self.slot(name, draft, kind, None);
             build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
             let version = self.state.deploy(name, digest, source, &spec, by)?;
-            let slot = self.slot(name, version.clone(), Some(handler));
+            let slot = self.slot(name, version.clone(), kind, Some(handler));
             self.install(self.with_app(name, Some(slot)))?;
             drop(table);
             // The new version stays loaded, ready for its traffic, within
@@ -846,12 +853,13 @@ impl Node {
                     )),
                 )?,
             };
-        let handler = Arc::new(self.host(name, target, self.kind(&target.digest))?);
+        let kind = self.kind(&target.digest);
+        let handler = Arc::new(self.host(name, target, kind)?);
         let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
-        let trial = self.slot(name, target.clone(), None);
+        let trial = self.slot(name, target.clone(), kind, None);
         build_table(self.with_app(name, Some(trial))).map_err(ChangeError::Conflict)?;
         let version = self.state.rollback(name, Some(target.version), by)?;
-        let slot = self.slot(name, version.clone(), Some(handler));
+        let slot = self.slot(name, version.clone(), kind, Some(handler));
         self.install(self.with_app(name, Some(slot)))?;
         drop(table);
         if self.over_bounds() {

@@ -327,12 +327,16 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Polls the components' files; a file that changed and then stayed the
 /// same for one period is loaded, and its component swapped in.
-async fn watch(
+/// Watches the served components' files. What they are now is taken when
+/// this is called, before the server answers anything, so that a change
+/// made as soon as the first answer arrives is seen as one; the returned
+/// future then looks every 200 ms.
+fn watch(
     host: Arc<AppHost>,
     app: App,
     rebuild: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+) -> impl std::future::Future<Output = ()> {
     let manifest = app.manifest_path.clone();
     // The served components' specs, in the host's order.
     let slots: Vec<ComponentSpec> = host
@@ -355,85 +359,87 @@ async fn watch(
     let mut pending: Vec<Option<(SystemTime, u64)>> = vec![None; slots.len()];
     let manifest_stamp = stamp(&manifest);
     let mut manifest_warned = false;
-    let mut tick = tokio::time::interval(PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
         components = slots.len(),
         "watching the components' files for changes"
     );
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if !manifest_warned && stamp(&manifest) != manifest_stamp {
-            manifest_warned = true;
-            tracing::warn!(manifest = %manifest.display(), "the manifest changed; restart `wasmops up` to apply it (only components' files are reloaded)");
-        }
-        for (i, slot) in slots.iter().enumerate() {
-            if inputs[i].is_none() || building[i].as_ref().is_some_and(|b| !b.is_finished()) {
-                continue;
+    async move {
+        let mut tick = tokio::time::interval(PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
             }
-            let now = wasmops_build::inputs_stamp(slot);
-            if now == inputs[i] {
-                inputs_pending[i] = None;
-                continue;
+            if !manifest_warned && stamp(&manifest) != manifest_stamp {
+                manifest_warned = true;
+                tracing::warn!(manifest = %manifest.display(), "the manifest changed; restart `wasmops up` to apply it (only components' files are reloaded)");
             }
-            if inputs_pending[i] != now {
-                inputs_pending[i] = now;
-                continue;
-            }
-            inputs_pending[i] = None;
-            inputs[i] = now;
-            let app = app.clone();
-            let spec = slot.clone();
-            building[i] = Some(tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                match wasmops_build::build_component(&app, &spec, false) {
-                    Ok(outcome) => tracing::info!(
-                        component = %spec.id,
-                        outcome = ?outcome,
-                        build_ms = wasmops_units::millis(started.elapsed()),
-                        "sources changed: component rebuilt"
-                    ),
-                    Err(e) => tracing::error!(
-                        component = %spec.id,
-                        error = %e,
-                        output = e.output().unwrap_or(""),
-                        "sources changed: the build failed; the previous version keeps serving"
-                    ),
+            for (i, slot) in slots.iter().enumerate() {
+                if inputs[i].is_none() || building[i].as_ref().is_some_and(|b| !b.is_finished()) {
+                    continue;
                 }
-            }));
-        }
-        for (i, slot) in slots.iter().enumerate() {
-            let now = stamp(&slot.source);
-            if now.is_none() || now == loaded[i] {
+                let now = wasmops_build::inputs_stamp(slot);
+                if now == inputs[i] {
+                    inputs_pending[i] = None;
+                    continue;
+                }
+                if inputs_pending[i] != now {
+                    inputs_pending[i] = now;
+                    continue;
+                }
+                inputs_pending[i] = None;
+                inputs[i] = now;
+                let app = app.clone();
+                let spec = slot.clone();
+                building[i] = Some(tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    match wasmops_build::build_component(&app, &spec, false) {
+                        Ok(outcome) => tracing::info!(
+                            component = %spec.id,
+                            outcome = ?outcome,
+                            build_ms = wasmops_units::millis(started.elapsed()),
+                            "sources changed: component rebuilt"
+                        ),
+                        Err(e) => tracing::error!(
+                            component = %spec.id,
+                            error = %e,
+                            output = e.output().unwrap_or(""),
+                            "sources changed: the build failed; the previous version keeps serving"
+                        ),
+                    }
+                }));
+            }
+            for (i, slot) in slots.iter().enumerate() {
+                let now = stamp(&slot.source);
+                if now.is_none() || now == loaded[i] {
+                    pending[i] = None;
+                    continue;
+                }
+                if pending[i] != now {
+                    // Changed since the last look: wait until it settles.
+                    pending[i] = now;
+                    continue;
+                }
                 pending[i] = None;
-                continue;
-            }
-            if pending[i] != now {
-                // Changed since the last look: wait until it settles.
-                pending[i] = now;
-                continue;
-            }
-            pending[i] = None;
-            loaded[i] = now;
-            let started = Instant::now();
-            let h = host.clone();
-            let result = tokio::task::spawn_blocking(move || h.reload(i)).await;
-            match result {
-                Ok(Ok(version)) => tracing::info!(
-                    component = %slot.id,
-                    version,
-                    reload_ms = wasmops_units::millis(started.elapsed()),
-                    "component reloaded"
-                ),
-                Ok(Err(e)) => tracing::error!(
-                    component = %slot.id,
-                    error = %e,
-                    "reload failed; the previous version keeps serving"
-                ),
-                Err(e) => tracing::error!(component = %slot.id, error = %e, "reload failed"),
+                loaded[i] = now;
+                let started = Instant::now();
+                let h = host.clone();
+                let result = tokio::task::spawn_blocking(move || h.reload(i)).await;
+                match result {
+                    Ok(Ok(version)) => tracing::info!(
+                        component = %slot.id,
+                        version,
+                        reload_ms = wasmops_units::millis(started.elapsed()),
+                        "component reloaded"
+                    ),
+                    Ok(Err(e)) => tracing::error!(
+                        component = %slot.id,
+                        error = %e,
+                        "reload failed; the previous version keeps serving"
+                    ),
+                    Err(e) => tracing::error!(component = %slot.id, error = %e, "reload failed"),
+                }
             }
         }
     }
