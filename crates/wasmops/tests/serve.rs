@@ -646,12 +646,21 @@ async fn a_guest_failing_mid_body_aborts_the_response() {
     let r = get(&server.url("/huge?mb=2")).await;
     assert_eq!((r.status, r.body.len()), (200, 2 << 20));
 
-    // Logged and counted with the real outcome.
-    let log = server.wait_log("\"path\":\"/huge\"");
-    let aborted: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("wasmops::access") && l.contains("\"aborted\":true"))
-        .collect();
+    // Logged and counted with the real outcome. Each worker process
+    // flushes its own log lines, so the other's may come after `/huge`.
+    let is_aborted = |l: &&str| l.contains("wasmops::access") && l.contains("\"aborted\":true");
+    server.wait_log("\"path\":\"/huge\"");
+    let started = std::time::Instant::now();
+    let log = loop {
+        let log = server.log();
+        if log.lines().filter(is_aborted).count() >= 4
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let aborted: Vec<&str> = log.lines().filter(is_aborted).collect();
     assert!(aborted.len() >= 4, "{log}");
     assert!(
         aborted.iter().any(|l| l.contains("\"status\":500")),
