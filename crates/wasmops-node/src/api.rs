@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wasmops_runtime::http::Body;
 
-use crate::auth::{Caller, Scope, Tokens};
+use crate::auth::{Caller, Scope, TokenFile};
 use crate::state::AppSpec;
 use crate::{AppSlot, ChangeError, Node, json_error, json_response};
 
@@ -48,7 +48,7 @@ pub struct RollbackRequest {
 #[derive(Clone)]
 pub struct Admin {
     pub node: Arc<Node>,
-    pub tokens: Arc<Tokens>,
+    pub tokens: Arc<TokenFile>,
 }
 
 fn change_error(e: ChangeError) -> Response<Body> {
@@ -143,7 +143,18 @@ impl Admin {
             );
             r
         };
-        if self.tokens.is_empty() {
+        let tokens = match self.tokens.current() {
+            Ok(t) => t,
+            // The reason (a path and line) is in the node's log, not told
+            // to a caller who has not shown a token.
+            Err(_) => {
+                return Err(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node's tokens file is missing or malformed, so no token is accepted; fix the file (the node's log says what is wrong)",
+                ));
+            }
+        };
+        if tokens.is_empty() {
             return Err(unauthorized(
                 "the node has no tokens: start it with --tokens-file (make one with `wasmops node token`)",
             ));
@@ -153,7 +164,7 @@ impl Admin {
                 "a bearer token is required (Authorization: Bearer TOKEN)",
             ));
         };
-        let Some(caller) = self.tokens.check(token.trim()) else {
+        let Some(caller) = tokens.check(token.trim()) else {
             return Err(unauthorized("the token is not valid"));
         };
         if caller.scope < needed {

@@ -4,8 +4,13 @@
 //! compared with every stored hash in constant time. `read` lets a caller
 //! list and inspect apps; `deploy` also lets it deploy, roll back and
 //! delete.
+//!
+//! The node reads the file on every admin request ([`TokenFile`]), so a
+//! token is added or revoked without a restart; a file that becomes
+//! unreadable or malformed refuses every token until it is fixed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::Digest as _;
 
@@ -91,14 +96,6 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Tokens {
-    /// Reads a tokens file; a malformed line is an error naming it (a token
-    /// itself, never).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|(n, why)| format!("{}:{n}: {why}", path.display()))
-    }
-
     /// Parses a tokens file's text; errors carry the line number.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
         let mut entries = Vec::new();
@@ -111,12 +108,10 @@ impl Tokens {
             let (Some(scope), Some(h)) = (parts.next(), parts.next()) else {
                 return Err((i + 1, "expected `SCOPE sha256:HEX NAME`".into()));
             };
-            let scope = Scope::parse(scope).ok_or_else(|| {
-                (
-                    i + 1,
-                    format!("unknown scope `{scope}`: use read or deploy"),
-                )
-            })?;
+            // The word is not repeated: a token pasted in its place would
+            // reach the log.
+            let scope = Scope::parse(scope)
+                .ok_or_else(|| (i + 1, "unknown scope: use read or deploy".to_string()))?;
             let hash = h
                 .strip_prefix("sha256:")
                 .and_then(unhex)
@@ -146,6 +141,88 @@ impl Tokens {
         }
         found
     }
+}
+
+/// The tokens of a running node: its tokens file, read on every admin
+/// request and parsed again when its bytes changed (the file is small and
+/// admin requests are few; comparing bytes, unlike times, misses no edit).
+#[derive(Debug)]
+pub struct TokenFile {
+    path: Option<PathBuf>,
+    state: Mutex<Read>,
+}
+
+/// The file's bytes as last read, and what they gave.
+type Read = (Option<Vec<u8>>, Result<Arc<Tokens>, String>);
+
+impl TokenFile {
+    /// Reads `path` now; an unreadable or malformed file is an error, so a
+    /// node does not start with it.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
+        let tokens = parse_file(path, &bytes)?;
+        Ok(Self {
+            path: Some(path.to_owned()),
+            state: Mutex::new((Some(bytes), Ok(Arc::new(tokens)))),
+        })
+    }
+
+    /// No tokens file: every request is refused.
+    pub fn none() -> Self {
+        Self {
+            path: None,
+            state: Mutex::new((None, Ok(Arc::new(Tokens::default())))),
+        }
+    }
+
+    /// The tokens as the file is now, or why there are none (the file went
+    /// missing or has a malformed line: then no token is accepted, so that
+    /// a botched revocation does not leave the revoked token working).
+    pub fn current(&self) -> Result<Arc<Tokens>, String> {
+        let Some(path) = &self.path else {
+            return self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .clone();
+        };
+        let read = std::fs::read(path);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match read {
+            Ok(bytes) if state.0.as_deref() == Some(&bytes[..]) => {}
+            Ok(bytes) => {
+                state.1 = parse_file(path, &bytes).map(Arc::new);
+                state.0 = Some(bytes);
+                match &state.1 {
+                    Ok(t) => {
+                        tracing::info!(file = %path.display(), tokens = t.entries.len(), "the tokens file changed: read again")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the tokens file changed and cannot be used: every token is refused until it is fixed")
+                    }
+                }
+            }
+            Err(e) => {
+                if state.0.is_some() {
+                    tracing::error!(file = %path.display(), error = %e, "the tokens file cannot be read: every token is refused until it is back");
+                }
+                state.0 = None;
+                state.1 = Err(format!(
+                    "cannot read the tokens file {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+        state.1.clone()
+    }
+}
+
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<Tokens, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+    Tokens::parse(text).map_err(|(n, why)| format!("{}:{n}: {why}", path.display()))
 }
 
 #[cfg(test)]
@@ -178,6 +255,57 @@ mod tests {
         assert!(
             Tokens::parse(&format!("read {deploy} x")).is_err(),
             "a bare token is refused"
+        );
+    }
+
+    #[test]
+    fn the_tokens_file_is_read_again_when_it_changes_and_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let (a, b) = (generate().unwrap(), generate().unwrap());
+        std::fs::write(&path, line(&a, Scope::Deploy, "a") + "\n").unwrap();
+        let file = TokenFile::open(&path).unwrap();
+        assert!(file.current().unwrap().check(&a).is_some());
+        assert!(file.current().unwrap().check(&b).is_none());
+
+        // Appended (as `wasmops node token` does): taken without a restart.
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n{}\n",
+                line(&a, Scope::Deploy, "a"),
+                line(&b, Scope::Read, "b")
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            file.current().unwrap().check(&b).unwrap().scope,
+            Scope::Read
+        );
+
+        // Revoked by a file put in place of the old one.
+        let next = dir.path().join("tokens.new");
+        std::fs::write(&next, line(&b, Scope::Read, "b") + "\n").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        let now = file.current().unwrap();
+        assert!(now.check(&a).is_none(), "a revoked token is refused");
+        assert!(now.check(&b).is_some());
+
+        // Malformed, then gone: nothing is accepted, and the error names
+        // the line, never a token.
+        std::fs::write(
+            &path,
+            format!("{}\nread {b} b\n", line(&b, Scope::Read, "b")),
+        )
+        .unwrap();
+        let e = file.current().unwrap_err();
+        assert!(e.contains(":2:") && !e.contains(&b[3..]), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        assert!(file.current().is_err());
+        std::fs::write(&path, line(&a, Scope::Deploy, "a") + "\n").unwrap();
+        assert!(
+            file.current().unwrap().check(&a).is_some(),
+            "fixed: accepted again"
         );
     }
 }

@@ -2633,3 +2633,70 @@ async fn concurrent_deploys_of_different_apps_all_take_effect() {
         "{v}"
     );
 }
+
+/// The tokens file is read on every admin request: a token made while the
+/// node runs works at once, one removed from the file is refused at once,
+/// and a file that goes bad refuses every token (503, the cause in the log
+/// and never a token) until it is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_added_and_revoked_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let first = token(&tokens, "deploy", "first");
+    let node = start_node(&data, &tokens, &[]);
+    let api = Api::new(&node);
+    wait_ready(&api).await;
+    let list = |t: String| {
+        let api = &api;
+        async move {
+            api.call("GET", "/v1/apps", "/v1/apps", Some(&t), None)
+                .await
+        }
+    };
+    assert_eq!(list(first.clone()).await.0, 200);
+
+    // Added while running.
+    let reader = token(&tokens, "read", "later");
+    assert_eq!(list(reader.clone()).await.0, 200);
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/x",
+            "/v1/apps/{name}",
+            Some(&reader),
+            Some(br#"{"digest":"sha256:00"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+
+    // Revoked: the file replaced by one without it.
+    let kept: String = std::fs::read_to_string(&tokens)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.ends_with(" first"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let next = dir.path().join("tokens.next");
+    std::fs::write(&next, kept).unwrap();
+    std::fs::rename(&next, &tokens).unwrap();
+    let (s, v) = list(first.clone()).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(list(reader.clone()).await.0, 200);
+
+    // A malformed line (a token pasted where its hash belongs): nothing is
+    // accepted, and neither the answer nor the log repeats the token.
+    let good = std::fs::read_to_string(&tokens).unwrap();
+    std::fs::write(&tokens, format!("{good}{first} deploy pasted\n")).unwrap();
+    let (s, v) = list(reader.clone()).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("tokens file"), "{v}");
+    let log = node.wait_log("cannot be used");
+    assert!(log.contains(":2:"), "the log names the line: {log}");
+    assert!(!log.contains(&first[3..]), "a token reached the log: {log}");
+
+    // Fixed: accepted again.
+    std::fs::write(&tokens, good).unwrap();
+    assert_eq!(list(reader).await.0, 200);
+    assert_eq!(list(first).await.0, 401);
+}

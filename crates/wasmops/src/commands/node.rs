@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use wasmops_node::auth::{self, Scope, Tokens};
+use wasmops_node::auth::{self, Scope, TokenFile};
 use wasmops_node::{AppDefaults, Node, NodeConfig};
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_server::hosting;
@@ -65,7 +65,9 @@ pub struct NodeRunArgs {
     )]
     pub data_dir: PathBuf,
     /// The admin API's tokens: lines `SCOPE sha256:HEX NAME` (see `wasmops
-    /// node token`). Without it, the API refuses every request.
+    /// node token`), read again when the file changes, so tokens are added
+    /// and revoked without a restart. Without it, the API refuses every
+    /// request.
     #[arg(long, value_name = "FILE", env = "WASMOPS_NODE_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// Also take apps from this directory of declarations (`NAME.toml`
@@ -170,12 +172,12 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
         );
     }
     let tokens = match &args.tokens_file {
-        Some(f) => Tokens::load(f).map_err(anyhow::Error::msg)?,
+        Some(f) => TokenFile::open(f).map_err(anyhow::Error::msg)?,
         None => {
             tracing::warn!(
                 "no --tokens-file: the admin API refuses every change until the node is started with one"
             );
-            Tokens::default()
+            TokenFile::none()
         }
     };
     let tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
