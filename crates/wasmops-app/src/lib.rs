@@ -58,6 +58,10 @@ impl RouteSpec {
 pub enum Source {
     /// A file, read again on every reload.
     File(PathBuf),
+    /// A file that is never changed in place once written (a
+    /// content-addressed store's): loaded by the digest its first load
+    /// recorded, without reading it again (see `Runtime::load_stored`).
+    Stored(PathBuf),
     /// Bytes already read (e.g. pulled from a registry); `name` names them
     /// in errors.
     Bytes { name: PathBuf, bytes: Arc<[u8]> },
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::File(p) => f.debug_tuple("File").field(p).finish(),
+            Source::Stored(p) => f.debug_tuple("Stored").field(p).finish(),
             Source::Bytes { name, .. } => f.debug_struct("Bytes").field("name", name).finish(),
             Source::Made { name, .. } => f.debug_struct("Made").field("name", name).finish(),
         }
@@ -83,7 +88,7 @@ impl std::fmt::Debug for Source {
 impl Source {
     pub fn path(&self) -> &Path {
         match self {
-            Source::File(p) => p,
+            Source::File(p) | Source::Stored(p) => p,
             Source::Bytes { name, .. } | Source::Made { name, .. } => name,
         }
     }
@@ -92,6 +97,7 @@ impl Source {
     fn load(&self, rt: &Runtime) -> Result<wasmops_runtime::Loaded, String> {
         match self {
             Source::File(p) => rt.load(p).map_err(|e| e.to_string()),
+            Source::Stored(p) => rt.load_stored(p).map_err(|e| e.to_string()),
             Source::Bytes { name, bytes } => rt.load_bytes(name, bytes).map_err(|e| e.to_string()),
             Source::Made { name, make } => {
                 let bytes = make()?;

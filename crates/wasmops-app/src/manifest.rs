@@ -33,6 +33,9 @@ pub struct ManifestOptions {
     pub body_timeout: Duration,
     pub debug_errors: bool,
     pub budget: Option<Arc<MemoryBudget>>,
+    /// The component files are never changed in place (a node's unpacked
+    /// bundles): loaded as [`Source::Stored`].
+    pub stored_sources: bool,
 }
 
 /// The memory limits and total concurrency of an app's components, for
@@ -96,9 +99,7 @@ pub async fn from_manifest(
                 .iter()
                 .filter_map(|l| databases.get(l).cloned()),
         );
-        let source = if c.dependencies.is_empty() {
-            Source::File(c.source.clone())
-        } else {
+        let source = if !c.dependencies.is_empty() {
             // Composed when loaded, so again on every reload.
             let app = composing
                 .get_or_insert_with(|| Arc::new(app.clone()))
@@ -108,6 +109,10 @@ pub async fn from_manifest(
                 name: c.source.clone(),
                 make: Arc::new(move || component_bytes(&app, &spec)),
             }
+        } else if options.stored_sources {
+            Source::Stored(c.source.clone())
+        } else {
+            Source::File(c.source.clone())
         };
         served.push(Served {
             id: c.id.clone(),

@@ -295,8 +295,11 @@ impl Node {
     /// with a warm cache only looks the entries up), then marks the node
     /// ready.
     ///
-    /// The apps are shared out among one thread per core: a restart of
-    /// 10,000 apps reads and hashes every blob to find its entry.
+    /// The apps are shared out among one thread per core. Each blob's
+    /// entry is found through the cache's index of stored sources, without
+    /// reading the blob (see `Runtime::load_stored`); only blobs the index
+    /// does not know yet (a data directory from before it) are read and
+    /// hashed, once.
     pub fn warm(&self) {
         let table = self.table();
         let threads = std::thread::available_parallelism()
@@ -458,9 +461,9 @@ impl Node {
                 .collect(),
         };
         for path in sources {
-            if !self.rt.is_cached(&path) {
+            if !self.rt.is_cached_stored(&path) {
                 self.rt
-                    .load(&path)
+                    .load_stored(&path)
                     .map_err(|e| ChangeError::Unusable(e.to_string()))?;
             }
         }
@@ -485,7 +488,8 @@ impl Node {
                 let d = &self.config.app_defaults;
                 let served = Served {
                     id: name.to_string(),
-                    source: Source::File(path),
+                    // Blobs are content-addressed: never changed once stored.
+                    source: Source::Stored(path),
                     routes: vec![RouteSpec::everything()],
                     grants: Grants {
                         env: spec
@@ -559,6 +563,8 @@ impl Node {
                     body_timeout: self.config.body_timeout,
                     debug_errors: self.config.debug_errors,
                     budget: Some(self.budget.clone()),
+                    // Unpacked once per digest, then never changed.
+                    stored_sources: true,
                 };
                 let build = wasmops_app::from_manifest(&self.rt, &app, &vars, &options, observe);
                 tokio::runtime::Handle::current()

@@ -11,11 +11,27 @@
 //! so a mapping stays whole; an entry whose checksum does not match is
 //! reported as corrupt and rebuilt by the caller. Entries of the earlier
 //! layout (magic and hash before the payload) are rewritten on first use.
+//!
+//! Two things spare loads the reading and hashing of whole files (a
+//! componentize-js component is 13 MB, its entry 37 MB):
+//! - an entry's checksum is verified once per process: the cache remembers
+//!   the identity (device, inode, size, modification time) of every entry
+//!   it verified, and since entries are replaced by rename, never changed
+//!   in place, an unchanged identity is the same verified bytes;
+//! - the index of stored sources (`sources/`): for a file that is never
+//!   changed in place once written (a content-addressed store's, such as a
+//!   node's blobs), the digest its first load found is kept under a name
+//!   derived from its path, so later loads find the entry without reading
+//!   the file.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use wasmops_component::Kind;
 
 /// Ends an entry, after the payload's blake3 hash.
 const MAGIC: &[u8; 8] = b"WOPSART2";
@@ -27,6 +43,29 @@ const OLD_HEADER: usize = 8 + 32;
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
+    /// Entries whose checksum this process verified.
+    verified: Arc<Mutex<HashSet<FileId>>>,
+}
+
+/// What tells one file's content from another's without reading it, as
+/// long as nobody writes to it in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileId {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+}
+
+impl FileId {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            device: m.dev(),
+            inode: m.ino(),
+            len: m.len(),
+            modified: (m.mtime(), m.mtime_nsec()),
+        }
+    }
 }
 
 /// What a lookup found.
@@ -51,7 +90,10 @@ impl ArtifactCache {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            verified: Default::default(),
+        })
     }
 
     /// The default location: `$WASMOPS_CACHE_DIR`, else
@@ -88,8 +130,18 @@ impl ArtifactCache {
             Lookup::Corrupt(why)
         };
         let crowded = files_crowded(&file);
+        let id = file.metadata().ok().map(|m| FileId::of(&m));
+        let verified = || self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if id.is_some_and(|id| verified().contains(&id)) {
+            return Lookup::Hit { path, crowded };
+        }
         match verify(&file) {
-            Ok(None) => Lookup::Hit { path, crowded },
+            Ok(None) => {
+                if let Some(id) = id {
+                    verified().insert(id);
+                }
+                Lookup::Hit { path, crowded }
+            }
             Ok(Some(payload)) => match self.put(key, &payload) {
                 Ok(()) => Lookup::Hit { path, crowded },
                 Err(e) => damaged(format!("of an earlier layout and cannot be rewritten: {e}")),
@@ -115,6 +167,55 @@ impl ArtifactCache {
         tmp.as_file().sync_data()?;
         tmp.persist(self.path_for(key)).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+impl ArtifactCache {
+    /// Where the index of stored sources keeps what it knows of `source`.
+    fn source_entry(&self, source: &Path) -> PathBuf {
+        let source = std::path::absolute(source).unwrap_or_else(|_| source.to_owned());
+        let name = blake3::hash(source.as_os_str().as_encoded_bytes()).to_hex();
+        self.dir.join("sources").join(&name[..32])
+    }
+
+    /// The digest and kind recorded for a stored source, if any (and if the
+    /// file still has the size it had then).
+    pub fn source_digest(&self, source: &Path) -> Option<(String, Kind)> {
+        let text = std::fs::read_to_string(self.source_entry(source)).ok()?;
+        let mut words = text.split_whitespace();
+        let (digest, len, kind) = (words.next()?, words.next()?, words.next()?);
+        let kind = match kind {
+            "component" => Kind::Component,
+            "module" => Kind::CoreModule,
+            _ => return None,
+        };
+        let len: u64 = len.parse().ok()?;
+        let right = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        (right && std::fs::metadata(source).ok()?.len() == len).then(|| (digest.to_string(), kind))
+    }
+
+    /// Records the digest of a stored source's bytes (best effort: without
+    /// it, loads read and hash the file as any other).
+    pub fn record_source(&self, source: &Path, digest: &str, kind: Kind) {
+        let Ok(len) = std::fs::metadata(source).map(|m| m.len()) else {
+            return;
+        };
+        let kind = match kind {
+            Kind::Component => "component",
+            Kind::CoreModule => "module",
+        };
+        let entry = self.source_entry(source);
+        let write = || -> std::io::Result<()> {
+            let dir = entry.parent().expect("entries are in sources/");
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+            writeln!(tmp, "{digest} {len} {kind}")?;
+            tmp.persist(&entry).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!(dir = %self.dir.display(), error = %e, "cannot record a stored source's digest");
+        }
     }
 }
 
@@ -183,6 +284,31 @@ fn verify(file: &File) -> Result<Option<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry's checksum is verified by the first lookup of a process;
+    /// later ones trust the file while its identity is unchanged.
+    #[test]
+    fn an_entry_is_verified_once_per_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ArtifactCache::open(dir.path()).unwrap();
+        c.put("k", b"payload bytes").unwrap();
+        assert!(matches!(c.get("k"), Lookup::Hit { .. }));
+        // Damaged in place, its time put back: not read again here...
+        let path = c.path_for("k");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"X", 0).unwrap();
+        f.set_modified(modified).unwrap();
+        drop(f);
+        assert!(matches!(c.get("k"), Lookup::Hit { .. }));
+        // ...but a new process verifies it.
+        let fresh = ArtifactCache::open(dir.path()).unwrap();
+        assert!(matches!(fresh.get("k"), Lookup::Corrupt(_)));
+        // A replaced entry is a new file: verified again.
+        c.put("k", b"payload bytes").unwrap();
+        assert!(matches!(c.get("k"), Lookup::Hit { .. }));
+        assert!(matches!(fresh.get("k"), Lookup::Hit { .. }));
+    }
 
     #[test]
     fn roundtrip_and_corruption() {

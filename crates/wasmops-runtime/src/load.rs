@@ -97,6 +97,91 @@ impl Runtime {
         self.slots().any(|slot| has_artifact(cache, &digest, slot))
     }
 
+    /// Loads a component from a file that is never changed in place once
+    /// written (a content-addressed store's, such as a node's blobs). Its
+    /// first load records the digest of its bytes in the cache's index of
+    /// stored sources; later loads, in this process or the next, find the
+    /// compiled artifact by that digest without reading or hashing the file
+    /// (a componentize-js component is 13 MB). Whatever the index cannot
+    /// settle (no entry, no artifact, a damaged one) is a plain [`Self::load`].
+    pub fn load_stored(&self, path: &Path) -> Result<Loaded, LoadError> {
+        let start = Instant::now();
+        let known = self.cache.as_ref().and_then(|c| c.source_digest(path));
+        if let Some((digest, kind)) = known
+            && let Some(loaded) = self.load_known(&digest, kind, start)
+        {
+            return Ok(loaded);
+        }
+        let loaded = self.load(path)?;
+        if let Some(cache) = &self.cache {
+            cache.record_source(path, &loaded.digest, loaded.source_kind);
+        }
+        Ok(loaded)
+    }
+
+    /// [`Self::is_cached`] for a stored source (see [`Self::load_stored`]):
+    /// by the index when it knows the file, recording what it finds when
+    /// it does not.
+    pub fn is_cached_stored(&self, path: &Path) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        if let Some((digest, _)) = cache.source_digest(path) {
+            return self.slots().any(|slot| has_artifact(cache, &digest, slot));
+        }
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        let Ok((decoded, kind)) = decode_input(path, &bytes) else {
+            return false;
+        };
+        let digest = blake3::hash(&decoded).to_hex().to_string();
+        let cached = self.slots().any(|slot| has_artifact(cache, &digest, slot));
+        if cached {
+            cache.record_source(path, &digest, kind);
+        }
+        cached
+    }
+
+    /// The component `digest` from the artifact it was last compiled to,
+    /// found as [`Self::load_bytes`] would find it; `None` for anything
+    /// that needs the source's bytes.
+    fn load_known(&self, digest: &str, source_kind: Kind, start: Instant) -> Option<Loaded> {
+        let cache = self.cache.as_ref()?;
+        let has = |slot: &EngineSlot| has_artifact(cache, digest, slot);
+        let (slot, pooled) = match &self.on_demand {
+            Some((s, _)) if has(s) => (s, false),
+            Some((_, c)) if has(c) => (c, false),
+            _ => {
+                let sync = self.copied.as_ref().filter(|c| has(c));
+                match sync.or(Some(&self.sync).filter(|s| has(s))) {
+                    Some(s) => (s, true),
+                    None if has(&self.concurrent) => (&self.concurrent, true),
+                    None => return None,
+                }
+            }
+        };
+        let Lookup::Hit { path, crowded } = cache.get(&component_key(digest, slot)) else {
+            return None;
+        };
+        let component = self
+            .open_artifact(&path, crowded, &slot.engine, &deserialize_component)
+            .ok()?;
+        // As `load_bytes` would: one too large for its share of the pool
+        // goes to the on-demand engines (its pooled artifact is normally
+        // gone by then).
+        if pooled && self.on_demand.is_some() && !fits_share(&component) {
+            return None;
+        }
+        Some(Loaded {
+            component,
+            source_kind,
+            digest: digest.to_string(),
+            cache: CacheOutcome::Hit,
+            elapsed: start.elapsed(),
+        })
+    }
+
     /// Loads a component from bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         let start = Instant::now();
@@ -205,17 +290,7 @@ impl Runtime {
                 path,
                 &component_key(digest, slot),
                 slot,
-                // SAFETY: cache payloads are produced by `Component::serialize`
-                // of an engine with the same fingerprint, and their checksum
-                // was verified, so they are the bytes we wrote; entries are
-                // replaced by rename, never changed in place, so a mapped
-                // file stays what was verified.
-                |engine, artifact| unsafe {
-                    match artifact {
-                        Artifact::File(path) => Component::deserialize_file(engine, path),
-                        Artifact::Bytes(bytes) => Component::deserialize(engine, bytes),
-                    }
-                },
+                deserialize_component,
                 compile,
                 Component::serialize,
             )
@@ -393,6 +468,23 @@ enum Artifact<'a> {
     File(&'a Path),
     /// Its payload, read into memory.
     Bytes(&'a [u8]),
+}
+
+/// A component from a verified cache entry.
+fn deserialize_component(
+    engine: &wasmtime::Engine,
+    artifact: Artifact<'_>,
+) -> wasmtime::Result<Component> {
+    // SAFETY: cache payloads are produced by `Component::serialize` of an
+    // engine with the same fingerprint, and their checksum was verified, so
+    // they are the bytes we wrote; entries are replaced by rename, never
+    // changed in place, so a mapped file stays what was verified.
+    unsafe {
+        match artifact {
+            Artifact::File(path) => Component::deserialize_file(engine, path),
+            Artifact::Bytes(bytes) => Component::deserialize(engine, bytes),
+        }
+    }
 }
 
 /// The artifact cache's name for a component compiled for `slot`'s engine.
@@ -629,6 +721,75 @@ mod tests {
         let again = rt.load(Path::new(test_programs::HELLO)).unwrap();
         assert_eq!(again.cache, CacheOutcome::Hit);
         assert!(Engine::same(again.component.engine(), &rt.sync.engine));
+    }
+
+    /// A stored source (never changed in place) is loaded by the digest its
+    /// first load recorded: the file is not read again, in this process or
+    /// the next, and each engine's artifact is found where a plain load
+    /// would find it.
+    #[test]
+    fn stored_sources_are_loaded_by_their_recorded_digest_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || EngineSettings {
+            cache_dir: Some(dir.path().join("cache")),
+            max_instances: 4,
+            ..EngineSettings::default()
+        };
+        let src = dir.path().join("blob");
+        let bytes = std::fs::read(test_programs::HELLO).unwrap();
+        std::fs::write(&src, &bytes).unwrap();
+        let rt = Runtime::new(settings()).unwrap();
+        assert!(!rt.is_cached_stored(&src));
+        let first = rt.load_stored(&src).unwrap();
+        assert_eq!(first.cache, CacheOutcome::Miss);
+
+        // Garbage of the same size in its place shows it is not read.
+        std::fs::write(&src, vec![0u8; bytes.len()]).unwrap();
+        let rt = Runtime::new(settings()).unwrap();
+        assert!(rt.is_cached_stored(&src));
+        let again = rt.load_stored(&src).unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert_eq!(again.digest, first.digest);
+        assert_eq!(again.source_kind, Kind::Component);
+        // On the engine a plain load picks for it (it copies its little
+        // data in, where instances are pooled).
+        let expected = rt.copied.as_ref().unwrap_or(&rt.sync);
+        assert!(Engine::same(again.component.engine(), &expected.engine));
+        let pre = rt.link(&again.component).unwrap();
+        let mut instance = store(again.component.engine());
+        futures::executor::block_on(pre.instantiate_async(&mut instance)).unwrap();
+        // A plain load reads it, and refuses it.
+        assert!(rt.load(&src).is_err());
+        // A file of another size is not taken for the one recorded.
+        std::fs::write(&src, b"\0asm, then not WebAssembly").unwrap();
+        assert!(rt.load_stored(&src).is_err());
+        assert!(!rt.is_cached_stored(&src));
+
+        // Artifact gone: compiled from the file again.
+        std::fs::write(&src, &bytes).unwrap();
+        let cache = rt.cache.as_ref().unwrap();
+        for slot in rt.slots() {
+            cache.remove(&component_key(&first.digest, slot));
+        }
+        assert_eq!(rt.load_stored(&src).unwrap().cache, CacheOutcome::Miss);
+
+        // One that runs on demand (more table elements than a pool slot
+        // holds) is found on that engine again.
+        if rt.on_demand.is_none() {
+            return;
+        }
+        let big = dir.path().join("big.wat");
+        std::fs::write(
+            &big,
+            r#"(component (core module (table 30000 funcref)) (core instance (instantiate 0)))"#,
+        )
+        .unwrap();
+        assert_eq!(rt.load_stored(&big).unwrap().cache, CacheOutcome::Miss);
+        let rt = Runtime::new(settings()).unwrap();
+        let (on_demand, _) = rt.on_demand.as_ref().unwrap();
+        let again = rt.load_stored(&big).unwrap();
+        assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(Engine::same(again.component.engine(), &on_demand.engine));
     }
 
     #[test]

@@ -213,6 +213,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
         body_timeout: args.server.body_timeout,
         debug_errors: args.server.debug_errors,
         budget: Some(budget.clone()),
+        stored_sources: false,
     };
     let observe = Observe {
         metrics: metrics.clone(),
