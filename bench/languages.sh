@@ -16,19 +16,9 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p wasmops
 wasmops="$PWD/target/release/wasmops"
 
-work=bench/results/languages
-rm -rf "$work" && mkdir -p "$work"
+build_hellos "$wasmops" bench/results/languages
 components=()
-for lang in rust js python; do
-  (cd "$work" && "$wasmops" new "http-$lang" "hello-$lang" >/dev/null)
-  if [ "$lang" = js ]; then
-    # The globally installed componentize-js (scripts/test.sh) instead of
-    # an npm install.
-    ln -s "$(npm root -g)" "$work/hello-js/node_modules"
-  fi
-  "$wasmops" build "$work/hello-$lang"
-  components+=(--component "$lang=$work/hello-$lang/$(sed -n 's/^source = "\(.*\)"/\1/p' "$work/hello-$lang/wasmops.toml")")
-done
+for h in "${hellos[@]}"; do components+=(--component "$h"); done
 
 cache=$(mktemp -d)
 trap 'rm -rf "$cache"' EXIT
