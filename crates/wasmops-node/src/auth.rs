@@ -149,11 +149,11 @@ impl Tokens {
 #[derive(Debug)]
 pub struct TokenFile {
     path: Option<PathBuf>,
-    state: Mutex<Read>,
+    state: Mutex<Snapshot>,
 }
 
 /// The file's bytes as last read, and what they gave.
-type Read = (Option<Vec<u8>>, Result<Arc<Tokens>, String>);
+type Snapshot = (Option<Vec<u8>>, Result<Arc<Tokens>, String>);
 
 impl TokenFile {
     /// Reads `path` now; an unreadable or malformed file is an error, so a

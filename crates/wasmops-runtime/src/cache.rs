@@ -170,6 +170,16 @@ impl ArtifactCache {
     }
 }
 
+/// What the index of stored sources knows of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSource {
+    /// blake3 of its bytes (as a component: WAT compiled), hex.
+    pub digest: String,
+    pub kind: Kind,
+    /// Bytes of active data segments its memories start with.
+    pub data: u64,
+}
+
 impl ArtifactCache {
     /// Where the index of stored sources keeps what it knows of `source`.
     fn source_entry(&self, source: &Path) -> PathBuf {
@@ -178,25 +188,31 @@ impl ArtifactCache {
         self.dir.join("sources").join(&name[..32])
     }
 
-    /// The digest and kind recorded for a stored source, if any (and if the
-    /// file still has the size it had then).
-    pub fn source_digest(&self, source: &Path) -> Option<(String, Kind)> {
+    /// What was recorded of a stored source, if anything (and if the file
+    /// still has the size it had then).
+    pub fn source_digest(&self, source: &Path) -> Option<StoredSource> {
         let text = std::fs::read_to_string(self.source_entry(source)).ok()?;
         let mut words = text.split_whitespace();
-        let (digest, len, kind) = (words.next()?, words.next()?, words.next()?);
+        let (digest, len, kind, data) =
+            (words.next()?, words.next()?, words.next()?, words.next()?);
         let kind = match kind {
             "component" => Kind::Component,
             "module" => Kind::CoreModule,
             _ => return None,
         };
-        let len: u64 = len.parse().ok()?;
+        let (len, data): (u64, u64) = (len.parse().ok()?, data.parse().ok()?);
         let right = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        (right && std::fs::metadata(source).ok()?.len() == len).then(|| (digest.to_string(), kind))
+        (right && std::fs::metadata(source).ok()?.len() == len).then(|| StoredSource {
+            digest: digest.to_string(),
+            kind,
+            data,
+        })
     }
 
-    /// Records the digest of a stored source's bytes (best effort: without
-    /// it, loads read and hash the file as any other).
-    pub fn record_source(&self, source: &Path, digest: &str, kind: Kind) {
+    /// Records the digest of a stored source's bytes, its kind and its
+    /// memories' initial data (best effort: without it, loads read and hash
+    /// the file as any other).
+    pub fn record_source(&self, source: &Path, digest: &str, kind: Kind, data: u64) {
         let Ok(len) = std::fs::metadata(source).map(|m| m.len()) else {
             return;
         };
@@ -209,7 +225,7 @@ impl ArtifactCache {
             let dir = entry.parent().expect("entries are in sources/");
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-            writeln!(tmp, "{digest} {len} {kind}")?;
+            writeln!(tmp, "{digest} {len} {kind} {data}")?;
             tmp.persist(&entry).map_err(|e| e.error)?;
             Ok(())
         };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use wasmops_component::{DecodeError, Kind, one_line};
 use wasmtime::component::Component;
 
-use crate::cache::Lookup;
+use crate::cache::{Lookup, StoredSource};
 use crate::engine::{EngineSlot, Runtime};
 
 /// Why a file could not be loaded. Displayed as one line that names the file.
@@ -80,23 +80,6 @@ impl Runtime {
         self.load_bytes(path, &bytes)
     }
 
-    /// Whether the artifact cache holds the compiled form of the component
-    /// in `path` (checked by name, not loaded: a damaged entry is found and
-    /// rebuilt when the component is loaded).
-    pub fn is_cached(&self, path: &Path) -> bool {
-        let Some(cache) = &self.cache else {
-            return false;
-        };
-        let Ok(bytes) = std::fs::read(path) else {
-            return false;
-        };
-        let Ok((bytes, _)) = decode_input(path, &bytes) else {
-            return false;
-        };
-        let digest = blake3::hash(&bytes).to_hex().to_string();
-        self.slots().any(|slot| has_artifact(cache, &digest, slot))
-    }
-
     /// Loads a component from a file that is never changed in place once
     /// written (a content-addressed store's, such as a node's blobs). Its
     /// first load records the digest of its bytes in the cache's index of
@@ -107,27 +90,38 @@ impl Runtime {
     pub fn load_stored(&self, path: &Path) -> Result<Loaded, LoadError> {
         let start = Instant::now();
         let known = self.cache.as_ref().and_then(|c| c.source_digest(path));
-        if let Some((digest, kind)) = known
-            && let Some(loaded) = self.load_known(&digest, kind, start)
+        if let Some(known) = known
+            && let Some(loaded) = self.load_known(&known, start)
         {
             return Ok(loaded);
         }
-        let loaded = self.load(path)?;
-        if let Some(cache) = &self.cache {
-            cache.record_source(path, &loaded.digest, loaded.source_kind);
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let loaded = self.load_bytes(path, &bytes)?;
+        if let Some(cache) = &self.cache
+            && let Ok((decoded, _)) = decode_input(path, &bytes)
+            && let Ok(data) = wasmops_component::initial_data_bytes(&decoded)
+        {
+            cache.record_source(path, &loaded.digest, loaded.source_kind, data);
         }
         Ok(loaded)
     }
 
-    /// [`Self::is_cached`] for a stored source (see [`Self::load_stored`]):
-    /// by the index when it knows the file, recording what it finds when
-    /// it does not.
+    /// Whether the artifact cache holds the compiled form of the stored
+    /// source `path` (see [`Self::load_stored`]), checked by name, not
+    /// loaded (a damaged entry is found and rebuilt when it is loaded): by
+    /// the index when it knows the file, else by reading and hashing it,
+    /// recording what it finds.
     pub fn is_cached_stored(&self, path: &Path) -> bool {
         let Some(cache) = &self.cache else {
             return false;
         };
-        if let Some((digest, _)) = cache.source_digest(path) {
-            return self.slots().any(|slot| has_artifact(cache, &digest, slot));
+        if let Some(known) = cache.source_digest(path) {
+            return self
+                .slots()
+                .any(|slot| has_artifact(cache, &known.digest, slot));
         }
         let Ok(bytes) = std::fs::read(path) else {
             return false;
@@ -137,8 +131,8 @@ impl Runtime {
         };
         let digest = blake3::hash(&decoded).to_hex().to_string();
         let cached = self.slots().any(|slot| has_artifact(cache, &digest, slot));
-        if cached {
-            cache.record_source(path, &digest, kind);
+        if cached && let Ok(data) = wasmops_component::initial_data_bytes(&decoded) {
+            cache.record_source(path, &digest, kind, data);
         }
         cached
     }
@@ -146,20 +140,22 @@ impl Runtime {
     /// The component `digest` from the artifact it was last compiled to,
     /// found as [`Self::load_bytes`] would find it; `None` for anything
     /// that needs the source's bytes.
-    fn load_known(&self, digest: &str, source_kind: Kind, start: Instant) -> Option<Loaded> {
+    fn load_known(&self, known: &StoredSource, start: Instant) -> Option<Loaded> {
         let cache = self.cache.as_ref()?;
+        let digest = known.digest.as_str();
         let has = |slot: &EngineSlot| has_artifact(cache, digest, slot);
         let (slot, pooled) = match &self.on_demand {
             Some((s, _)) if has(s) => (s, false),
             Some((_, c)) if has(c) => (c, false),
-            _ => {
-                let sync = self.copied.as_ref().filter(|c| has(c));
-                match sync.or(Some(&self.sync).filter(|s| has(s))) {
-                    Some(s) => (s, true),
-                    None if has(&self.concurrent) => (&self.concurrent, true),
-                    None => return None,
-                }
-            }
+            _ => match &self.copied {
+                Some(c) if has(c) => (c, true),
+                // One that should copy its data in but has only the other
+                // engine's artifact: compiled again (see `pooled_sync`).
+                Some(_) if has(&self.sync) && copies(known.data) => return None,
+                _ if has(&self.sync) => (&self.sync, true),
+                _ if has(&self.concurrent) => (&self.concurrent, true),
+                _ => return None,
+            },
         };
         let Lookup::Hit { path, crowded } = cache.get(&component_key(digest, slot)) else {
             return None;
@@ -175,7 +171,7 @@ impl Runtime {
         }
         Some(Loaded {
             component,
-            source_kind,
+            source_kind: known.kind,
             digest: digest.to_string(),
             cache: CacheOutcome::Hit,
             elapsed: start.elapsed(),
@@ -248,23 +244,24 @@ impl Runtime {
 
     /// The pooled engine without concurrency for the component `digest`:
     /// the one that copies data segments when its memories start with little
-    /// data (see [`crate::engine`]), found by the artifact it has if any.
+    /// data (see [`crate::engine`]).
     fn pooled_sync(&self, digest: &str, bytes: &[u8]) -> &EngineSlot {
         let Some(copied) = &self.copied else {
             return &self.sync;
         };
-        if let Some(cache) = &self.cache {
-            if has_artifact(cache, digest, copied) {
-                return copied;
-            }
-            if has_artifact(cache, digest, &self.sync) {
-                return &self.sync;
-            }
+        if let Some(cache) = &self.cache
+            && has_artifact(cache, digest, copied)
+        {
+            return copied;
         }
+        // By its data, not by an artifact of the other engine found in the
+        // cache: one compiled before copying existed, or under another
+        // bound, would keep the component on the slower path for good.
         // Unreadable bytes fail to compile on either engine, saying why.
-        match wasmops_component::initial_data_bytes(bytes) {
-            Ok(n) if n <= crate::engine::COPY_INIT_MAX_DATA => copied,
-            _ => &self.sync,
+        if wasmops_component::initial_data_bytes(bytes).is_ok_and(copies) {
+            copied
+        } else {
+            &self.sync
         }
     }
 
@@ -468,6 +465,12 @@ enum Artifact<'a> {
     File(&'a Path),
     /// Its payload, read into memory.
     Bytes(&'a [u8]),
+}
+
+/// Whether memories starting with `data` bytes are copied in rather than
+/// mapped from an image (see [`crate::engine`]).
+fn copies(data: u64) -> bool {
+    data <= crate::engine::COPY_INIT_MAX_DATA
 }
 
 /// A component from a verified cache entry.
@@ -707,7 +710,7 @@ mod tests {
                 .unwrap()
                 .instantiate_pre(&loaded.component)
                 .unwrap();
-            assert!(rt.is_cached(Path::new(p3)));
+            assert!(rt.is_cached_stored(Path::new(p3)));
         }
         // One artifact per component: the one that runs.
         assert_eq!(artifacts(dir.path()), 3);
@@ -790,6 +793,57 @@ mod tests {
         let again = rt.load_stored(&big).unwrap();
         assert_eq!(again.cache, CacheOutcome::Hit);
         assert!(Engine::same(again.component.engine(), &on_demand.engine));
+    }
+
+    /// A component whose memories start with little data is copied in even
+    /// where the cache holds its artifact for the image engine (compiled
+    /// before copying existed, or under another bound): by a plain load and
+    /// by a stored source's recorded digest.
+    #[test]
+    fn an_artifact_of_the_image_engine_does_not_keep_a_small_component_from_copying() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || EngineSettings {
+            cache_dir: Some(dir.path().join("cache")),
+            max_instances: 4,
+            ..EngineSettings::default()
+        };
+        let rt = Runtime::new(settings()).unwrap();
+        let Some(copied) = &rt.copied else {
+            eprintln!("no instance pool on this machine: nothing is copied in");
+            return;
+        };
+        let bytes = std::fs::read(test_programs::HELLO).unwrap();
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        let cache = rt.cache.as_ref().unwrap();
+        let image = Component::new(&rt.sync.engine, &bytes).unwrap();
+        let put_image = || {
+            cache
+                .put(
+                    &component_key(&digest, &rt.sync),
+                    &image.serialize().unwrap(),
+                )
+                .unwrap()
+        };
+        put_image();
+        let loaded = rt.load(Path::new(test_programs::HELLO)).unwrap();
+        assert!(Engine::same(loaded.component.engine(), &copied.engine));
+        assert_eq!(loaded.cache, CacheOutcome::Miss);
+
+        // A stored source recorded when only the image artifact existed.
+        let src = dir.path().join("blob");
+        std::fs::write(&src, &bytes).unwrap();
+        cache.remove(&component_key(&digest, copied));
+        put_image();
+        let data = wasmops_component::initial_data_bytes(&bytes).unwrap();
+        cache.record_source(&src, &digest, Kind::Component, data);
+        let rt = Runtime::new(settings()).unwrap();
+        let stored = rt.load_stored(&src).unwrap();
+        let copied = &rt.copied.as_ref().unwrap().engine;
+        assert!(Engine::same(stored.component.engine(), copied));
+        assert_eq!(stored.cache, CacheOutcome::Miss);
+        let again = rt.load_stored(&src).unwrap();
+        assert!(Engine::same(again.component.engine(), copied));
+        assert_eq!(again.cache, CacheOutcome::Hit);
     }
 
     #[test]
