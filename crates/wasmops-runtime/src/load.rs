@@ -119,9 +119,7 @@ impl Runtime {
             return false;
         };
         if let Some(known) = cache.source_digest(path) {
-            return self
-                .slots()
-                .any(|slot| has_artifact(cache, &known.digest, slot));
+            return self.artifact_for(&known).is_some();
         }
         let Ok(bytes) = std::fs::read(path) else {
             return false;
@@ -129,12 +127,40 @@ impl Runtime {
         let Ok((decoded, kind)) = decode_input(path, &bytes) else {
             return false;
         };
-        let digest = blake3::hash(&decoded).to_hex().to_string();
-        let cached = self.slots().any(|slot| has_artifact(cache, &digest, slot));
-        if cached && let Ok(data) = wasmops_component::initial_data_bytes(&decoded) {
-            cache.record_source(path, &digest, kind, data);
+        let Ok(data) = wasmops_component::initial_data_bytes(&decoded) else {
+            return false;
+        };
+        let known = StoredSource {
+            digest: blake3::hash(&decoded).to_hex().to_string(),
+            kind,
+            data,
+        };
+        let cached = self.artifact_for(&known).is_some();
+        if cached {
+            cache.record_source(path, &known.digest, kind, data);
         }
         cached
+    }
+
+    /// The engine whose artifact a load of `known` takes, as
+    /// [`Self::load_bytes`] would choose it, and whether that engine pools
+    /// its instances; `None` when the cache holds none a load would take
+    /// (one of the image engine for a component that copies its data in is
+    /// not taken: see `pooled_sync`).
+    fn artifact_for(&self, known: &StoredSource) -> Option<(&EngineSlot, bool)> {
+        let cache = self.cache.as_ref()?;
+        let has = |slot: &EngineSlot| has_artifact(cache, &known.digest, slot);
+        match &self.on_demand {
+            Some((s, _)) if has(s) => Some((s, false)),
+            Some((_, c)) if has(c) => Some((c, false)),
+            _ => match &self.copied {
+                Some(c) if has(c) => Some((c, true)),
+                Some(_) if has(&self.sync) && copies(known.data) => None,
+                _ if has(&self.sync) => Some((&self.sync, true)),
+                _ if has(&self.concurrent) => Some((&self.concurrent, true)),
+                _ => None,
+            },
+        }
     }
 
     /// The component `digest` from the artifact it was last compiled to,
@@ -143,20 +169,7 @@ impl Runtime {
     fn load_known(&self, known: &StoredSource, start: Instant) -> Option<Loaded> {
         let cache = self.cache.as_ref()?;
         let digest = known.digest.as_str();
-        let has = |slot: &EngineSlot| has_artifact(cache, digest, slot);
-        let (slot, pooled) = match &self.on_demand {
-            Some((s, _)) if has(s) => (s, false),
-            Some((_, c)) if has(c) => (c, false),
-            _ => match &self.copied {
-                Some(c) if has(c) => (c, true),
-                // One that should copy its data in but has only the other
-                // engine's artifact: compiled again (see `pooled_sync`).
-                Some(_) if has(&self.sync) && copies(known.data) => return None,
-                _ if has(&self.sync) => (&self.sync, true),
-                _ if has(&self.concurrent) => (&self.concurrent, true),
-                _ => return None,
-            },
-        };
+        let (slot, pooled) = self.artifact_for(known)?;
         let Lookup::Hit { path, crowded } = cache.get(&component_key(digest, slot)) else {
             return None;
         };
@@ -837,6 +850,9 @@ mod tests {
         let data = wasmops_component::initial_data_bytes(&bytes).unwrap();
         cache.record_source(&src, &digest, Kind::Component, data);
         let rt = Runtime::new(settings()).unwrap();
+        // Not counted as compiled, so a node's start compiles it then
+        // rather than on its first request.
+        assert!(!rt.is_cached_stored(&src));
         let stored = rt.load_stored(&src).unwrap();
         let copied = &rt.copied.as_ref().unwrap().engine;
         assert!(Engine::same(stored.component.engine(), copied));
@@ -844,6 +860,7 @@ mod tests {
         let again = rt.load_stored(&src).unwrap();
         assert!(Engine::same(again.component.engine(), copied));
         assert_eq!(again.cache, CacheOutcome::Hit);
+        assert!(rt.is_cached_stored(&src));
     }
 
     #[test]
