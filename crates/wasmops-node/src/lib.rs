@@ -293,14 +293,15 @@ impl Node {
 
     /// Compiles every app's components into the artifact cache (a restart
     /// with a warm cache only looks the entries up), then marks the node
-    /// ready.
+    /// ready and verifies the artifacts of the apps in the background
+    /// ([`Self::verify_ahead`]).
     ///
     /// The apps are shared out among one thread per core. Each blob's
     /// entry is found through the cache's index of stored sources, without
     /// reading the blob (see `Runtime::load_stored`); only blobs the index
     /// does not know yet (a data directory from before it) are read and
     /// hashed, once.
-    pub fn warm(&self) {
+    pub fn warm(self: &Arc<Self>) {
         let table = self.table();
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -321,6 +322,7 @@ impl Node {
         });
         self.ready.store(true, Ordering::Release);
         tracing::info!(apps = table.apps.len(), "node ready");
+        self.verify_ahead();
     }
 
     pub(crate) fn table(&self) -> Arc<Table> {
@@ -447,7 +449,20 @@ impl Node {
     /// Compiles a version's components into the artifact cache, unless
     /// they are there already.
     fn compile(&self, digest: &str, kind: Kind) -> Result<(), ChangeError> {
-        let sources = match kind {
+        for path in self.sources(digest, kind)? {
+            if !self.rt.is_cached_stored(&path) {
+                self.rt
+                    .load_stored(&path)
+                    .map_err(|e| ChangeError::Unusable(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The component files of a version: its blob, or its bundle's
+    /// components as unpacked.
+    fn sources(&self, digest: &str, kind: Kind) -> Result<Vec<PathBuf>, ChangeError> {
+        Ok(match kind {
             Kind::Component => vec![
                 self.state
                     .blob_path(digest)
@@ -459,15 +474,42 @@ impl Node {
                 .into_iter()
                 .map(|c| c.source)
                 .collect(),
-        };
-        for path in sources {
-            if !self.rt.is_cached_stored(&path) {
-                self.rt
-                    .load_stored(&path)
-                    .map_err(|e| ChangeError::Unusable(e.to_string()))?;
-            }
+        })
+    }
+
+    /// After the start: verifies the compiled artifact of every app not
+    /// loaded yet, on one thread at the lowest priority, so that an app's
+    /// first request after a restart does not hash its artifact (37 MB for
+    /// a componentize-js app) and finds it in the page cache.
+    fn verify_ahead(self: &Arc<Self>) {
+        let node = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("wasmops-verify".into())
+            .spawn(move || {
+                // SAFETY: plain system calls; on Linux a nice value set for
+                // the calling thread's id applies to that thread alone.
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+                }
+                let started = Instant::now();
+                let table = node.table();
+                for slot in table.apps.iter().filter(|s| s.loaded().is_none()) {
+                    if let Ok(paths) = node.sources(&slot.version.digest, slot.kind) {
+                        for path in paths {
+                            node.rt.verify_stored(&path);
+                        }
+                    }
+                }
+                tracing::debug!(
+                    apps = table.apps.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "compiled artifacts verified ahead of their loads"
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the thread that verifies artifacts ahead of loads");
         }
-        Ok(())
     }
 
     /// The host of one version: its components linked with their grants.

@@ -142,6 +142,25 @@ impl Runtime {
         cached
     }
 
+    /// Verifies now the checksum of the artifact a load of the stored source
+    /// `path` would take, so that its first load in this process does not
+    /// (a node does this for every app on one low-priority thread after it
+    /// is ready: a componentize-js artifact is 37 MB to hash). Reading it
+    /// also brings it into the page cache. Nothing happens for a source the
+    /// index does not know or whose artifact is missing.
+    pub fn verify_stored(&self, path: &Path) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        if let Some(known) = cache.source_digest(path)
+            && let Some((slot, _)) = self.artifact_for(&known)
+        {
+            // A damaged entry is removed here, and compiled again by the
+            // load, as it would have been anyway.
+            let _ = cache.get(&component_key(&known.digest, slot));
+        }
+    }
+
     /// The engine whose artifact a load of `known` takes, as
     /// [`Self::load_bytes`] would choose it, and whether that engine pools
     /// its instances; `None` when the cache holds none a load would take
@@ -806,6 +825,54 @@ mod tests {
         let again = rt.load_stored(&big).unwrap();
         assert_eq!(again.cache, CacheOutcome::Hit);
         assert!(Engine::same(again.component.engine(), &on_demand.engine));
+    }
+
+    /// A stored source's artifact verified ahead of its load is not hashed
+    /// again by the load; a damaged one is found and rebuilt.
+    #[test]
+    fn a_stored_source_verified_ahead_is_not_verified_again_by_its_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || EngineSettings {
+            cache_dir: Some(dir.path().join("cache")),
+            ..EngineSettings::for_command()
+        };
+        let src = dir.path().join("blob");
+        std::fs::copy(test_programs::HELLO, &src).unwrap();
+        let first = Runtime::new(settings()).unwrap().load_stored(&src).unwrap();
+        let entry = |rt: &Runtime| {
+            rt.cache
+                .as_ref()
+                .unwrap()
+                .path_for(&component_key(&first.digest, &rt.sync))
+        };
+        // Damaged in place after the check, its time put back: the load
+        // trusts the check (a damage after it is what the identity misses).
+        let damage = |path: &Path| {
+            let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            let len = f.metadata().unwrap().len();
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(b"\xff", len - 41).unwrap();
+            f.set_modified(modified).unwrap();
+        };
+        let rt = Runtime::new(settings()).unwrap();
+        rt.verify_stored(&src);
+        damage(&entry(&rt));
+        assert_eq!(rt.load_stored(&src).unwrap().cache, CacheOutcome::Hit);
+        // Without the check ahead, the load finds the damage and rebuilds.
+        let rt = Runtime::new(settings()).unwrap();
+        let loaded = rt.load_stored(&src).unwrap();
+        assert!(
+            matches!(loaded.cache, CacheOutcome::Rebuilt(_) | CacheOutcome::Miss),
+            "{:?}",
+            loaded.cache
+        );
+        // And a check ahead of a damaged entry removes it.
+        damage(&entry(&rt));
+        let rt = Runtime::new(settings()).unwrap();
+        rt.verify_stored(&src);
+        assert!(!entry(&rt).exists());
+        assert_eq!(rt.load_stored(&src).unwrap().cache, CacheOutcome::Miss);
     }
 
     /// A component whose memories start with little data is copied in even
