@@ -19,7 +19,7 @@ def get(port, host):
     return (time.perf_counter() - start) * 1000
 
 
-def run(binary, label, components, rounds, root):
+def run(binary, label, components, rounds, root, settle):
     d = os.path.join(root, label)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -47,6 +47,7 @@ def run(binary, label, components, rounds, root):
             p.send_signal(signal.SIGKILL)
             p.wait()
             p, port, admin = start()
+            time.sleep(settle)
             for lang, _ in components:
                 times[lang][0].append(get(port, f"{lang}.bench"))
             # Unloaded after 1 s idle; the sweep runs about every second.
@@ -69,13 +70,15 @@ def main():
     ap.add_argument("--baseline", help="another wasmops binary, measured alternately")
     ap.add_argument("--component", action="append", required=True, help="LANG=PATH")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds between /readyz and the first requests after a restart")
     a = ap.parse_args()
     components = [tuple(c.split("=", 1)) for c in a.component]
     with tempfile.TemporaryDirectory() as root:
         for _ in range(2 if a.baseline else 1):
             if a.baseline:
-                run(a.baseline, "baseline", components, a.rounds, root)
-            run(a.wasmops, "wasmops", components, a.rounds, root)
+                run(a.baseline, "baseline", components, a.rounds, root, a.settle)
+            run(a.wasmops, "wasmops", components, a.rounds, root, a.settle)
 
 
 if __name__ == "__main__":
