@@ -478,7 +478,7 @@ impl Node {
     }
 
     /// After the start: verifies the compiled artifact of every app not
-    /// loaded yet, on one thread at the lowest priority, so that an app's
+    /// loaded yet, on one thread at the lowest CPU and I/O priority, so that an app's
     /// first request after a restart does not hash its artifact (37 MB for
     /// a componentize-js app) and finds it in the page cache.
     fn verify_ahead(self: &Arc<Self>) {
@@ -486,11 +486,14 @@ impl Node {
         let spawned = std::thread::Builder::new()
             .name("wasmops-verify".into())
             .spawn(move || {
-                // SAFETY: plain system calls; on Linux a nice value set for
-                // the calling thread's id applies to that thread alone.
+                // SAFETY: plain system calls; on Linux a nice value and an
+                // I/O priority set for the calling thread's id apply to that
+                // thread alone. The I/O class is "idle" (3 << 13): after a
+                // reboot the artifacts come from disk.
                 unsafe {
                     let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
                     libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+                    libc::syscall(libc::SYS_ioprio_set, 1, tid, 3 << 13);
                 }
                 let started = Instant::now();
                 let table = node.table();
