@@ -2700,3 +2700,84 @@ async fn tokens_are_added_and_revoked_without_a_restart() {
     assert_eq!(list(reader).await.0, 200);
     assert_eq!(list(first).await.0, 401);
 }
+
+/// A Spin app as Spin users write it (`spin.toml`: two components, a
+/// key-value store, a variable given at deploy, a wildcard route beside an
+/// exact one), deployed to a node by `wasmops deploy DIR`, serves
+/// unchanged: state kept across a restart, Spin's error for a store it was
+/// not granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spin_app_deploys_to_a_node_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::copy(test_programs::SPIN_KV, app.join("spin_kv.wasm")).unwrap();
+    std::fs::copy(test_programs::HELLO, app.join("hello.wasm")).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        r#"spin_manifest_version = 2
+[application]
+name = "shop"
+[variables]
+greeting = { required = true }
+[[trigger.http]]
+route = "/..."
+component = "kv"
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+[component.kv]
+source = "spin_kv.wasm"
+key_value_stores = ["default"]
+[component.kv.variables]
+greeting = "{{ greeting }}"
+[component.hello]
+source = "hello.wasm"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let tokens = dir.path().join("tokens");
+    let deployer = token(&tokens, "deploy", "ci");
+    let mut node = start_node(&data, &tokens, &[]);
+    let url = node.admin_url("");
+    let url = url.trim_end_matches('/').to_string();
+    wait_ready(&Api::new(&node)).await;
+    let app_dir = app.to_str().unwrap();
+    // A required variable not given: refused, saying how to give it.
+    let out = client(&deployer, &["deploy", app_dir, "--node", &url]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("--var"), "{}", out.stderr);
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            app_dir,
+            "--node",
+            &url,
+            "--var",
+            "greeting=bonjour",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let get = |path: &'static str| {
+        let node = &node;
+        async move { get_host(node, "shop.test", path).await }
+    };
+    let r = get("/hello").await;
+    assert_eq!((r.status, r.text().trim()), (200, "Hello, world!"));
+    assert_eq!(get("/count").await.text().trim(), "1");
+    assert_eq!(get("/count").await.text().trim(), "2");
+    assert_eq!(get("/greeting").await.text().trim(), "bonjour");
+    let r = get("/denied-store").await;
+    assert!(r.text().contains("AccessDenied"), "{}", r.text());
+
+    // The store outlives the process.
+    node.signal(9);
+    node.wait(Duration::from_secs(10));
+    let node = start_node(&data, &tokens, &[]);
+    wait_ready(&Api::new(&node)).await;
+    let r = get_host(&node, "shop.test", "/count").await;
+    assert_eq!((r.status, r.text().trim()), (200, "3"));
+}
