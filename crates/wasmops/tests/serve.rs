@@ -650,16 +650,7 @@ async fn a_guest_failing_mid_body_aborts_the_response() {
     // flushes its own log lines, so the other's may come after `/huge`.
     let is_aborted = |l: &&str| l.contains("wasmops::access") && l.contains("\"aborted\":true");
     server.wait_log("\"path\":\"/huge\"");
-    let started = std::time::Instant::now();
-    let log = loop {
-        let log = server.log();
-        if log.lines().filter(is_aborted).count() >= 4
-            || started.elapsed() > Duration::from_secs(10)
-        {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let log = server.wait_log_until(|log| log.lines().filter(is_aborted).count() >= 4);
     let aborted: Vec<&str> = log.lines().filter(is_aborted).collect();
     assert!(aborted.len() >= 4, "{log}");
     assert!(

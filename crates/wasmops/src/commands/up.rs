@@ -326,9 +326,41 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Polls the components' files; a file that changed and then stayed the
-/// same for one period is loaded, and its component swapped in.
-/// Watches the served components' files. What they are now is taken when
+/// A watched value that counts as changed once it differs from the one in
+/// use and then stays the same for one more look, so that a file still
+/// being written is not taken half way.
+struct Settling<T> {
+    current: T,
+    pending: Option<T>,
+}
+
+impl<T: PartialEq> Settling<T> {
+    fn new(current: T) -> Self {
+        Self {
+            current,
+            pending: None,
+        }
+    }
+
+    /// Whether `now` is a settled change; it is then the value in use.
+    fn settled(&mut self, now: T) -> bool {
+        if now == self.current {
+            self.pending = None;
+            return false;
+        }
+        if self.pending.as_ref() != Some(&now) {
+            self.pending = Some(now);
+            return false;
+        }
+        self.pending = None;
+        self.current = now;
+        true
+    }
+}
+
+/// Watches the served components' files (and, with `rebuild`, their
+/// sources): a file that changed and then stayed the same for one period is
+/// loaded and its component swapped in. What they are now is taken when
 /// this is called, before the server answers anything, so that a change
 /// made as soon as the first answer arrives is seen as one; the returned
 /// future then looks every 200 ms.
@@ -349,15 +381,15 @@ fn watch(
     // the new output is then picked up like any changed `.wasm`.
     let mut inputs: Vec<_> = slots
         .iter()
-        .map(|s| rebuild.then(|| wasmops_build::inputs_stamp(s)).flatten())
+        .map(|s| Settling::new(rebuild.then(|| wasmops_build::inputs_stamp(s)).flatten()))
         .collect();
-    let mut inputs_pending: Vec<_> = vec![None; slots.len()];
     let mut building: Vec<Option<tokio::task::JoinHandle<()>>> =
         (0..slots.len()).map(|_| None).collect();
     const PERIOD: Duration = Duration::from_millis(200);
-    let mut loaded: Vec<Option<(SystemTime, u64)>> =
-        slots.iter().map(|s| stamp(&s.source)).collect();
-    let mut pending: Vec<Option<(SystemTime, u64)>> = vec![None; slots.len()];
+    let mut loaded: Vec<_> = slots
+        .iter()
+        .map(|s| Settling::new(stamp(&s.source)))
+        .collect();
     let manifest_stamp = stamp(&manifest);
     let mut manifest_warned = false;
     tracing::info!(
@@ -377,20 +409,12 @@ fn watch(
                 tracing::warn!(manifest = %manifest.display(), "the manifest changed; restart `wasmops up` to apply it (only components' files are reloaded)");
             }
             for (i, slot) in slots.iter().enumerate() {
-                if inputs[i].is_none() || building[i].as_ref().is_some_and(|b| !b.is_finished()) {
+                if inputs[i].current.is_none()
+                    || building[i].as_ref().is_some_and(|b| !b.is_finished())
+                    || !inputs[i].settled(wasmops_build::inputs_stamp(slot))
+                {
                     continue;
                 }
-                let now = wasmops_build::inputs_stamp(slot);
-                if now == inputs[i] {
-                    inputs_pending[i] = None;
-                    continue;
-                }
-                if inputs_pending[i] != now {
-                    inputs_pending[i] = now;
-                    continue;
-                }
-                inputs_pending[i] = None;
-                inputs[i] = now;
                 let app = app.clone();
                 let spec = slot.clone();
                 building[i] = Some(tokio::task::spawn_blocking(move || {
@@ -413,17 +437,14 @@ fn watch(
             }
             for (i, slot) in slots.iter().enumerate() {
                 let now = stamp(&slot.source);
-                if now.is_none() || now == loaded[i] {
-                    pending[i] = None;
+                if now.is_none() {
+                    // Gone (being replaced?): nothing to load yet.
+                    loaded[i].pending = None;
                     continue;
                 }
-                if pending[i] != now {
-                    // Changed since the last look: wait until it settles.
-                    pending[i] = now;
+                if !loaded[i].settled(now) {
                     continue;
                 }
-                pending[i] = None;
-                loaded[i] = now;
                 let started = Instant::now();
                 let h = host.clone();
                 let result = tokio::task::spawn_blocking(move || h.reload(i)).await;

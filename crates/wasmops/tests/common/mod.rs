@@ -272,10 +272,15 @@ impl Server {
     /// Waits (up to 10 s) until the log contains `text`; info lines are
     /// flushed in batches. Returns the log.
     pub fn wait_log(&self, text: &str) -> String {
+        self.wait_log_until(|log| log.contains(text))
+    }
+
+    /// Waits (up to 10 s) until `done` holds for the log. Returns the log.
+    pub fn wait_log_until(&self, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let log = self.log();
-            if log.contains(text) || start.elapsed() > Duration::from_secs(10) {
+            if done(&log) || start.elapsed() > Duration::from_secs(10) {
                 return log;
             }
             std::thread::sleep(Duration::from_millis(20));
