@@ -3,7 +3,7 @@
 //! atomics. Exposed in the Prometheus text format by [`Metrics::encode`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub mod access;
 pub mod trace;
@@ -100,9 +100,47 @@ fn memory_histogram() -> Histogram {
     Histogram::new(exponential_buckets(65536.0, 2.0, 17))
 }
 
+/// Which series each app's components get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppDetail {
+    /// Every family per app and component.
+    #[default]
+    All,
+    /// Requests, durations, failures and instances in use per app and
+    /// component; instantiation times and memory high-water marks for the
+    /// whole process, under empty `app` and `component` labels. For a node
+    /// of thousands of apps: 43 series fewer each (two histograms).
+    Requests,
+}
+
+/// A counter whose series appears with its first increment: most apps
+/// never trap or answer 1xx, and a node of thousands of apps would
+/// otherwise carry a zero series for every such outcome of every app.
+#[derive(Clone)]
+pub struct LazyCounter(Arc<LazyInner>);
+
+struct LazyInner {
+    counter: OnceLock<Counter>,
+    make: Box<dyn Fn() -> Counter + Send + Sync>,
+}
+
+impl LazyCounter {
+    fn new(make: impl Fn() -> Counter + Send + Sync + 'static) -> Self {
+        Self(Arc::new(LazyInner {
+            counter: OnceLock::new(),
+            make: Box::new(make),
+        }))
+    }
+
+    pub fn inc(&self) {
+        self.0.counter.get_or_init(&self.0.make).inc();
+    }
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
+    detail: AppDetail,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     instantiation: Family<ComponentLabels, Histogram, fn() -> Histogram>,
@@ -114,6 +152,10 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     memory_high_water: Family<ComponentLabels, Histogram, fn() -> Histogram>,
     resident: Gauge,
+    /// Held while a lazily made series is created and while a component's
+    /// series are forgotten, so that neither happens halfway through the
+    /// other.
+    lazy: std::sync::Mutex<()>,
     /// Series made on the way (key-value stores, outbound hosts), by app,
     /// so `forget_app` can drop them.
     on_the_way: std::sync::Mutex<HashMap<String, HashSet<OnTheWay>>>,
@@ -134,7 +176,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every family per app and component.
     pub fn new() -> Self {
+        Self::with_detail(AppDetail::All)
+    }
+
+    pub fn with_detail(detail: AppDetail) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -215,6 +262,7 @@ impl Metrics {
         );
         Self {
             registry,
+            detail,
             requests,
             request_duration,
             instantiation,
@@ -226,6 +274,7 @@ impl Metrics {
             cache,
             memory_high_water,
             resident,
+            lazy: std::sync::Mutex::new(()),
             on_the_way: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -241,24 +290,41 @@ impl Metrics {
             app: app.into(),
             component: component.into(),
         };
-        let status = |class: &str| {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    app: app.into(),
-                    component: component.into(),
-                    route: route.into(),
-                    status_class: class.into(),
-                })
-                .clone()
+        let per_process = ComponentLabels {
+            app: String::new(),
+            component: String::new(),
         };
-        let failure = |kind: &str| {
-            self.failures
-                .get_or_create(&FailureLabels {
-                    app: app.into(),
-                    component: component.into(),
-                    kind: kind.into(),
-                })
-                .clone()
+        let detailed = match self.detail {
+            AppDetail::All => &c,
+            AppDetail::Requests => &per_process,
+        };
+        let live = RouteLabels {
+            app: app.into(),
+            component: component.into(),
+            route: route.into(),
+        };
+        let status = |class: &'static str| {
+            let (metrics, live) = (self.clone(), live.clone());
+            let labels = RequestLabels {
+                app: app.into(),
+                component: component.into(),
+                route: route.into(),
+                status_class: class.into(),
+            };
+            LazyCounter::new(move || {
+                metrics.unless_forgotten(&live, |m| m.requests.get_or_create(&labels).clone())
+            })
+        };
+        let failure = |kind: &'static str| {
+            let (metrics, live) = (self.clone(), live.clone());
+            let labels = FailureLabels {
+                app: app.into(),
+                component: component.into(),
+                kind: kind.into(),
+            };
+            LazyCounter::new(move || {
+                metrics.unless_forgotten(&live, |m| m.failures.get_or_create(&labels).clone())
+            })
         };
         ComponentMetrics {
             metrics: self.clone(),
@@ -271,21 +337,14 @@ impl Metrics {
                 status("4xx"),
                 status("5xx"),
             ],
-            duration: self
-                .request_duration
-                .get_or_create(&RouteLabels {
-                    app: app.into(),
-                    component: component.into(),
-                    route: route.into(),
-                })
-                .clone(),
-            instantiation: self.instantiation.get_or_create(&c).clone(),
+            duration: self.request_duration.get_or_create(&live).clone(),
+            instantiation: self.instantiation.get_or_create(detailed).clone(),
             in_use: self.in_use.get_or_create(&c).clone(),
             traps: failure("trap"),
             timeouts: failure("timeout"),
             memory_limits: failure("memory_limit"),
             aborted: failure("aborted_response"),
-            memory_high_water: self.memory_high_water.get_or_create(&c).clone(),
+            memory_high_water: self.memory_high_water.get_or_create(detailed).clone(),
         }
     }
 
@@ -293,6 +352,7 @@ impl Metrics {
     /// so a deleted app leaves no metrics behind. Series made on the way
     /// (outbound hosts, key-value stores) go with `forget_app`.
     pub fn forget_component(&self, app: &str, component: &str, route: &str) {
+        let _no_lazy_series = self.lazy.lock().unwrap_or_else(|p| p.into_inner());
         let c = ComponentLabels {
             app: app.into(),
             component: component.into(),
@@ -320,6 +380,19 @@ impl Metrics {
         self.instantiation.remove(&c);
         self.in_use.remove(&c);
         self.memory_high_water.remove(&c);
+    }
+
+    /// Makes a lazily created series, unless the component it belongs to
+    /// (its duration series, made eagerly) has been forgotten meanwhile:
+    /// a request still in flight when its app was deleted must not bring
+    /// the app's series back. Then the counter counts, unexposed.
+    fn unless_forgotten(&self, live: &RouteLabels, make: impl FnOnce(&Self) -> Counter) -> Counter {
+        let _no_forgetting = self.lazy.lock().unwrap_or_else(|p| p.into_inner());
+        if self.request_duration.get(live).is_some() {
+            make(self)
+        } else {
+            Counter::default()
+        }
     }
 
     /// Notes a series made while serving, the first time it is made.
@@ -377,15 +450,15 @@ pub struct ComponentMetrics {
     metrics: Arc<Metrics>,
     app: String,
     component: String,
-    by_status: [Counter; 5],
+    by_status: [LazyCounter; 5],
     pub duration: Histogram,
     pub instantiation: Histogram,
     pub in_use: Gauge,
-    pub traps: Counter,
-    pub timeouts: Counter,
-    pub memory_limits: Counter,
+    pub traps: LazyCounter,
+    pub timeouts: LazyCounter,
+    pub memory_limits: LazyCounter,
     /// Responses cut off after their head was sent (the guest failed).
-    pub aborted: Counter,
+    pub aborted: LazyCounter,
     pub memory_high_water: Histogram,
 }
 
@@ -525,6 +598,52 @@ mod tests {
                 text.contains(name.as_str()),
                 "`{name}` is not in the exposition"
             );
+        }
+    }
+
+    #[test]
+    fn outcomes_never_had_make_no_series_and_a_lean_app_keeps_two_families_to_the_process() {
+        let series = |text: &str, app: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#') && l.contains(&format!("app=\"{app}\"")))
+                .count()
+        };
+        for (detail, per_app) in [(AppDetail::All, 68), (AppDetail::Requests, 25)] {
+            let m = Arc::new(Metrics::with_detail(detail));
+            let c = m.component("a", "c", "/");
+            c.response(200, 0.001);
+            c.instantiation.observe(0.00002);
+            c.memory_high_water.observe(1e6);
+            let text = m.encode();
+            assert_eq!(series(&text, "a"), per_app, "{detail:?}:\n{text}");
+            assert!(!text.contains("status_class=\"5xx\""), "{text}");
+            assert!(!text.contains("wasmops_guest_failures_total{"), "{text}");
+            let shared = r#"wasmops_instantiation_duration_seconds_count{app="",component=""} 1"#;
+            assert_eq!(
+                text.contains(shared),
+                detail == AppDetail::Requests,
+                "{text}"
+            );
+            // A failure and a new class appear when they happen.
+            c.traps.inc();
+            c.response(503, 0.001);
+            let text = m.encode();
+            assert!(
+                text.contains(
+                    r#"wasmops_guest_failures_total{app="a",component="c",kind="trap"} 1"#
+                )
+            );
+            assert!(text.contains(r#"status_class="5xx"} 1"#));
+            // Forgetting the component leaves nothing of the app, even
+            // when a request still in flight then fails in a new way.
+            m.forget_component("a", "c", "/");
+            c.timeouts.inc();
+            c.response(404, 0.001);
+            assert_eq!(series(&m.encode(), "a"), 0);
+            // Made again (a redeploy), it has its series again.
+            let again = m.component("a", "c", "/");
+            again.response(503, 0.001);
+            assert!(m.encode().contains(r#"status_class="5xx"} 1"#));
         }
     }
 

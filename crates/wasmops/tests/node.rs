@@ -1206,6 +1206,20 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
         metrics.contains(r#"wasmops_http_requests_total{app="shop",component="api",route="/api/...",status_class="2xx"} 4"#),
         "{metrics}"
     );
+    // Outcomes it never had make no series; instantiation times and memory
+    // high-water marks are the node's (`--app-metrics requests`).
+    for absent in [
+        r#"status_class="5xx""#,
+        r#"wasmops_guest_failures_total{app="shop""#,
+        r#"wasmops_instantiation_duration_seconds_count{app="shop""#,
+        r#"wasmops_instance_memory_high_water_bytes_count{app="shop""#,
+    ] {
+        assert!(!metrics.contains(absent), "{absent} in {metrics}");
+    }
+    assert!(
+        metrics.contains(r#"wasmops_instantiation_duration_seconds_count{app="",component=""}"#),
+        "{metrics}"
+    );
 
     // Refused, and nothing changes: an undeclared variable, an
     // environment variable or limit (set in the manifest), a bundle with a

@@ -320,6 +320,61 @@ fn shipped_prometheus_config_is_valid() {
     );
 }
 
+/// Every query of the shipped Grafana dashboard parses as PromQL
+/// (`promtool check rules`, with Grafana's variables filled in).
+#[test]
+fn shipped_dashboard_queries_are_valid_promql() {
+    let promtool = which("promtool")
+        .expect("promtool is not installed: apt-get install prometheus (.ci/run does)");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("deploy/grafana/wasmops-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v.as_str() {
+                        Some(e) if k == "expr" => out.push(e.to_string()),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    exprs(&dashboard, &mut found);
+    assert!(found.len() >= 10, "{found:?}");
+    let mut rules = String::from("groups:\n- name: dashboard\n  rules:\n");
+    for (i, e) in found.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$app", ".*");
+        rules += &format!(
+            "  - record: q{i}\n    expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Spans received by the test's OTLP receiver: (service.name, span).
 type Received =
     std::sync::Arc<std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>;

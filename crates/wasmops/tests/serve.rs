@@ -732,8 +732,9 @@ async fn trickling_bodies_get_408_and_others_are_still_served() {
             .lines()
             .find(|l| l.starts_with("wasmops_http_requests_total") && l.contains(class))
             .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{metrics}"))
+            .map(|v| v.parse().unwrap())
+            // A class never answered has no series.
+            .unwrap_or(0.0)
     };
     assert_eq!(count("status_class=\"5xx\""), 0.0, "{metrics}");
     assert!(count("status_class=\"4xx\"") >= 8.0, "{metrics}");

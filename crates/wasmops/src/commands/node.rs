@@ -11,7 +11,7 @@ use wasmops_node::auth::{self, Scope, TokenFile};
 use wasmops_node::{AppDefaults, Node, NodeConfig};
 use wasmops_runtime::{EngineSettings, Runtime};
 use wasmops_server::hosting;
-use wasmops_telemetry::Metrics;
+use wasmops_telemetry::{AppDetail, Metrics};
 
 use crate::options::{LimitArgs, ServerArgs, nonzero_duration, nonzero_size, positive};
 
@@ -117,10 +117,22 @@ pub struct NodeRunArgs {
     /// Largest component accepted by upload.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = nonzero_size)]
     pub max_upload: u64,
+    /// Series each app gets in `/metrics`. `requests`: requests, durations,
+    /// guest failures and instances in use per app (about 25 series for a
+    /// healthy app), instantiation times and memory high-water marks for
+    /// the whole node; `all`: those two per app as well (about 70).
+    #[arg(long, value_enum, value_name = "DETAIL", default_value = "requests")]
+    pub app_metrics: AppMetrics,
     #[command(flatten)]
     pub source: super::oci::SourceArgs,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AppMetrics {
+    Requests,
+    All,
 }
 
 pub fn run(args: &NodeArgs) -> anyhow::Result<i32> {
@@ -213,7 +225,10 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     settings.max_instances = u32::try_from(args.max_instances).unwrap_or(u32::MAX).max(1);
     settings.warm_slots = args.server.pool.warm_slots.max(settings.memory_slots());
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_detail(match args.app_metrics {
+        AppMetrics::Requests => AppDetail::Requests,
+        AppMetrics::All => AppDetail::All,
+    }));
     let metrics_on = args.server.admin().is_some();
     let config = NodeConfig {
         data_dir: args.data_dir.clone(),
