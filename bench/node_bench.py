@@ -218,6 +218,15 @@ def main():
         report["spread_ratio_rounds"] = [s / o for o, s in zip(ones, spreads)]
         report["non2xx"] = errors
         report["rss_after_load_mib"] = rss_kib(node.pid) / 1024
+        # What a scrape of /metrics costs with every spread app loaded.
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=60) as r:
+            exposition = r.read()
+        report["metrics_scrape"] = {
+            "seconds": time.perf_counter() - t0,
+            "bytes": len(exposition),
+            "series": sum(1 for l in exposition.split(b"\n") if l and not l.startswith(b"#")),
+        }
         # The ratio against the number of apps, each count alternated with
         # one app twice.
         curve = {}
@@ -279,6 +288,8 @@ def main():
         f"| requests/s, all on one app (wrk -t2 -c32) | {report['rps_one_app']:.0f} |",
         f"| requests/s, spread over {a.spread} apps | {report['rps_spread']:.0f} (ratio {report['spread_ratio']:.2f}) |",
         f"| non-2xx answers under load | {report['non2xx']} |",
+        f"| `/metrics` with {a.spread} apps loaded | {report['metrics_scrape']['series']} series, "
+        f"{report['metrics_scrape']['bytes'] / 1e6:.1f} MB, {report['metrics_scrape']['seconds'] * 1e3:.0f} ms |",
     ]
     if "spread_curve" in report:
         lines.append("| spread ratio by number of apps | " + ", ".join(
