@@ -9,12 +9,9 @@ use wasmops_oci::app::AppInput;
 
 /// An app's artifact: the manifest rewritten so sources point into the
 /// artifact, each component validated.
-pub fn app_input(
-    path: &Path,
-    source: &crate::commands::oci::SourceArgs,
-) -> anyhow::Result<AppInput> {
+pub fn app_input(path: &Path, source: &crate::sources::SourceArgs) -> anyhow::Result<AppInput> {
     let mut app = wasmops_manifest::load(path)?;
-    crate::commands::oci::resolve_dependencies(&mut app, source)?;
+    crate::sources::resolve_dependencies(&mut app, source)?;
     let text = std::fs::read_to_string(&app.manifest_path)
         .with_context(|| format!("cannot read {}", app.manifest_path.display()))?;
     let mut doc: toml::Table = toml::from_str(&text)
@@ -95,10 +92,10 @@ fn component_bytes(
 /// it: its locked app's variables, triggers and components.
 pub fn spin_input(
     path: &Path,
-    source: &crate::commands::oci::SourceArgs,
+    source: &crate::sources::SourceArgs,
 ) -> anyhow::Result<wasmops_oci::spin::SpinInput> {
     let mut app = wasmops_manifest::load(path)?;
-    crate::commands::oci::resolve_dependencies(&mut app, source)?;
+    crate::sources::resolve_dependencies(&mut app, source)?;
     let mut components = Vec::new();
     for c in &app.components {
         let mut routes = Vec::new();

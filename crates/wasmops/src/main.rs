@@ -10,6 +10,8 @@ mod artifact;
 mod commands;
 mod logwriter;
 mod options;
+mod progress;
+mod sources;
 
 /// A `--log-level` filter, checked when the flags are read.
 fn log_filter(s: &str) -> Result<String, String> {

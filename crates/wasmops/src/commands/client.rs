@@ -435,7 +435,7 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
         let (default_name, blob) = if path.is_dir() || path.extension().is_some_and(|e| e == "toml")
         {
             // The whole app, as the node will unpack it.
-            let input = crate::artifact::app_input(path, &super::oci::SourceArgs::default())?;
+            let input = crate::artifact::app_input(path, &crate::sources::SourceArgs::default())?;
             let bundle = wasmops_oci::app::app_bundle(&input)?;
             (input.name, bundle)
         } else {

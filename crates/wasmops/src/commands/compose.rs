@@ -41,7 +41,7 @@ pub struct ComposeArgs {
     pub format: crate::options::FormatArg,
     /// How the app's dependencies given as registry references are pulled.
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
 }
 
 fn split_pair<'a>(s: &'a str, flag: &str, form: &str) -> anyhow::Result<(&'a str, &'a str)> {
@@ -58,7 +58,7 @@ pub fn run(args: &ComposeArgs) -> anyhow::Result<i32> {
             );
         }
         let mut app = wasmops_manifest::load(&args.input).map_err(|e| anyhow::anyhow!("{e}"))?;
-        super::oci::resolve_dependencies(&mut app, &args.source)?;
+        crate::sources::resolve_dependencies(&mut app, &args.source)?;
         let with_deps: Vec<&str> = app
             .components
             .iter()

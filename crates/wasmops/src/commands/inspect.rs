@@ -277,7 +277,7 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub options: ScanOptions,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
 }
 
 /// What is scanned: one component, or an app's components.
@@ -372,16 +372,16 @@ fn print_reports(scanned: &Scanned, format: ScanFormat) -> anyhow::Result<()> {
 
 pub fn scan(args: &ScanArgs) -> anyhow::Result<i32> {
     let target = &args.target;
-    let (app_dir, one) = match super::oci::fetch_source(target, &args.source)? {
-        Some(super::oci::Fetched::App(dir)) => (Some(dir), None),
-        Some(super::oci::Fetched::Component(bytes)) => (None, Some(bytes)),
+    let (app_dir, one) = match crate::sources::fetch_source(target, &args.source)? {
+        Some(crate::sources::Fetched::App(dir)) => (Some(dir), None),
+        Some(crate::sources::Fetched::Component(bytes)) => (None, Some(bytes)),
         None if is_app_path(target) => (Some(target.clone()), None),
         None => (None, Some(read(target)?)),
     };
     let scanned = match (app_dir, one) {
         (Some(dir), _) => {
             let mut app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            super::oci::resolve_dependencies(&mut app, &args.source)?;
+            crate::sources::resolve_dependencies(&mut app, &args.source)?;
             let mut items = Vec::new();
             for c in &app.components {
                 let bytes = wasmops_app::manifest::component_bytes(&app, c)
@@ -421,13 +421,13 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub options: ScanOptions,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
 }
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
-    let dir = match super::oci::fetch_source(&args.app, &args.source)? {
-        Some(super::oci::Fetched::App(dir)) => dir,
-        Some(super::oci::Fetched::Component(_)) => anyhow::bail!(
+    let dir = match crate::sources::fetch_source(&args.app, &args.source)? {
+        Some(crate::sources::Fetched::App(dir)) => dir,
+        Some(crate::sources::Fetched::Component(_)) => anyhow::bail!(
             "{} is a single component, not an app; check it with `wasmops scan {}`",
             args.app.display(),
             args.app.display()
@@ -435,7 +435,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         None => args.app.clone(),
     };
     let mut app = wasmops_manifest::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    super::oci::resolve_dependencies(&mut app, &args.source)?;
+    crate::sources::resolve_dependencies(&mut app, &args.source)?;
     let mut invalid = 0;
     let mut items = Vec::new();
     for c in &app.components {

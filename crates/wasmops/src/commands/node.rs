@@ -124,7 +124,7 @@ pub struct NodeRunArgs {
     #[arg(long, value_enum, value_name = "DETAIL", default_value = "requests")]
     pub app_metrics: AppMetrics,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
     #[command(flatten)]
     pub server: ServerArgs,
 }

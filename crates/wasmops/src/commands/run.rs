@@ -34,7 +34,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
@@ -53,7 +53,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<i32> {
     args.engine.apply(&mut settings);
     let rt = Runtime::new(settings).context("cannot create the WebAssembly engine")?;
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`).
-    let bytes = match super::oci::read_source(&args.file, &args.source)? {
+    let bytes = match crate::sources::read_source(&args.file, &args.source)? {
         Some(bytes) => bytes,
         None => std::fs::read(&args.file).map_err(|source| LoadError::Read {
             path: args.file.clone(),

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     #[arg(value_name = "FILE|REF")]
     pub file: PathBuf,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
     #[command(flatten)]
     pub grants: GrantArgs,
     #[command(flatten)]
@@ -87,14 +87,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     };
     // A file, or a reference (a registry, or `oci-layout:PATH:TAG`), pulled
     // once: worker processes read what the supervisor pulled.
-    let pulled = super::oci::read_source(&args.file, &args.source)?;
+    let pulled = crate::sources::read_source(&args.file, &args.source)?;
     // Concurrency and reuse are set for one process: they keep it one.
     let one_process = args.max_concurrency.is_some() || args.instance_reuse.is_some();
     if let Some(n) = args.server.supervise(one_process, args.limits.max_memory) {
         if let Some(bytes) = &pulled {
-            super::oci::hand_down_component(&args.file, bytes)?;
+            crate::sources::hand_down_component(&args.file, bytes)?;
         }
-        return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
+        return wasmops_server::workers::supervise(&tokio, bound, n, crate::sources::worker_env());
     }
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     let source = match pulled {
@@ -138,7 +138,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         per_route: args.server.admin().is_some(),
         tracer: tracer.clone(),
     };
-    let progress = super::build::spinner(&format!("compiling {name}"));
+    let progress = crate::progress::spinner(&format!("compiling {name}"));
     let host = AppHost::new(&rt, &name, vec![served], observe);
     if let Some(p) = progress {
         p.finish_and_clear();

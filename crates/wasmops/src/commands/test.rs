@@ -550,7 +550,7 @@ fn target(a: &TestArgs, app: &App) -> anyhow::Result<(Option<String>, Option<Str
 
 pub fn run(a: &TestArgs) -> anyhow::Result<i32> {
     let mut app = wasmops_manifest::load(&a.app).map_err(|e| anyhow::anyhow!("{e}"))?;
-    super::oci::resolve_dependencies(&mut app, &super::oci::SourceArgs::default())?;
+    crate::sources::resolve_dependencies(&mut app, &crate::sources::SourceArgs::default())?;
     if app.tests.is_empty() {
         anyhow::bail!(
             "{}: the app declares no smoke tests; add one: [[test]] with `path = \"/\"` (and [test.expect] `status = 200`)",

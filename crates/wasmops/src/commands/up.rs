@@ -25,7 +25,7 @@ pub struct UpArgs {
     #[arg(value_name = "DIR|FILE|REF", default_value = ".")]
     pub app: PathBuf,
     #[command(flatten)]
-    pub source: super::oci::SourceArgs,
+    pub source: crate::sources::SourceArgs,
     /// Reload a component when its `.wasm` changes; requests in flight finish
     /// on the version they started on.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
 fn up(args: &UpArgs) -> anyhow::Result<i32> {
     // A reference is pulled (signature policy included) and unpacked; its
     // components are built already, and its state lives outside the store.
-    if let Some((dir, digest)) = super::oci::app_source(&args.app, &args.source)? {
+    if let Some((dir, digest)) = crate::sources::app_source(&args.app, &args.source)? {
         let app = load_app(&dir)?;
         tracing::info!(reference = %args.app.display(), %digest, "app pulled");
         let state_dir = args
@@ -99,13 +99,13 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
             watch: false,
             no_build: true,
             state_dir: Some(state_dir),
-            source: super::oci::SourceArgs::default(),
+            source: crate::sources::SourceArgs::default(),
             ..args.clone()
         };
         return run(&args);
     }
     let mut app = load_app(&args.app)?;
-    super::oci::resolve_dependencies(&mut app, &args.source)?;
+    crate::sources::resolve_dependencies(&mut app, &args.source)?;
     if let Some(file) = &args.runtime_config_file {
         wasmops_manifest::apply_runtime_config(&mut app, file)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -140,7 +140,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
             .map(|c| c.id.clone())
             .collect();
         if !stale.is_empty() {
-            let results = super::build::build_with_progress(
+            let results = crate::progress::build_with_progress(
                 &app,
                 Some(&stale),
                 &wasmops_build::Options::default(),
@@ -175,7 +175,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
     if let Some(n) = args.server.supervise(one_process, largest)
         && let Some(bound) = bound.take()
     {
-        return wasmops_server::workers::supervise(&tokio, bound, n, super::oci::worker_env());
+        return wasmops_server::workers::supervise(&tokio, bound, n, crate::sources::worker_env());
     }
 
     let mut settings = EngineSettings::default();
@@ -221,7 +221,7 @@ fn up(args: &UpArgs) -> anyhow::Result<i32> {
         tracer: tracer.clone(),
     };
     let started = Instant::now();
-    let progress = super::build::spinner(&format!(
+    let progress = crate::progress::spinner(&format!(
         "compiling {} component{} of {}",
         app.components.len(),
         if app.components.len() == 1 { "" } else { "s" },
