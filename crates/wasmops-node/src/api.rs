@@ -116,8 +116,30 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid JSON body: {}", without_values(&e.to_string())),
+        )
+    })
+}
+
+/// A JSON error without the string values it quotes (`invalid type: string
+/// "..."`): a body may carry secrets, and errors are logged and shown.
+fn without_values(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let quoted = &rest[i + "string \"".len()..];
+        rest = match quoted.find("\", expected").or_else(|| quoted.rfind('"')) {
+            Some(end) => &quoted[end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Admin {
@@ -344,7 +366,7 @@ impl Admin {
                         );
                     }
                     (Some(digest), None) => {
-                        if node.state.blob_path(&digest).is_none_or(|p| !p.is_file()) {
+                        if !node.state.touch_blob(&digest) {
                             return json_error(
                                 StatusCode::BAD_REQUEST,
                                 &format!(
@@ -448,5 +470,30 @@ wasmops_node_declarations{{state=\"failed\"}} {}
             n.budget().in_use(),
         );
         own + &declarations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn json_errors_do_not_repeat_string_values() {
+        let e = serde_json::from_slice::<BTreeMap<String, BTreeMap<String, String>>>(
+            br#"{"variables":"api_token=SUPERSECRET"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SUPERSECRET"), "serde quotes the value: {e}");
+        let clean = super::without_values(&e);
+        assert!(!clean.contains("SUPERSECRET"), "{clean}");
+        assert!(
+            clean.starts_with("invalid type: a string, expected a map"),
+            "{clean}"
+        );
+        assert_eq!(
+            super::without_values(r#"invalid value: string "a\"b", expected x at line 1"#),
+            "invalid value: a string, expected x at line 1"
+        );
     }
 }

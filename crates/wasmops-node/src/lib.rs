@@ -84,6 +84,29 @@ impl Kind {
     }
 }
 
+/// A request an app is answering (until its response head is ready, or
+/// the request is dropped); its end counts as a use.
+struct Answering<'a> {
+    node: &'a Node,
+    slot: &'a AppSlot,
+}
+
+impl<'a> Answering<'a> {
+    fn new(node: &'a Node, slot: &'a AppSlot) -> Self {
+        slot.active.fetch_add(1, Ordering::Relaxed);
+        Self { node, slot }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.slot
+            .last_used
+            .store(self.node.now_ms(), Ordering::Relaxed);
+        self.slot.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A deployed app as the serving path sees it.
 pub(crate) struct AppSlot {
     pub(crate) name: String,
@@ -92,8 +115,11 @@ pub(crate) struct AppSlot {
     host: Mutex<Option<Arc<AppHost>>>,
     /// Serializes loading, so simultaneous first requests load once.
     load_lock: tokio::sync::Mutex<()>,
-    /// Milliseconds since the node started, at the last request.
+    /// Milliseconds since the node started, at the last request's start
+    /// or end.
     last_used: AtomicU64,
+    /// Requests it is answering now: an app is not idle while it answers.
+    active: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
     /// The `(component, route)` labels of the series its loads made (an
@@ -347,6 +373,7 @@ impl Node {
             host: Mutex::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(self.now_ms()),
+            active: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             last_error: Mutex::new(None),
             series: Mutex::new(HashSet::new()),
@@ -681,6 +708,7 @@ impl Node {
         };
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         slot.requests.fetch_add(1, Ordering::Relaxed);
+        let _answering = Answering::new(self, &slot);
         handler.handle(req).await
     }
 
@@ -696,7 +724,9 @@ impl Node {
             if !s.is_loaded() {
                 continue;
             }
-            if now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= idle {
+            if now.saturating_sub(s.last_used.load(Ordering::Relaxed)) >= idle
+                && s.active.load(Ordering::Relaxed) == 0
+            {
                 if s.unload() {
                     unloaded += 1;
                     tracing::debug!(app = %s.name, "app unloaded: idle");
@@ -815,6 +845,17 @@ impl Node {
         let mut spec = spec;
         let kind = self.kind(digest);
         check_spec(&spec, kind)?;
+        // The pool's slots are sized by the node's limit: a larger one
+        // could not be given, only cut short at run time.
+        let most = self.config.app_defaults.memory;
+        if let Some(m) = spec.memory.filter(|&m| m > most) {
+            let mib = |b: u64| format!("{:.0}MiB", b as f64 / (1u64 << 20) as f64);
+            return Err(ChangeError::Bad(format!(
+                "memory {} is more than this node gives an instance ({}, its --max-memory): ask for at most that, or run the node with a larger --max-memory",
+                mib(m),
+                mib(most)
+            )));
+        }
         let _guard = self.begin_change(name)?;
         let result = (|| {
             if kind == Kind::App {

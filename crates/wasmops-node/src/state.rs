@@ -114,13 +114,42 @@ fn rfc3339(secs: i64) -> String {
     wasmops_units::rfc3339(Duration::from_secs(secs.max(0) as u64))
 }
 
+/// How long an uploaded blob that no version names is kept.
+pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
+
 impl State {
     /// Opens (creating when absent) the state in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StateError> {
         let io = |p: &Path, e: std::io::Error| StateError::Io(format!("{}: {e}", p.display()));
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        // The node's own: a directory it makes is its user's only, and the
+        // database (which holds the apps' variables, secret ones too) and
+        // its WAL and shared-memory files (SQLite gives them the
+        // database's mode) are 0600, tightened when an older node left
+        // them wider.
+        if !data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|e| io(data_dir, e))?;
+        }
         let blobs = data_dir.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| io(&blobs, e))?;
         let db = data_dir.join("state.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)
+            .map_err(|e| io(&db, e))?;
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let f = data_dir.join(f);
+            if f.exists() {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io(&f, e))?;
+            }
+        }
         let conn = Connection::open(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -174,7 +203,7 @@ impl State {
         let hex = format!("{:x}", sha2::Sha256::digest(bytes));
         let digest = format!("sha256:{hex}");
         let path = self.blobs.join(&hex);
-        if path.is_file() {
+        if self.touch_blob(&digest) {
             return Ok(digest);
         }
         let io = |e: std::io::Error| StateError::Io(format!("{}: {e}", self.blobs.display()));
@@ -186,6 +215,19 @@ impl State {
             let _ = dir.sync_all();
         }
         Ok(digest)
+    }
+
+    /// Whether the blob with `digest` is here; if so, it counts as just
+    /// uploaded (`gc` spares it for `BLOB_GRACE`), for the deploy that is
+    /// about to name it.
+    pub fn touch_blob(&self, digest: &str) -> bool {
+        let Some(path) = self.blob_path(digest).filter(|p| p.is_file()) else {
+            return false;
+        };
+        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        true
     }
 
     /// The blob with `digest`, checked against it.
@@ -302,7 +344,10 @@ impl State {
         Ok(())
     }
 
-    /// Removes blobs that no version names; returns how many.
+    /// Removes blobs that no version names and that were not uploaded (or
+    /// named by a deploy) within `BLOB_GRACE`: an upload and the deploy
+    /// that names it are two requests, and another app's delete may run
+    /// between them. Returns how many.
     pub fn gc(&self) -> Result<usize, StateError> {
         let used: std::collections::HashSet<String> = {
             let conn = self.conn();
@@ -316,8 +361,15 @@ impl State {
         if let Ok(rd) = std::fs::read_dir(&self.blobs) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
+                let recent = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < BLOB_GRACE);
                 if name.len() == 64
                     && !used.contains(&name)
+                    && !recent
                     && std::fs::remove_file(e.path()).is_ok()
                 {
                     removed += 1;
@@ -476,11 +528,49 @@ mod tests {
 
         s.delete("a").unwrap();
         assert!(matches!(s.app("a"), Err(StateError::NoApp(_))));
-        assert_eq!(s.gc().unwrap(), 2);
+        // Blobs no version names are kept while they are recent: an upload
+        // waiting for its deploy survives another app's delete.
+        assert_eq!(s.gc().unwrap(), 0);
+        let age = |d: &str| {
+            let f = std::fs::File::options()
+                .append(true)
+                .open(s.blob_path(d).unwrap())
+                .unwrap();
+            f.set_modified(std::time::SystemTime::now() - BLOB_GRACE * 2)
+                .unwrap();
+        };
+        age(&d1);
+        age(&d2);
+        // Named again by a deploy (or uploaded again), a blob is recent.
+        assert!(s.touch_blob(&d2));
+        assert_eq!(s.gc().unwrap(), 1);
+        assert!(!s.touch_blob(&d1));
+        age(&d2);
+        assert_eq!(s.gc().unwrap(), 1);
 
         // A blob changed on disk is refused.
         let d = s.put_blob(b"three").unwrap();
         std::fs::write(s.blob_path(&d).unwrap(), b"evil").unwrap();
         assert!(matches!(s.read_blob(&d), Err(StateError::Corrupt(_))));
+    }
+
+    #[test]
+    fn the_database_and_a_new_data_dir_are_the_node_users_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let s = State::open(&dir).unwrap();
+        s.put_blob(b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        // Files an older node left wider are tightened on open.
+        drop(s);
+        std::fs::set_permissions(dir.join("state.db"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let _s = State::open(&dir).unwrap();
+        assert_eq!(mode(&dir.join("state.db")), 0o600);
     }
 }

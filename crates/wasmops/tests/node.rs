@@ -236,6 +236,37 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert_eq!(r.status, 404);
     assert!(r.text().contains("\"error\""), "{}", r.text());
 
+    // A name that is not an app name never reaches the node, so that it
+    // cannot point a request at another app (`x/../echo` is `echo`).
+    for args in [
+        &["deploy", test_programs::HELLO, "--name", "x/../echo"][..],
+        &["apps", "delete", "echo?x=1"],
+        &["apps", "rollback", "echo/rollback/.."],
+        &["apps", "status", "../apps"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--node", url]);
+        let out = client(&deployer, &args);
+        common::assert_one_line_error(&out);
+        assert!(out.stderr.contains("is not an app name"), "{}", out.stderr);
+    }
+    assert_eq!(get_host(&node, "other.test", "/echo/x").await.status, 200);
+    // A signature policy whose key cannot be read stops the node at its
+    // start, rather than refusing every reference deploy later.
+    let out = output(
+        std::process::Command::new("timeout")
+            .arg("60")
+            .arg(wasmops().get_program())
+            .args(["node", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .arg("--data-dir")
+            .arg(dir.path().join("other"))
+            .arg("--tokens-file")
+            .arg(&tokens)
+            .args(["--verify-key", "/nonexistent/cosign.pub"]),
+    );
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("--verify-key"), "{}", out.stderr);
+
     // Scopes: no token 401, a bad token 401, read scope cannot change.
     let (s, v) = api.call("GET", "/v1/apps", "/v1/apps", None, None).await;
     assert_eq!(s, 401, "{v}");
@@ -409,6 +440,30 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .await;
     assert_eq!(s, 400, "an unknown field is refused: {v}");
     assert!(v["error"].as_str().unwrap().contains("hostz"), "{v}");
+    // More memory than the node gives an instance: refused, not cut short
+    // at run time.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(std::fs::read(test_programs::HELLO).unwrap()),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let body = json!({ "digest": v["digest"], "memory": 1u64 << 40 });
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/greedy",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--max-memory"), "{v}");
     let after = api
         .call("GET", "/v1/apps", "/v1/apps", Some(&reader), None)
         .await
@@ -537,6 +592,38 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert!(metric(&m, "wasmops_node_apps_loaded") >= 1.0, "{m}");
     let (s, _) = api.call("GET", "/metrics", "/metrics", None, None).await;
     assert_eq!(s, 200);
+
+    // An app answering a request that outlasts --idle-unload is not idle:
+    // it stays loaded, and a request meanwhile does not load it again.
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::HOSTILE,
+            "--node",
+            url,
+            "--name",
+            "slow",
+            "--host",
+            "slow.test",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        get_host(&node, "slow.test", "/sleep?ms=1").await.status,
+        200
+    );
+    let loads = metric(
+        &common::get(&metrics_url).await.text(),
+        "wasmops_node_app_loads_total",
+    );
+    let (slow, during) = tokio::join!(get_host(&node, "slow.test", "/sleep?ms=3000"), async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        get_host(&node, "slow.test", "/sleep?ms=1").await
+    });
+    assert_eq!((slow.status, during.status), (200, 200));
+    let m = common::get(&metrics_url).await.text();
+    assert_eq!(metric(&m, "wasmops_node_app_loads_total"), loads, "{m}");
 
     // kill -9, restart: every acknowledged deployment is back and served.
     node.signal(libc::SIGKILL);
@@ -676,7 +763,13 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         &["apps", "list", "--node", url, "--format", "json"],
     );
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["apps"].as_array().unwrap().len(), 1);
+    let names: Vec<&str> = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "slow"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -413,6 +413,9 @@ fn print_version(v: &Value, app: &str, what: &str, json_out: bool) {
 }
 
 pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
+    if let Some(name) = &a.name {
+        app_path(name)?;
+    }
     let url = node_url(&a.target, Some(Path::new(&a.what)))?;
     let client = Client::new(url)?;
     let routes = a.routes.clone();
@@ -447,6 +450,10 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
                 .unwrap_or_else(|| "app".into());
             (stem, wasm)
         };
+        if a.name.is_none() {
+            app_path(&default_name)
+                .map_err(|e| anyhow::anyhow!("{e:#}; the name comes from {}", path.display()))?;
+        }
         let uploaded = client.call(reqwest::Method::POST, "/v1/blobs", Some(Body::Blob(blob)))?;
         let digest = uploaded["digest"].as_str().unwrap_or_default().to_string();
         (
@@ -460,11 +467,22 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
     }
     let v = client.call(
         reqwest::Method::PUT,
-        &format!("/v1/apps/{name}"),
+        &app_path(&name)?,
         Some(Body::Json(body)),
     )?;
     print_version(&v, &name, "deployed", a.target.format.json());
     Ok(0)
+}
+
+/// The API path of app `name`, refused unless `name` is an app name (so
+/// that nothing in it can point the request at another path).
+fn app_path(name: &str) -> anyhow::Result<String> {
+    if !wasmops_node::valid_name(name) {
+        anyhow::bail!(
+            "`{name}` is not an app name: lowercase letters, digits and `-`, starting with a letter, at most 63 characters (give one with --name)"
+        );
+    }
+    Ok(format!("/v1/apps/{name}"))
 }
 
 pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
@@ -498,7 +516,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
         }
         AppsSub::Status { name, target } => {
             let client = Client::new(node_url(target, None)?)?;
-            let v = client.call(reqwest::Method::GET, &format!("/v1/apps/{name}"), None)?;
+            let v = client.call(reqwest::Method::GET, &app_path(name)?, None)?;
             if target.format.json() {
                 println!("{v}");
                 return Ok(0);
@@ -540,14 +558,14 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
             };
             let v = client.call(
                 reqwest::Method::POST,
-                &format!("/v1/apps/{name}/rollback"),
+                &format!("{}/rollback", app_path(name)?),
                 Some(Body::Json(body)),
             )?;
             print_version(&v, name, "rolled back", target.format.json());
         }
         AppsSub::Delete { name, target } => {
             let client = Client::new(node_url(target, None)?)?;
-            let v = client.call(reqwest::Method::DELETE, &format!("/v1/apps/{name}"), None)?;
+            let v = client.call(reqwest::Method::DELETE, &app_path(name)?, None)?;
             if target.format.json() {
                 println!("{v}");
             } else {
@@ -561,7 +579,7 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
 pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
     let from = Client::new(url_of(&a.from)?)?;
     let to = Client::new(url_of(&a.to)?)?;
-    let app = from.call(reqwest::Method::GET, &format!("/v1/apps/{}", a.app), None)?;
+    let app = from.call(reqwest::Method::GET, &app_path(&a.app)?, None)?;
     let digest = app["digest"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("the node at {} gave no digest for `{}`", from.url, a.app))?
@@ -602,7 +620,7 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
     }
     let v = to.call(
         reqwest::Method::PUT,
-        &format!("/v1/apps/{}", a.app),
+        &app_path(&a.app)?,
         Some(Body::Json(body)),
     )?;
     if a.format.json() {

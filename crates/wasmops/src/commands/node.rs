@@ -224,6 +224,12 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
     // each one's limit.
     settings.max_instances = u32::try_from(args.max_instances).unwrap_or(u32::MAX).max(1);
     settings.warm_slots = args.server.pool.warm_slots.max(settings.memory_slots());
+    // A signature policy whose key cannot be read would refuse every
+    // reference deploy: refused at the start instead.
+    if let Some(key) = &args.source.verify_key {
+        wasmops_oci::resolve::load_public_key(key)
+            .with_context(|| format!("--verify-key {}", key.display()))?;
+    }
     let rt = Arc::new(Runtime::new(settings).context("cannot create the WebAssembly engine")?);
     let metrics = Arc::new(Metrics::with_detail(match args.app_metrics {
         AppMetrics::Requests => AppDetail::Requests,
