@@ -117,6 +117,12 @@ impl Tokens {
                 .and_then(unhex)
                 .ok_or_else(|| (i + 1, "the hash must be sha256: and 64 hex digits (store the hash, not the token: `wasmops node token`)".to_string()))?;
             let name = parts.next().unwrap_or("token").to_string();
+            if name == crate::appsdir::OWNER {
+                return Err((
+                    i + 1,
+                    "the name apps-dir is the apps directory's own: give the token another".into(),
+                ));
+            }
             entries.push(Entry { scope, hash, name });
         }
         Ok(Self { entries })
@@ -252,6 +258,15 @@ mod tests {
         assert!(t.check("wo_nope").is_none());
         assert!(t.check("").is_none());
         assert_eq!(Tokens::parse("admin sha256:00 x").unwrap_err().0, 1);
+        // The apps directory's own name is not a token's.
+        let hex = "0".repeat(64);
+        assert!(Tokens::parse(&format!("deploy sha256:{hex} ci")).is_ok());
+        assert_eq!(
+            Tokens::parse(&format!("# c\ndeploy sha256:{hex} apps-dir"))
+                .unwrap_err()
+                .0,
+            2
+        );
         assert!(
             Tokens::parse(&format!("read {deploy} x")).is_err(),
             "a bare token is refused"

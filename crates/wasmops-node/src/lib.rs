@@ -857,6 +857,7 @@ impl Node {
             )));
         }
         let _guard = self.begin_change(name)?;
+        self.check_owner(name, by)?;
         let result = (|| {
             if kind == Kind::App {
                 let app = self.bundle_manifest(digest)?;
@@ -921,8 +922,26 @@ impl Node {
     }
 
     /// Makes an earlier version of `name` current again.
+    /// An app the apps directory declares is changed there only: the
+    /// directory would not put back what the API changed, and the node's
+    /// readiness would report the declaration applied.
+    fn check_owner(&self, name: &str, by: &str) -> Result<(), ChangeError> {
+        let declared = self.follows_apps_dir.load(Ordering::Relaxed)
+            && self
+                .table()
+                .get(name)
+                .is_some_and(|s| s.version.deployed_by == appsdir::OWNER);
+        if declared && by != appsdir::OWNER {
+            return Err(ChangeError::Conflict(format!(
+                "app `{name}` is declared in the apps directory (--apps-dir): change or remove its declaration there"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn rollback(&self, name: &str, to: Option<i64>, by: &str) -> Result<Version, ChangeError> {
         let _guard = self.begin_change(name)?;
+        self.check_owner(name, by)?;
         let (_, versions, _) = self.state.app(name)?;
         let current = self
             .table()
@@ -984,6 +1003,7 @@ impl Node {
     /// Removes an app: no new request reaches it; requests in flight finish.
     pub fn delete(&self, name: &str, by: &str) -> Result<(), ChangeError> {
         let _guard = self.begin_change(name)?;
+        self.check_owner(name, by)?;
         let table = self.table_change.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.table().get(name).cloned();
         self.state.delete(name)?;

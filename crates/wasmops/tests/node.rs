@@ -1779,6 +1779,19 @@ async fn apps_from_a_mounted_directory_converge_across_kubelet_swaps() {
         .await;
     assert_eq!(v["deployed_by"], "apps-dir");
     assert!(v["source"].as_str().unwrap().contains("@sha256:"), "{v}");
+    // A declared app is changed in the directory, not through the API.
+    let (s, v) = api
+        .call(
+            "DELETE",
+            "/v1/apps/echo",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--apps-dir"), "{v}");
+    assert_eq!(get_host(&node, "echo.test", "/x").await.status, 200);
 
     // An app deployed through the API with a name the directory will
     // declare: left alone, and reported.

@@ -146,6 +146,12 @@ fn token(args: &TokenArgs) -> anyhow::Result<i32> {
     if args.name.is_empty() || args.name.chars().any(char::is_whitespace) {
         anyhow::bail!("--name must be one word, e.g. `ci`");
     }
+    if args.name == wasmops_node::appsdir::OWNER {
+        anyhow::bail!(
+            "--name {} is what the node records for the apps directory's changes: choose another",
+            args.name
+        );
+    }
     let token = auth::generate().map_err(anyhow::Error::msg)?;
     let line = auth::line(&token, args.scope, &args.name);
     if let Some(dir) = args
