@@ -101,6 +101,10 @@ pub struct Event {
 pub struct State {
     conn: Mutex<Connection>,
     blobs: PathBuf,
+    /// Blobs uploaded (or named by a deploy under way) that no version
+    /// names yet, by digest, with when: `gc` spares them for `grace`.
+    pending: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub(crate) grace: Duration,
 }
 
 fn now() -> (i64, String) {
@@ -181,6 +185,8 @@ impl State {
         Ok(Self {
             conn: Mutex::new(conn),
             blobs,
+            pending: Mutex::new(std::collections::HashMap::new()),
+            grace: BLOB_GRACE,
         })
     }
 
@@ -206,6 +212,10 @@ impl State {
         if self.touch_blob(&digest) {
             return Ok(digest);
         }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone(), std::time::Instant::now());
         let io = |e: std::io::Error| StateError::Io(format!("{}: {e}", self.blobs.display()));
         let mut tmp = tempfile::NamedTempFile::new_in(&self.blobs).map_err(io)?;
         tmp.write_all(bytes).map_err(io)?;
@@ -218,15 +228,16 @@ impl State {
     }
 
     /// Whether the blob with `digest` is here; if so, it counts as just
-    /// uploaded (`gc` spares it for `BLOB_GRACE`), for the deploy that is
-    /// about to name it.
+    /// uploaded (`gc` spares it until a version names it, or for
+    /// `grace`), for the deploy that is about to name it.
     pub fn touch_blob(&self, digest: &str) -> bool {
-        let Some(path) = self.blob_path(digest).filter(|p| p.is_file()) else {
+        if !self.blob_path(digest).is_some_and(|p| p.is_file()) {
             return false;
-        };
-        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
         }
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_string(), std::time::Instant::now());
         true
     }
 
@@ -280,6 +291,11 @@ impl State {
             params![app, secs, version, by],
         )?;
         tx.commit()?;
+        // Named by a version now: a delete may let it go.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
         Ok(Version {
             version,
             digest: digest.to_string(),
@@ -344,11 +360,18 @@ impl State {
         Ok(())
     }
 
-    /// Removes blobs that no version names and that were not uploaded (or
-    /// named by a deploy) within `BLOB_GRACE`: an upload and the deploy
-    /// that names it are two requests, and another app's delete may run
-    /// between them. Returns how many.
+    /// Removes blobs that no version names, but for uploads waiting for
+    /// their deploy (within `grace`): an upload and the deploy that names
+    /// it are two requests, and another app's delete may run between them.
+    /// Returns how many.
     pub fn gc(&self) -> Result<usize, StateError> {
+        let pending: std::collections::HashSet<String> = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            p.retain(|_, at| at.elapsed() < self.grace);
+            p.keys()
+                .filter_map(|d| d.strip_prefix("sha256:").map(str::to_string))
+                .collect()
+        };
         let used: std::collections::HashSet<String> = {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT DISTINCT digest FROM versions")?;
@@ -361,15 +384,9 @@ impl State {
         if let Ok(rd) = std::fs::read_dir(&self.blobs) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let recent = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_none_or(|age| age < BLOB_GRACE);
                 if name.len() == 64
                     && !used.contains(&name)
-                    && !recent
+                    && !pending.contains(&name)
                     && std::fs::remove_file(e.path()).is_ok()
                 {
                     removed += 1;
@@ -528,25 +545,17 @@ mod tests {
 
         s.delete("a").unwrap();
         assert!(matches!(s.app("a"), Err(StateError::NoApp(_))));
-        // Blobs no version names are kept while they are recent: an upload
-        // waiting for its deploy survives another app's delete.
+        assert_eq!(s.gc().unwrap(), 2);
+        // An upload no version names yet survives another app's delete,
+        // until its grace is over; named by a deploy under way, it is
+        // pending again.
+        let d3 = s.put_blob(b"three").unwrap();
         assert_eq!(s.gc().unwrap(), 0);
-        let age = |d: &str| {
-            let f = std::fs::File::options()
-                .append(true)
-                .open(s.blob_path(d).unwrap())
-                .unwrap();
-            f.set_modified(std::time::SystemTime::now() - BLOB_GRACE * 2)
-                .unwrap();
-        };
-        age(&d1);
-        age(&d2);
-        // Named again by a deploy (or uploaded again), a blob is recent.
-        assert!(s.touch_blob(&d2));
+        assert!(s.touch_blob(&d3));
+        let mut s = s;
+        s.grace = Duration::ZERO;
         assert_eq!(s.gc().unwrap(), 1);
-        assert!(!s.touch_blob(&d1));
-        age(&d2);
-        assert_eq!(s.gc().unwrap(), 1);
+        assert!(!s.touch_blob(&d3));
 
         // A blob changed on disk is refused.
         let d = s.put_blob(b"three").unwrap();

@@ -1464,7 +1464,7 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
     std::fs::write(
         envapp.path().join("wasmops.toml"),
         format!(
-            "manifest_version = 1\n[app]\nname = \"greeter\"\n[component.hello]\nsource = \"hello.wasm\"\nroute = \"/...\"\n\n[environments.staging]\nnode = \"{url}\"\nhosts = [\"greeter.test\"]\n"
+            "manifest_version = 1\n[app]\nname = \"greeter\"\n[component.hello]\nsource = \"hello.wasm\"\nroute = \"/...\"\n\n[environments.staging]\nnode = \"{url}\"\nhosts = [\"greeter.test\"]\n\n[environments.production]\nnode = \"{url}\"\nhosts = [\"greeter.example\"]\n"
         ),
     )
     .unwrap();
@@ -1485,6 +1485,18 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
     );
     let r = get_host(&node, "greeter.test", "/").await;
     assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    // Promoted, it answers the host names of the environment it goes to
+    // (here the same node stands for both).
+    let out = output(
+        wasmops()
+            .env("WASMOPS_TOKEN", &deployer)
+            .env("XDG_CONFIG_HOME", "/nonexistent-wasmops-config")
+            .current_dir(envapp.path())
+            .args(["promote", "staging", "production", "--app", "greeter"]),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(get_host(&node, "greeter.example", "/").await.status, 200);
+    assert_eq!(get_host(&node, "greeter.test", "/").await.status, 404);
     let out = client(
         &deployer,
         &[

@@ -595,6 +595,17 @@ pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
     if let Some(s) = spec.as_object_mut() {
         s.remove("variables");
     }
+    // Host names are the environment's when the app's manifest gives TO
+    // its own (`[environments.production] hosts`), as `deploy --env` does:
+    // production must not answer staging's names.
+    if !a.to.starts_with("http://")
+        && !a.to.starts_with("https://")
+        && let Some(m) = manifest_for(None)?
+        && let Some(e) = m.environment(&a.to)
+        && !e.hosts.is_empty()
+    {
+        spec["hosts"] = json!(e.hosts);
+    }
     // The exact component: the blob itself, checked against its digest.
     let wasm = from.call_raw(reqwest::Method::GET, &format!("/v1/blobs/{digest}"), None)?;
     let got = {
