@@ -214,12 +214,34 @@ where
             {
                 req.headers_mut().insert(http::header::HOST, v);
             }
+            // A request-target in absolute form (or HTTP/2's `:authority`)
+            // names the host: it replaces `Host` (RFC 9112, 3.2.3), so
+            // that the app it is routed to is the one the component is
+            // told it serves. Two `Host` fields are refused (RFC 9112, 3.2).
+            let hosts = req.headers().get_all(http::header::HOST).iter().count();
+            if let Some(v) = req
+                .uri()
+                .authority()
+                .and_then(|a| http::HeaderValue::try_from(a.as_str()).ok())
+            {
+                req.headers_mut().insert(http::header::HOST, v);
+            }
             // CONNECT asks for a tunnel, which no component serves.
-            let fut = (req.method() != http::Method::CONNECT).then(|| h(req));
+            let refused = if req.method() == http::Method::CONNECT {
+                Some(connect_refused())
+            } else if hosts > 1 {
+                Some(text(
+                    http::StatusCode::BAD_REQUEST,
+                    "bad request: more than one Host header\n",
+                ))
+            } else {
+                None
+            };
+            let fut = refused.is_none().then(|| h(req));
             async move {
-                Ok::<_, Infallible>(match fut {
-                    Some(f) => f.await.map(Either::Left),
-                    None => connect_refused().map(Either::Right),
+                Ok::<_, Infallible>(match (fut, refused) {
+                    (Some(f), _) => f.await.map(Either::Left),
+                    (None, r) => r.unwrap_or_else(connect_refused).map(Either::Right),
                 })
             }
         });

@@ -251,6 +251,26 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         assert!(out.stderr.contains("is not an app name"), "{}", out.stderr);
     }
     assert_eq!(get_host(&node, "other.test", "/echo/x").await.status, 200);
+    // A request-target in absolute form names the app, whatever `Host`
+    // says (the component is told that authority); two `Host` fields are
+    // refused.
+    let raw = |request: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(node.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let r = raw("GET http://hello.test/ HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("Hello, world!"),
+        "{r}"
+    );
+    let r =
+        raw("GET / HTTP/1.1\r\nHost: hello.test\r\nHost: other.test\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     // A signature policy whose key cannot be read stops the node at its
     // start, rather than refusing every reference deploy later.
     let out = output(
