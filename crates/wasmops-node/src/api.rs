@@ -457,7 +457,7 @@ wasmops_node_declarations{{state=\"failed\"}} {}
         let own = format!(
             "# HELP wasmops_node_apps Apps deployed on the node.\n# TYPE wasmops_node_apps gauge\nwasmops_node_apps {}\n\
              # HELP wasmops_node_apps_loaded Apps loaded (compiled code mapped, ready to instantiate).\n# TYPE wasmops_node_apps_loaded gauge\nwasmops_node_apps_loaded {loaded}\n\
-             # HELP wasmops_node_app_loads Apps loaded on a request.\n# TYPE wasmops_node_app_loads counter\nwasmops_node_app_loads_total {}\n\
+             # HELP wasmops_node_app_loads App loads: on a request after a start or an unload, and by deploys and rollbacks (which check the new version loaded).\n# TYPE wasmops_node_app_loads counter\nwasmops_node_app_loads_total {}\n\
              # HELP wasmops_node_app_unloads Apps unloaded (idle, or too many loaded).\n# TYPE wasmops_node_app_unloads counter\nwasmops_node_app_unloads_total {}\n\
              # HELP wasmops_node_deploys Deploys by result.\n# TYPE wasmops_node_deploys counter\nwasmops_node_deploys_total{{result=\"ok\"}} {}\nwasmops_node_deploys_total{{result=\"refused\"}} {}\n\
              # HELP wasmops_node_memory_budget_bytes The memory budget and what running instances reserve of it.\n# TYPE wasmops_node_memory_budget_bytes gauge\nwasmops_node_memory_budget_bytes{{kind=\"total\"}} {}\nwasmops_node_memory_budget_bytes{{kind=\"reserved\"}} {}\n",

@@ -381,7 +381,10 @@ impl Node {
             totals: self.loaded.clone(),
         });
         if let Some(h) = host {
+            // Loaded by a deploy or rollback (checked before it replaces
+            // the old version): counted as a load, as its unload will be.
             slot.set_loaded(h);
+            self.stats.loads.fetch_add(1, Ordering::Relaxed);
         }
         slot
     }
