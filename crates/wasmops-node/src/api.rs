@@ -284,7 +284,13 @@ impl Admin {
             Err(r) => return r,
         };
         let node = self.node.clone();
-        match (method.clone(), parts.as_slice()) {
+        // HEAD is GET without the body (hyper leaves it out).
+        let dispatch = if *method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        match (dispatch, parts.as_slice()) {
             (Method::GET, ["apps"]) => {
                 let table = node.table();
                 let mut apps: Vec<Value> = table.apps.iter().map(|a| app_json(a)).collect();

@@ -1010,6 +1010,18 @@ fn the_whole_admin_api_is_described_and_exercised() {
                 r.text()
             );
             assert_ne!(r.status, 405, "{method} {path}");
+            // What can be read can be asked with HEAD: GET's answer
+            // without the body.
+            if method == "get" {
+                let req = http::Request::builder()
+                    .method("HEAD")
+                    .uri(node.admin_url(&concrete))
+                    .header("authorization", format!("Bearer {t}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let h = common::send(&c, req).await;
+                assert_eq!((h.status, h.text().as_str()), (r.status, ""), "HEAD {path}");
+            }
         }
     });
 }
