@@ -96,19 +96,46 @@ fn app_json(slot: &AppSlot) -> Value {
     })
 }
 
-/// Reads a whole request body, at most `max` bytes.
-async fn read_body(body: hyper::body::Incoming, max: u64) -> Result<Bytes, Response<Body>> {
-    let limited = http_body_util::Limited::new(body, max as usize);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {max} bytes"),
-        )),
-        Err(e) => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("cannot read the request body: {e}"),
-        )),
+/// Reads a whole request body, at most `max` bytes (`limit` names the
+/// setting), each part within `idle` (the node's `--body-timeout`) of the
+/// one before: a client that stops sending gets 408 rather than holding the
+/// request open.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    max: u64,
+    limit: &str,
+    idle: std::time::Duration,
+) -> Result<Bytes, Response<Body>> {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "the request body stopped arriving for {:?} (the node's --body-timeout)",
+                        idle
+                    ),
+                ));
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(e))) => {
+                return Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the request body: {e}"),
+                ));
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() as u64 + data.len() as u64 > max {
+                return Err(json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the body is larger than {max} bytes ({limit})"),
+                ));
+            }
+            out.extend_from_slice(&data);
+        }
     }
 }
 
@@ -178,7 +205,7 @@ impl Admin {
         };
         if tokens.is_empty() {
             return Err(unauthorized(
-                "the node has no tokens: start it with --tokens-file (make one with `wasmops node token`)",
+                "the node has no token: start it with --tokens-file FILE, or add one to its file with `wasmops node token --tokens-file FILE` (read again without a restart)",
             ));
         }
         let Some(token) = presented else {
@@ -313,7 +340,14 @@ impl Admin {
                 json_response(StatusCode::OK, &v)
             }
             (Method::POST, ["blobs"]) => {
-                let bytes = match read_body(req.into_body(), node.config.max_upload).await {
+                let bytes = match read_body(
+                    req.into_body(),
+                    node.config.max_upload,
+                    "the node's --max-upload",
+                    node.config.body_timeout,
+                )
+                .await
+                {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
@@ -350,7 +384,14 @@ impl Admin {
             },
             (Method::PUT, ["apps", name]) => {
                 let name = name.to_string();
-                let bytes = match read_body(req.into_body(), 1 << 20).await {
+                let bytes = match read_body(
+                    req.into_body(),
+                    1 << 20,
+                    "the most a deploy request may be",
+                    node.config.body_timeout,
+                )
+                .await
+                {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
@@ -409,7 +450,14 @@ impl Admin {
             }
             (Method::POST, ["apps", name, "rollback"]) => {
                 let name = name.to_string();
-                let bytes = match read_body(req.into_body(), 64 << 10).await {
+                let bytes = match read_body(
+                    req.into_body(),
+                    64 << 10,
+                    "the most a rollback request may be",
+                    node.config.body_timeout,
+                )
+                .await
+                {
                     Ok(b) => b,
                     Err(r) => return r,
                 };

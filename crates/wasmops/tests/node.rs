@@ -184,7 +184,11 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let tokens = dir.path().join("tokens");
     let deployer = token(&tokens, "deploy", "ci");
     let reader = token(&tokens, "read", "dashboard");
-    let mut node = start_node(&data, &tokens, &["--idle-unload", "1s"]);
+    let mut node = start_node(
+        &data,
+        &tokens,
+        &["--idle-unload", "1s", "--body-timeout", "1s"],
+    );
     let api = Api::new(&node);
     let url = node.admin_url("");
     let url = url.trim_end_matches('/');
@@ -251,18 +255,24 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         assert!(out.stderr.contains("is not an app name"), "{}", out.stderr);
     }
     assert_eq!(get_host(&node, "other.test", "/echo/x").await.status, 200);
+    let bare = url.trim_start_matches("http://");
+    let out = client(&deployer, &["apps", "list", "--node", bare]);
+    common::assert_one_line_error(&out);
+    assert!(out.stderr.contains("http://HOST:PORT"), "{}", out.stderr);
     // A request-target in absolute form names the app, whatever `Host`
     // says (the component is told that authority); two `Host` fields are
     // refused.
-    let raw = |request: &str| {
+    let raw_to = |addr: &str, request: &str| {
         use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(node.addr).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(request.as_bytes()).unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
     };
+    let app_addr = node.addr.to_string();
+    let raw = |request: &str| raw_to(&app_addr, request);
     let r = raw("GET http://hello.test/ HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n");
     assert!(
         r.starts_with("HTTP/1.1 200") && r.contains("Hello, world!"),
@@ -271,6 +281,16 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let r =
         raw("GET / HTTP/1.1\r\nHost: hello.test\r\nHost: other.test\r\nConnection: close\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // An admin request whose body stops arriving gets 408 after the
+    // node's --body-timeout, rather than holding the request open.
+    let admin_addr = url.trim_start_matches("http://").to_string();
+    let r = raw_to(
+        &admin_addr,
+        &format!(
+            "PUT /v1/apps/stalled HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {deployer}\r\nContent-Length: 200\r\nConnection: close\r\n\r\n{{\"digest\":"
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
     // A signature policy whose key cannot be read stops the node at its
     // start, rather than refusing every reference deploy later.
     let out = output(

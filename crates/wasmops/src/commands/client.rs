@@ -207,6 +207,11 @@ fn node_url(t: &NodeTarget, app: Option<&Path>) -> anyhow::Result<(String, Optio
         (None, Some(e)) => environment(e, app)?,
         (None, None) => anyhow::bail!("which node? give --node URL or --env NAME"),
     };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        anyhow::bail!(
+            "the node `{url}` is not a URL: write it as http://HOST:PORT (or https:// with --ca), the node's admin listener"
+        );
+    }
     Ok((url.trim_end_matches('/').to_string(), t.ca.clone().or(ca)))
 }
 
