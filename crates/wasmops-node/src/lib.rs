@@ -1197,7 +1197,11 @@ fn check_spec(spec: &AppSpec, kind: Kind) -> Result<(), ChangeError> {
         let ok = !bare.is_empty()
             && bare.len() <= 253
             && bare.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                // A DNS label: 1-63 letters, digits and `-`, not at either end.
+                (1..=63).contains(&l.len())
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !ok {
             return Err(ChangeError::Bad(format!(
@@ -1205,16 +1209,30 @@ fn check_spec(spec: &AppSpec, kind: Kind) -> Result<(), ChangeError> {
             )));
         }
     }
-    for r in &spec.routes {
+    for (i, r) in spec.routes.iter().enumerate() {
+        // A prefix a request's path can have: no query or fragment, no
+        // `.` or `..` segment (a client's path never keeps them).
         if !r.starts_with('/')
-            || r.contains("..")
             || r.contains('*')
-            || r.chars().any(char::is_whitespace)
+            || r.contains(['?', '#'])
+            || r.split('/').any(|seg| seg == "." || seg == "..")
+            || r.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(ChangeError::Bad(format!(
                 "invalid route `{r}`: give a path prefix such as `/` or `/api`"
             )));
         }
+        if spec.routes[..i].contains(r) {
+            return Err(ChangeError::Bad(format!("route `{r}` is given twice")));
+        }
+    }
+    if let Some((_, h)) = spec
+        .hosts
+        .iter()
+        .enumerate()
+        .find(|(i, h)| spec.hosts[..*i].iter().any(|o| o.eq_ignore_ascii_case(h)))
+    {
+        return Err(ChangeError::Bad(format!("host `{h}` is given twice")));
     }
     for k in spec.env.keys() {
         if k.is_empty() || k.contains('=') || k.contains('\0') {

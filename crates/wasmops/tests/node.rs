@@ -492,6 +492,33 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
+    let hello_digest = v["digest"].clone();
+    // Hosts and routes no request could ever carry, and repeats.
+    for (spec, says) in [
+        (json!({ "hosts": ["-x.test"] }), "invalid host"),
+        (
+            json!({ "hosts": [format!("{}.test", "a".repeat(64))] }),
+            "invalid host",
+        ),
+        (json!({ "hosts": ["a.test", "A.test"] }), "given twice"),
+        (json!({ "routes": ["/a?b"] }), "invalid route"),
+        (json!({ "routes": ["/a/./b"] }), "invalid route"),
+        (json!({ "routes": ["/x", "/x"] }), "given twice"),
+    ] {
+        let mut body = spec.clone();
+        body["digest"] = hello_digest.clone();
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/v1/apps/oddly",
+                "/v1/apps/{name}",
+                Some(&deployer),
+                Some(body.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(s, 400, "{spec}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{spec}: {v}");
+    }
     let body = json!({ "digest": v["digest"], "memory": 1u64 << 40 });
     let (s, v) = api
         .call(
