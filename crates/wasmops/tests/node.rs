@@ -837,6 +837,32 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["hello", "slow"]);
+
+    // A redeploy without --host or --route keeps the app's host names and
+    // routes (a new build does not widen an app to every host).
+    let out = client(
+        &deployer,
+        &[
+            "deploy",
+            test_programs::HELLO,
+            "--node",
+            url,
+            "--name",
+            "slow",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = client(
+        &reader,
+        &["apps", "status", "slow", "--node", url, "--format", "json"],
+    );
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["hosts"], json!(["slow.test"]), "{v}");
+    assert_eq!(get_host(&node, "other.test", "/").await.status, 404);
+    assert_eq!(
+        get_host(&node, "slow.test", "/").await.text(),
+        "Hello, world!\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

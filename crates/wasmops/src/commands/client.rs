@@ -319,6 +319,51 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> anyhow::Result<Vec<u8>> {
+        let (status, bytes) = self.send(method, path, body)?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// The error of a call the node answered with `status`.
+    fn refusal(&self, status: reqwest::StatusCode, bytes: &[u8]) -> anyhow::Error {
+        let msg = serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string());
+        anyhow::anyhow!(
+            "the node at {} answered {}: {msg}",
+            self.url,
+            status.as_u16()
+        )
+    }
+
+    /// The spec of app `name`'s current version, `None` when the node has
+    /// no such app.
+    fn current_spec(&self, name: &str) -> anyhow::Result<Option<Value>> {
+        let (status, bytes) = self.send(reqwest::Method::GET, &app_path(name)?, None)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(self.refusal(status, &bytes));
+        }
+        let app: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", self.url))?;
+        let current = app["version"].as_i64();
+        Ok(app["versions"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["version"].as_i64() == current))
+            .map(|v| v["spec"].clone()))
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
         let url = format!("{}{path}", self.url);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         req = match body {
@@ -348,18 +393,7 @@ impl Client {
                 .bytes()
                 .await
                 .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-            if !status.is_success() {
-                let msg = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-                anyhow::bail!(
-                    "the node at {} answered {}: {msg}",
-                    self.url,
-                    status.as_u16()
-                );
-            }
-            Ok(bytes.to_vec())
+            Ok((status, bytes.to_vec()))
         })
     }
 }
@@ -466,6 +500,27 @@ pub fn deploy(a: &DeployArgs) -> anyhow::Result<i32> {
             json!({ "digest": digest }),
         )
     };
+    // A new version keeps the host names and routes of the one it
+    // replaces unless it is given its own: a redeploy of a new build must
+    // not widen a host-scoped app to every host.
+    let (mut hosts, mut routes) = (hosts, routes);
+    if hosts.is_empty()
+        && routes.is_empty()
+        && let Some(current) = client.current_spec(&name)?
+    {
+        let list = |k: &str| -> Vec<String> {
+            current[k]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        hosts = list("hosts");
+        routes = list("routes");
+    }
     let spec = spec_json(a, &routes, &hosts)?;
     if let (Some(b), Some(s)) = (body.as_object_mut(), spec.as_object()) {
         b.extend(s.clone());
