@@ -237,9 +237,24 @@ where
             } else {
                 None
             };
+            // A response to HEAD goes without its body whatever the
+            // handler made (over HTTP/2 a body after HEAD is a protocol
+            // error the client reports instead of the answer); the body is
+            // read to its end meanwhile and dropped, so a component that
+            // writes one finishes as it would for GET rather than finding
+            // its stream closed.
+            let head = req.method() == http::Method::HEAD;
             let fut = refused.is_none().then(|| h(req));
             async move {
                 Ok::<_, Infallible>(match (fut, refused) {
+                    (Some(f), _) if head => f.await.map(|body| {
+                        tokio::spawn(async move {
+                            use http_body_util::BodyExt as _;
+                            let mut body = std::pin::pin!(body);
+                            while let Some(Ok(_)) = body.frame().await {}
+                        });
+                        Either::Right(Full::new(Bytes::new()))
+                    }),
                     (Some(f), _) => f.await.map(Either::Left),
                     (None, r) => r.unwrap_or_else(connect_refused).map(Either::Right),
                 })

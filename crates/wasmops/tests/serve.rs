@@ -33,6 +33,19 @@ async fn hello_over_http1_keepalive_and_h2c() {
     .await;
     assert_eq!(r.version, http::Version::HTTP_2);
     assert_eq!(r.text(), "Hello, world!\n");
+    // HEAD, over either: the head without the body the component wrote
+    // (a body after HEAD is an HTTP/2 protocol error).
+    for c in [&c, &c2] {
+        let r = send(
+            c,
+            http::Request::head(server.url("/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text().as_str()), (200, ""));
+        assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1227,4 +1240,34 @@ async fn worker_logs_on_a_shared_pipe_stay_whole_lines() {
         }
     }
     assert_eq!(logged, 8 * 40, "every request is logged once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_reads_a_streamed_body_to_its_end_without_sending_it() {
+    let server = Server::start(test_programs::STREAM, &[]);
+    for h2 in [false, true] {
+        let r = send(
+            &client(h2),
+            http::Request::head(server.url("/stream"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((r.status, r.text().as_str()), (200, ""));
+    }
+    // The component wrote its whole body, as for GET: it did not find its
+    // stream closed (it would trap).
+    let start = std::time::Instant::now();
+    loop {
+        let m = get(&server.admin_url("/metrics")).await.text();
+        // Answered twice, and both instances done with their bodies.
+        let done = m.contains(r#"status_class="2xx"} 2"#)
+            && m.contains(r#"wasmops_instances_in_use{app="stream",component="stream"} 0"#);
+        if done || start.elapsed() > std::time::Duration::from_secs(10) {
+            assert!(done, "{m}");
+            assert!(!m.contains("wasmops_guest_failures_total{"), "{m}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
