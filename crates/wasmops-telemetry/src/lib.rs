@@ -303,28 +303,28 @@ impl Metrics {
             component: component.into(),
             route: route.into(),
         };
-        let status = |class: &'static str| {
-            let (metrics, live) = (self.clone(), live.clone());
-            let labels = RequestLabels {
-                app: app.into(),
-                component: component.into(),
-                route: route.into(),
-                status_class: class.into(),
-            };
-            LazyCounter::new(move || {
-                metrics.unless_forgotten(&live, |m| m.requests.get_or_create(&labels).clone())
-            })
+        let status = |class: &str| {
+            self.lazy(
+                &live,
+                |m| &m.requests,
+                RequestLabels {
+                    app: app.into(),
+                    component: component.into(),
+                    route: route.into(),
+                    status_class: class.into(),
+                },
+            )
         };
-        let failure = |kind: &'static str| {
-            let (metrics, live) = (self.clone(), live.clone());
-            let labels = FailureLabels {
-                app: app.into(),
-                component: component.into(),
-                kind: kind.into(),
-            };
-            LazyCounter::new(move || {
-                metrics.unless_forgotten(&live, |m| m.failures.get_or_create(&labels).clone())
-            })
+        let failure = |kind: &str| {
+            self.lazy(
+                &live,
+                |m| &m.failures,
+                FailureLabels {
+                    app: app.into(),
+                    component: component.into(),
+                    kind: kind.into(),
+                },
+            )
         };
         ComponentMetrics {
             metrics: self.clone(),
@@ -380,6 +380,23 @@ impl Metrics {
         self.instantiation.remove(&c);
         self.in_use.remove(&c);
         self.memory_high_water.remove(&c);
+    }
+
+    /// A counter of `family` under `labels`, made on its first increment
+    /// unless the component of `live` has been forgotten by then.
+    fn lazy<L>(
+        self: &Arc<Self>,
+        live: &RouteLabels,
+        family: fn(&Self) -> &Family<L, Counter>,
+        labels: L,
+    ) -> LazyCounter
+    where
+        L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (metrics, live) = (self.clone(), live.clone());
+        LazyCounter::new(move || {
+            metrics.unless_forgotten(&live, |m| family(m).get_or_create(&labels).clone())
+        })
     }
 
     /// Makes a lazily created series, unless the component it belongs to

@@ -480,8 +480,6 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .await;
     assert_eq!(s, 400, "an unknown field is refused: {v}");
     assert!(v["error"].as_str().unwrap().contains("hostz"), "{v}");
-    // More memory than the node gives an instance: refused, not cut short
-    // at run time.
     let (s, v) = api
         .call(
             "POST",
@@ -493,7 +491,8 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .await;
     assert_eq!(s, 201, "{v}");
     let hello_digest = v["digest"].clone();
-    // Hosts and routes no request could ever carry, and repeats.
+    // Hosts and routes no request could ever carry, repeats, and limits the
+    // node cannot give: refused, and nothing changes.
     for (spec, says) in [
         (json!({ "hosts": ["-x.test"] }), "invalid host"),
         (
@@ -504,6 +503,9 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         (json!({ "routes": ["/a?b"] }), "invalid route"),
         (json!({ "routes": ["/a/./b"] }), "invalid route"),
         (json!({ "routes": ["/x", "/x"] }), "given twice"),
+        // More memory than the node gives an instance: refused, not cut
+        // short at run time.
+        (json!({ "memory": 1u64 << 40 }), "--max-memory"),
     ] {
         let mut body = spec.clone();
         body["digest"] = hello_digest.clone();
@@ -519,18 +521,6 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         assert_eq!(s, 400, "{spec}: {v}");
         assert!(v["error"].as_str().unwrap().contains(says), "{spec}: {v}");
     }
-    let body = json!({ "digest": v["digest"], "memory": 1u64 << 40 });
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/apps/greedy",
-            "/v1/apps/{name}",
-            Some(&deployer),
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    assert_eq!(s, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("--max-memory"), "{v}");
     let after = api
         .call("GET", "/v1/apps", "/v1/apps", Some(&reader), None)
         .await
