@@ -303,6 +303,23 @@ impl AppHost {
             .collect()
     }
 
+    /// The most recent guest failure among the current handlers, its
+    /// message naming the component when the app has more than one.
+    pub fn last_failure(&self) -> Option<wasmops_runtime::http::Failure> {
+        let many = self.slots.len() > 1;
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                s.current().last_failure().map(|mut f| {
+                    if many {
+                        f.message = format!("component `{}`: {}", s.served.id, f.message);
+                    }
+                    f
+                })
+            })
+            .max_by_key(|f| f.at)
+    }
+
     /// Requests served by the current handlers.
     pub fn requests(&self) -> u64 {
         self.slots

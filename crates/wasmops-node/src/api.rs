@@ -80,6 +80,7 @@ fn version_json(v: &crate::state::Version) -> Value {
 
 fn app_json(slot: &AppSlot) -> Value {
     let v = &slot.version;
+    let last_error = slot.last_error();
     json!({
         "name": slot.name,
         "kind": slot.kind.name(),
@@ -92,7 +93,10 @@ fn app_json(slot: &AppSlot) -> Value {
         "deployed_at": v.deployed_at,
         "loaded": slot.is_loaded(),
         "requests": slot.requests.load(Ordering::Relaxed),
-        "last_error": slot.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        "last_error": last_error.as_ref().map(|f| f.message.clone()),
+        "last_error_at": last_error.as_ref().map(|f| {
+            wasmops_units::rfc3339(f.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
+        }),
     })
 }
 

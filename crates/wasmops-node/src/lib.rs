@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use http::{Response, StatusCode};
 use wasmops_app::{AppHost, ManifestOptions, Observe, RouteSpec, Served, Source};
 use wasmops_runtime::budget::MemoryBudget;
-use wasmops_runtime::http::{Body, HttpSettings};
+use wasmops_runtime::http::{Body, Failure, HttpSettings};
 use wasmops_runtime::{Grants, Limits, Runtime};
 use wasmops_server::router::Router;
 use wasmops_telemetry::Metrics;
@@ -120,8 +120,12 @@ pub(crate) struct AppSlot {
     last_used: AtomicU64,
     /// Requests it is answering now: an app is not idle while it answers.
     active: AtomicU64,
-    pub(crate) requests: AtomicU64,
-    pub(crate) last_error: Mutex<Option<String>>,
+    /// Requests the app has been asked since the node started, over all
+    /// its versions (a deploy or rollback hands the counter on).
+    pub(crate) requests: Arc<AtomicU64>,
+    /// This version's last failure to compile or load, or its guest's last
+    /// failure kept when it was unloaded (a loaded host keeps its own).
+    last_error: Mutex<Option<Failure>>,
     /// The `(component, route)` labels of the series its loads made (an
     /// app never asked for costs no series); removed when it is deleted.
     series: Mutex<HashSet<(String, String)>>,
@@ -160,7 +164,11 @@ impl AppSlot {
 
     fn unload(&self) -> bool {
         let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
-        let was = host.take().is_some();
+        let gone = host.take();
+        let was = gone.is_some();
+        if let Some(f) = gone.and_then(|h| h.last_failure()) {
+            self.note_error(f);
+        }
         if was {
             self.totals.apps.fetch_sub(1, Ordering::Relaxed);
             self.totals
@@ -168,6 +176,38 @@ impl AppSlot {
                 .fetch_sub(self.code_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         was
+    }
+
+    /// Keeps a failure as the version's last error unless a later one is
+    /// kept already.
+    fn note_error(&self, f: Failure) {
+        let mut e = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if e.as_ref().is_none_or(|old| old.at <= f.at) {
+            *e = Some(f);
+        }
+    }
+
+    /// Notes a failure to compile or load the version, now.
+    fn note_load_error(&self, message: String) {
+        self.note_error(Failure {
+            at: std::time::SystemTime::now(),
+            message,
+        });
+    }
+
+    /// The version's last error: a failure to load it, or its guest's last
+    /// trap, timeout or memory limit, whichever came later.
+    pub(crate) fn last_error(&self) -> Option<Failure> {
+        let kept = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let live = self.loaded().and_then(|h| h.last_failure());
+        match (kept, live) {
+            (Some(k), Some(l)) => Some(if l.at >= k.at { l } else { k }),
+            (k, l) => k.or(l),
+        }
     }
 
     fn set_loaded(&self, new: Arc<AppHost>) {
@@ -339,8 +379,7 @@ impl Node {
                     for slot in slots {
                         if let Err(e) = self.compile(&slot.version.digest, slot.kind) {
                             tracing::error!(app = %slot.name, version = slot.version.version, error = %e, "cannot compile the app's component; its requests will fail");
-                            *slot.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(e.to_string());
+                            slot.note_load_error(e.to_string());
                         }
                     }
                 });
@@ -374,7 +413,12 @@ impl Node {
             load_lock: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(self.now_ms()),
             active: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            // The app's count goes on from the version it replaces.
+            requests: self
+                .table()
+                .get(name)
+                .map(|s| s.requests.clone())
+                .unwrap_or_default(),
             last_error: Mutex::new(None),
             series: Mutex::new(HashSet::new()),
             code_bytes: AtomicU64::new(0),
@@ -701,7 +745,7 @@ impl Node {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(app = %slot.name, error = %e, "cannot load the app");
-                    *slot.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    slot.note_load_error(e);
                     return json_error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         &format!("app `{}` cannot be loaded", slot.name),

@@ -56,7 +56,7 @@ pub enum OciError {
     Invalid(String),
     #[error("{0}")]
     Auth(String),
-    /// A registry answered 404.
+    /// A registry answered 404, or a layout named is not there.
     #[error("{0}")]
     Missing(String),
     #[error("{0}")]
@@ -235,8 +235,10 @@ impl Layout {
         let marker = root.join("oci-layout");
         if !marker.is_file() {
             if !create {
-                return Err(OciError::Io(format!(
-                    "{} is not an OCI layout (no `oci-layout` file)",
+                // Missing, as a registry's 404: the source asked for is
+                // not there (the node answers 404, not a gateway error).
+                return Err(OciError::Missing(format!(
+                    "{} is not an OCI layout (no `oci-layout` file): push there first, or check the path",
                     root.display()
                 )));
             }

@@ -180,14 +180,32 @@ struct Inner {
     /// finds every slot taken waits for one of them instead of a 503.
     draining: AtomicUsize,
     stats: HandlerStats,
+    /// The last failure of the guest (a trap, a timeout, a memory limit),
+    /// when it happened and what it was, for an operator's status view.
+    last_failure: std::sync::Mutex<Option<Failure>>,
     /// Instances waiting for their next request (instance reuse only); at
     /// most as many as have ever run at once.
     idle: std::sync::Mutex<Vec<Idle>>,
 }
 
+/// A guest failure as a status view shows it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub at: std::time::SystemTime,
+    pub message: String,
+}
+
 impl Inner {
-    /// Counts a guest failure by kind, in the handler's stats and metrics.
+    /// Counts a guest failure by kind, in the handler's stats and metrics,
+    /// and keeps it as the handler's last failure (a busy pool is not the
+    /// guest's failure).
     fn count_failure(&self, err: &RunError) {
+        if !matches!(err, RunError::Busy(_)) {
+            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {
+                at: std::time::SystemTime::now(),
+                message: err.to_string(),
+            });
+        }
         let (stat, metric) = match err {
             RunError::Timeout(_) => (
                 &self.stats.timeouts,
@@ -263,6 +281,7 @@ impl HttpHandler {
                 queued: AtomicUsize::new(0),
                 draining: AtomicUsize::new(0),
                 stats: HandlerStats::default(),
+                last_failure: std::sync::Mutex::new(None),
                 idle: std::sync::Mutex::new(Vec::new()),
             }),
         })
@@ -270,6 +289,15 @@ impl HttpHandler {
 
     pub fn stats(&self) -> &HandlerStats {
         &self.inner.stats
+    }
+
+    /// The guest's last failure in this handler, if any.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.inner
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn settings(&self) -> &HttpSettings {
@@ -1269,6 +1297,14 @@ impl PendingAccess {
                 m.aborted.inc();
             }
             self.handler.stats.aborted.fetch_add(1, Ordering::Relaxed);
+            *self
+                .handler
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Failure {
+                at: std::time::SystemTime::now(),
+                message: "the component failed after sending the response head".to_string(),
+            });
             tracing::warn!(
                 component = %self.handler.settings.name,
                 request_id = %self.request_id,

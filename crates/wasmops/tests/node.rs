@@ -449,6 +449,24 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         )
         .await;
     assert!(s == 404 || s == 502, "{s} {v}");
+    // A layout that is not there is a source that does not exist: 404.
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/ghost",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(br#"{"reference":"oci-layout:/nonexistent/layout:v1"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not an OCI layout"),
+        "{v}"
+    );
     let (s, v) = api
         .call(
             "PUT",
@@ -591,6 +609,13 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .collect();
     assert_eq!(actions, ["deploy", "deploy", "rollback", "rollback"]);
     assert_eq!(v["versions"][0]["deployed_by"], "ci");
+    // The app's request count goes on across its versions (version 2, just
+    // made current again, has answered nothing yet).
+    assert!(v["requests"].as_u64().unwrap() >= 3, "{v}");
+    assert!(
+        v["last_error"].is_null() && v["last_error_at"].is_null(),
+        "{v}"
+    );
     let out = client(&reader, &["apps", "status", "hello", "--node", url]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("version:    2"), "{}", out.stdout);
@@ -681,6 +706,51 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     assert_eq!((slow.status, during.status), (200, 200));
     let m = common::get(&metrics_url).await.text();
     assert_eq!(metric(&m, "wasmops_node_app_loads_total"), loads, "{m}");
+
+    // A guest's trap is the app's last error, with its time, and stays so
+    // after the app is unloaded.
+    assert_eq!(get_host(&node, "slow.test", "/panic").await.status, 500);
+    let (_, v) = api
+        .call(
+            "GET",
+            "/v1/apps/slow",
+            "/v1/apps/{name}",
+            Some(&reader),
+            None,
+        )
+        .await;
+    let trapped = v["last_error"].as_str().unwrap_or("").to_string();
+    assert!(trapped.contains("trapped"), "{v}");
+    assert!(
+        v["last_error_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
+    let start = Instant::now();
+    let v = loop {
+        let (_, v) = api
+            .call(
+                "GET",
+                "/v1/apps/slow",
+                "/v1/apps/{name}",
+                Some(&reader),
+                None,
+            )
+            .await;
+        if v["loaded"] == false || start.elapsed() > Duration::from_secs(10) {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["loaded"], false, "{v}");
+    assert_eq!(v["last_error"].as_str(), Some(trapped.as_str()), "{v}");
+    let out = client(&reader, &["apps", "status", "slow", "--node", url]);
+    assert!(
+        out.stdout.contains("last error: ") && out.stdout.contains("trapped"),
+        "{}",
+        out.stdout
+    );
 
     // kill -9, restart: every acknowledged deployment is back and served.
     node.signal(libc::SIGKILL);

@@ -598,7 +598,10 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
             println!("loaded:     {}", v["loaded"]);
             println!("requests:   {}", v["requests"]);
             if let Some(e) = v["last_error"].as_str() {
-                println!("last error: {e}");
+                match v["last_error_at"].as_str() {
+                    Some(at) => println!("last error: {e} ({at})"),
+                    None => println!("last error: {e}"),
+                }
             }
             for h in v["history"].as_array().cloned().unwrap_or_default() {
                 println!(
