@@ -51,7 +51,7 @@ pub struct Admin {
     pub tokens: Arc<TokenFile>,
 }
 
-fn change_error(e: ChangeError) -> Response<Body> {
+fn change_error(node: &Node, e: ChangeError) -> Response<Body> {
     let status = match &e {
         ChangeError::Bad(_) => StatusCode::BAD_REQUEST,
         ChangeError::Unusable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -61,7 +61,7 @@ fn change_error(e: ChangeError) -> Response<Body> {
         ChangeError::Source(_) => StatusCode::BAD_GATEWAY,
         ChangeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    json_error(status, &e.to_string())
+    json_error(status, &node.scrub(&e.to_string()))
 }
 
 /// A version as the API shows it: variables by name only (their values
@@ -78,7 +78,7 @@ fn version_json(v: &crate::state::Version) -> Value {
     j
 }
 
-fn app_json(slot: &AppSlot) -> Value {
+fn app_json(node: &Node, slot: &AppSlot) -> Value {
     let v = &slot.version;
     let last_error = slot.last_error();
     json!({
@@ -93,7 +93,7 @@ fn app_json(slot: &AppSlot) -> Value {
         "deployed_at": v.deployed_at,
         "loaded": slot.is_loaded(),
         "requests": slot.requests.load(Ordering::Relaxed),
-        "last_error": last_error.as_ref().map(|f| f.message.clone()),
+        "last_error": last_error.as_ref().map(|f| node.scrub(&f.message)),
         "last_error_at": last_error.as_ref().map(|f| {
             wasmops_units::rfc3339(f.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default())
         }),
@@ -258,7 +258,7 @@ impl Admin {
                     if let Some(r) = report {
                         body["declarations"] = json!({
                             "applied": r.applied,
-                            "failed": r.failed.iter().map(|(app, error)| json!({"app": app, "error": error})).collect::<Vec<_>>(),
+                            "failed": r.failed.iter().map(|(app, error)| json!({"app": app, "error": node.scrub(error)})).collect::<Vec<_>>(),
                         });
                     }
                     json_response(StatusCode::OK, &body)
@@ -324,7 +324,7 @@ impl Admin {
         match (dispatch, parts.as_slice()) {
             (Method::GET, ["apps"]) => {
                 let table = node.table();
-                let mut apps: Vec<Value> = table.apps.iter().map(|a| app_json(a)).collect();
+                let mut apps: Vec<Value> = table.apps.iter().map(|a| app_json(&node, a)).collect();
                 apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
                 json_response(StatusCode::OK, &json!({ "apps": apps }))
             }
@@ -333,13 +333,13 @@ impl Admin {
                 let Some(slot) = table.get(name) else {
                     return json_error(StatusCode::NOT_FOUND, &format!("no app named `{name}`"));
                 };
-                let mut v = app_json(slot);
+                let mut v = app_json(&node, slot);
                 match node.state.app(name) {
                     Ok((_, versions, events)) => {
                         v["versions"] = Value::Array(versions.iter().map(version_json).collect());
                         v["history"] = json!(events);
                     }
-                    Err(e) => return change_error(e.into()),
+                    Err(e) => return change_error(&node, e.into()),
                 }
                 json_response(StatusCode::OK, &v)
             }
@@ -360,7 +360,7 @@ impl Admin {
                     Ok(Ok(digest)) => {
                         json_response(StatusCode::CREATED, &json!({ "digest": digest }))
                     }
-                    Ok(Err(e)) => change_error(e),
+                    Ok(Err(e)) => change_error(&node, e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
@@ -436,7 +436,7 @@ impl Admin {
                             };
                             (digest, source)
                         }
-                        Err(e) => return change_error(e),
+                        Err(e) => return change_error(&node, e),
                     },
                 };
                 let by = caller.name.clone();
@@ -448,7 +448,7 @@ impl Admin {
                 .await;
                 match result {
                     Ok(Ok(v)) => json_response(StatusCode::OK, &version_json(&v)),
-                    Ok(Err(e)) => change_error(e),
+                    Ok(Err(e)) => change_error(&node, e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
@@ -473,13 +473,13 @@ impl Admin {
                 let n = node.clone();
                 match tokio::task::spawn_blocking(move || n.rollback(&name, r.version, &by)).await {
                     Ok(Ok(v)) => json_response(StatusCode::OK, &version_json(&v)),
-                    Ok(Err(e)) => change_error(e),
+                    Ok(Err(e)) => change_error(&node, e),
                     Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 }
             }
             (Method::DELETE, ["apps", name]) => match node.delete(name, &caller.name) {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "deleted": name })),
-                Err(e) => change_error(e),
+                Err(e) => change_error(&node, e),
             },
             (_, ["apps"] | ["apps", _] | ["apps", _, "rollback"] | ["blobs"] | ["blobs", _]) => {
                 json_error(

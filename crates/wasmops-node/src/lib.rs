@@ -1159,6 +1159,37 @@ impl Node {
         Ok((digest, pulled.digest))
     }
 
+    /// A message as a client may see it: paths in the node's data
+    /// directory are not for clients (they tell where the node keeps its
+    /// files), so an unpacked app's files are named as in its bundle
+    /// (`components/web.wasm`) and the rest relative to the directory.
+    pub fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        let mut roots = vec![self.config.data_dir.display().to_string()];
+        if let Ok(abs) = std::fs::canonicalize(&self.config.data_dir) {
+            roots.push(abs.display().to_string());
+        }
+        roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        for root in roots.iter().filter(|r| !r.is_empty()) {
+            let apps = format!("{root}/apps/");
+            while let Some(at) = out.find(&apps) {
+                let rest = &out[at + apps.len()..];
+                let hex = rest
+                    .find('/')
+                    .filter(|&n| rest[..n].bytes().all(|b| b.is_ascii_hexdigit()));
+                let end = match hex {
+                    Some(n) => at + apps.len() + n + 1,
+                    None => at + apps.len(),
+                };
+                out.replace_range(at..end, "");
+            }
+            out = out
+                .replace(&format!("{root}/"), "")
+                .replace(root.as_str(), "the node's data directory");
+        }
+        out
+    }
+
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
     }

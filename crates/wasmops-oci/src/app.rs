@@ -255,12 +255,16 @@ pub fn unpack_bundle(data: &[u8], dest: &Path) -> Result<(), OciError> {
 }
 
 /// Unpacks a tar of [`pack_dir`] into `dest`, refusing anything but
-/// regular files and directories under it.
+/// regular files and directories under it, and a file named twice (which
+/// of the two a reader gets would depend on the unpacker). Errors name the
+/// entry, not `dest` (on a node, a path of its data directory).
 fn unpack_tar(data: &[u8], dest: &Path) -> Result<(), OciError> {
     let bad = |why: String| OciError::Invalid(format!("files layer: {why}"));
-    std::fs::create_dir_all(dest).map_err(|e| OciError::Io(format!("{}: {e}", dest.display())))?;
+    let io = |p: &Path, e: std::io::Error| OciError::Io(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(dest).map_err(|e| io(Path::new("."), e))?;
     let mut archive = tar::Archive::new(data);
     let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
+    let mut files = std::collections::HashSet::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
@@ -269,19 +273,21 @@ fn unpack_tar(data: &[u8], dest: &Path) -> Result<(), OciError> {
         }
         let target = dest.join(&path);
         match entry.header().entry_type() {
-            tar::EntryType::Directory => std::fs::create_dir_all(&target)
-                .map_err(|e| OciError::Io(format!("{}: {e}", target.display())))?,
+            tar::EntryType::Directory => {
+                std::fs::create_dir_all(&target).map_err(|e| io(&path, e))?
+            }
             tar::EntryType::Regular => {
+                if !files.insert(path.clone()) {
+                    return Err(bad(format!("{} is in the archive twice", path.display())));
+                }
                 if let Some(p) = target.parent() {
-                    std::fs::create_dir_all(p)
-                        .map_err(|e| OciError::Io(format!("{}: {e}", p.display())))?;
+                    std::fs::create_dir_all(p).map_err(|e| io(&path, e))?;
                 }
                 let mut buf = Vec::new();
                 entry
                     .read_to_end(&mut buf)
                     .map_err(|e| bad(e.to_string()))?;
-                std::fs::write(&target, buf)
-                    .map_err(|e| OciError::Io(format!("{}: {e}", target.display())))?;
+                std::fs::write(&target, buf).map_err(|e| io(&path, e))?;
             }
             t => return Err(bad(format!("{} is a {t:?}, not a file", path.display()))),
         }
@@ -517,6 +523,42 @@ mod tests {
             .to_string();
         assert!(e.contains("unsafe path"), "{e}");
         assert!(!out.path().join("evil").exists());
+    }
+
+    #[test]
+    fn a_file_named_twice_is_refused_and_errors_do_not_name_the_destination() {
+        let mut b = tar::Builder::new(Vec::new());
+        for body in [&b"name = \"a\""[..], &b"name = \"b\""[..]] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "wasmops.toml", body).unwrap();
+        }
+        let data = b.into_inner().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("secret-place");
+        let e = unpack_bundle(&data, &dest).unwrap_err().to_string();
+        assert!(e.contains("wasmops.toml is in the archive twice"), "{e}");
+        assert!(!e.contains("secret-place"), "{e}");
+        // A file where the archive made a directory: the entry is named,
+        // not where it was unpacked.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o755);
+        b.append_data(&mut h, "d", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "d", &b"x"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let dest = out.path().join("other-secret-place");
+        let e = unpack_bundle(&data, &dest).unwrap_err().to_string();
+        assert!(e.starts_with("d: "), "{e}");
+        assert!(!e.contains("secret-place"), "{e}");
     }
 
     #[test]

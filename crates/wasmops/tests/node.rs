@@ -1531,6 +1531,66 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
         )
         .await;
     assert!(s == 422, "{s} {v}");
+    // A manifest named twice: which one counts would depend on the unpacker.
+    let twice = tar_of(&[
+        (
+            "wasmops.toml",
+            b"manifest_version = 1\n[app]\nname = \"a\"\n",
+        ),
+        (
+            "wasmops.toml",
+            b"manifest_version = 1\n[app]\nname = \"b\"\n",
+        ),
+    ]);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/blobs",
+            "/v1/blobs",
+            Some(&deployer),
+            Some(twice),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("wasmops.toml is in the archive twice"),
+        "{v}"
+    );
+    // A component broken past its header is stored, then refused by the
+    // deploy that compiles it; the error names the file as in the bundle,
+    // not where the node unpacked it.
+    let mut bad = std::fs::read(test_programs::HELLO).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64].fill(0xff);
+    let bad_app = tar_of(&[
+        (
+            "wasmops.toml",
+            b"manifest_version = 1\n[app]\nname = \"d\"\n[component.a]\nsource = \"components/a.wasm\"\nroute = \"/...\"\n",
+        ),
+        ("components/a.wasm", &bad),
+    ]);
+    let digest = upload(&api, &deployer, bad_app).await;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/apps/damaged",
+            "/v1/apps/{name}",
+            Some(&deployer),
+            Some(
+                json!({"digest": digest, "routes": ["/damaged"]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("components/a.wasm: "), "{e}");
+    let data_dir = data.display().to_string();
+    assert!(!e.contains(&data_dir) && !e.contains("/apps/"), "{e}");
     let leftovers: Vec<_> = std::fs::read_dir(data.join("apps"))
         .unwrap()
         .flatten()
