@@ -1722,6 +1722,30 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(get_host(&node, "greeter.example", "/").await.status, 200);
     assert_eq!(get_host(&node, "greeter.test", "/").await.status, 404);
+    // To itself: refused before anything is asked of a node; an unknown
+    // environment is told how to name a node in its place.
+    for (from, to, said) in [
+        (
+            "production",
+            "production",
+            "promote from `production` to itself",
+        ),
+        (
+            "staging",
+            "qa",
+            "or write the node's URL (http://HOST:PORT) in its place",
+        ),
+    ] {
+        let out = output(
+            wasmops()
+                .env("WASMOPS_TOKEN", &deployer)
+                .env("XDG_CONFIG_HOME", "/nonexistent-wasmops-config")
+                .current_dir(envapp.path())
+                .args(["promote", from, to, "--app", "greeter"]),
+        );
+        common::assert_one_line_error(&out);
+        assert!(out.stderr.contains(said), "{}", out.stderr);
+    }
     let out = client(
         &deployer,
         &[

@@ -161,7 +161,13 @@ fn manifest_for(app: Option<&Path>) -> anyhow::Result<Option<wasmops_manifest::A
 /// The URL of an environment, and the CA it names (if any): from the app's
 /// manifest (`[environments.NAME] node = "URL"`), else from the user's
 /// environments file.
-fn environment(name: &str, app: Option<&Path>) -> anyhow::Result<(String, Option<PathBuf>)> {
+/// The node an environment names, in the app's manifest or the user's
+/// `environments.toml`; `or` says what else the user may write instead.
+fn environment(
+    name: &str,
+    app: Option<&Path>,
+    or: &str,
+) -> anyhow::Result<(String, Option<PathBuf>)> {
     if let Some(m) = manifest_for(app)?
         && let Some(env) = m.environment(name)
     {
@@ -176,7 +182,7 @@ fn environment(name: &str, app: Option<&Path>) -> anyhow::Result<(String, Option
     let path = config_dir().join("environments.toml");
     let text = std::fs::read_to_string(&path).map_err(|_| {
         anyhow::anyhow!(
-            "no environment `{name}`: neither the app's manifest ([environments.{name}]) nor {} names it; add it to either, or give --node URL",
+            "no environment `{name}`: neither the app's manifest ([environments.{name}]) nor {} names it; add it to either, or {or}",
             path.display()
         )
     })?;
@@ -204,7 +210,7 @@ fn environment(name: &str, app: Option<&Path>) -> anyhow::Result<(String, Option
 fn node_url(t: &NodeTarget, app: Option<&Path>) -> anyhow::Result<(String, Option<PathBuf>)> {
     let (url, ca) = match (&t.node, &t.env) {
         (Some(u), _) => (u.clone(), None),
-        (None, Some(e)) => environment(e, app)?,
+        (None, Some(e)) => environment(e, app, "give --node URL")?,
         (None, None) => anyhow::bail!("which node? give --node URL or --env NAME"),
     };
     if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -221,7 +227,11 @@ fn url_of(s: &str) -> anyhow::Result<(String, Option<PathBuf>)> {
         let ca = std::env::var_os("WASMOPS_NODE_CA").map(PathBuf::from);
         Ok((s.trim_end_matches('/').to_string(), ca))
     } else {
-        let (url, ca) = environment(s, None)?;
+        let (url, ca) = environment(
+            s,
+            None,
+            "write the node's URL (http://HOST:PORT) in its place",
+        )?;
         Ok((url.trim_end_matches('/').to_string(), ca))
     }
 }
@@ -640,6 +650,12 @@ pub fn apps(a: &AppsArgs) -> anyhow::Result<i32> {
 }
 
 pub fn promote(a: &PromoteArgs) -> anyhow::Result<i32> {
+    if a.from.trim_end_matches('/') == a.to.trim_end_matches('/') {
+        anyhow::bail!(
+            "promote from `{}` to itself: promotion deploys what runs in one environment to another; name two",
+            a.from
+        );
+    }
     let from = Client::new(url_of(&a.from)?)?;
     let to = Client::new(url_of(&a.to)?)?;
     let app = from.call(reqwest::Method::GET, &app_path(&a.app)?, None)?;
