@@ -105,6 +105,51 @@ pub struct State {
     /// names yet, by digest, with when: `gc` spares them for `grace`.
     pending: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     pub(crate) grace: Duration,
+    /// `DATA_DIR/node.lock`, locked while the state is open: a second node
+    /// on the same directory would keep its own table of apps and the two
+    /// would undo each other's changes. The kernel drops the lock when the
+    /// process ends, `kill -9` included.
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory's lock, or says which process holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StateError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    let path = data_dir.join("node.lock");
+    let io = |e: std::io::Error| StateError::Io(format!("{}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor this function owns; no memory involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io(e));
+        }
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(StateError::Io(format!(
+            "another node{} is using the data directory {}; stop it, or give this node its own --data-dir",
+            if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            },
+            data_dir.display()
+        )));
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    write!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
 }
 
 fn now() -> (i64, String) {
@@ -138,6 +183,7 @@ impl State {
                 .create(data_dir)
                 .map_err(|e| io(data_dir, e))?;
         }
+        let lock = lock_data_dir(data_dir)?;
         let blobs = data_dir.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs).map_err(|e| io(&blobs, e))?;
         let db = data_dir.join("state.db");
@@ -187,6 +233,7 @@ impl State {
             blobs,
             pending: Mutex::new(std::collections::HashMap::new()),
             grace: BLOB_GRACE,
+            _lock: lock,
         })
     }
 
@@ -581,5 +628,20 @@ mod tests {
             .unwrap();
         let _s = State::open(&dir).unwrap();
         assert_eq!(mode(&dir.join("state.db")), 0o600);
+    }
+
+    #[test]
+    fn one_node_at_a_time_uses_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let Err(e) = State::open(dir.path()) else {
+            panic!("a second open of the same data dir was let through");
+        };
+        let e = e.to_string();
+        assert!(e.contains("another node"), "{e}");
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(e.contains("--data-dir"), "{e}");
+        drop(s);
+        State::open(dir.path()).unwrap();
     }
 }

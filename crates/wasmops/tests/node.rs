@@ -198,6 +198,28 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let (s, _) = api.call("GET", "/healthz", "/healthz", None, None).await;
     assert_eq!(s, 200);
 
+    // A second node on the same data directory is refused: the two would
+    // undo each other's changes.
+    let out = output(wasmops().args([
+        "node",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+    ]));
+    assert_ne!(out.code, 0);
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stderr);
+    assert!(said[0].contains("another node (pid "), "{}", out.stderr);
+
     // Deploy by file, reached by host name; and another app by path.
     let out = client(
         &deployer,
