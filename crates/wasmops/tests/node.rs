@@ -219,6 +219,42 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .collect();
     assert_eq!(said.len(), 1, "{}", out.stderr);
     assert!(said[0].contains("another node (pid "), "{}", out.stderr);
+    // A taken address is named with the flag that moves it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    for (flag, other, hint) in [
+        (
+            "--admin-listen",
+            "--listen",
+            "set it with --admin-listen ADDR",
+        ),
+        ("--listen", "--admin-listen", "set it with --listen ADDR"),
+    ] {
+        let spare = dir.path().join("spare");
+        let out = output(wasmops().args([
+            "node",
+            "--data-dir",
+            spare.to_str().unwrap(),
+            flag,
+            &taken,
+            other,
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ]));
+        assert_ne!(out.code, 0);
+        let said: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(said.len(), 1, "{}", out.stderr);
+        assert!(
+            said[0].contains("already in use") && said[0].contains(hint),
+            "{}",
+            out.stderr
+        );
+    }
 
     // Deploy by file, reached by host name; and another app by path.
     let out = client(

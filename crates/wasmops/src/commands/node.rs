@@ -277,7 +277,11 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
         }
         let admin_task = match args.server.admin() {
             Some(addr) => {
-                let listener = wasmops_server::bind(addr)?;
+                let listener = wasmops_server::bind(addr).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (the admin API's address: set it with --admin-listen ADDR)"
+                    )
+                })?;
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 eprintln!("wasmops: admin on {scheme}://{}/", listener.local_addr()?);
                 let admin = admin.clone();
@@ -298,7 +302,8 @@ fn serve(args: &NodeRunArgs) -> anyhow::Result<i32> {
             }
             None => None,
         };
-        let listener = wasmops_server::bind(args.server.listen)?;
+        let listener = wasmops_server::bind(args.server.listen)
+            .map_err(|e| anyhow::anyhow!("{e} (the apps' address: set it with --listen ADDR)"))?;
         let addr = listener.local_addr()?;
         tracing::info!(
             data_dir = %args.data_dir.display(),
