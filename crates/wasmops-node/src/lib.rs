@@ -1255,14 +1255,14 @@ fn check_spec(spec: &AppSpec, kind: Kind) -> Result<(), ChangeError> {
                 || spec.concurrency.is_some()
             {
                 return Err(ChangeError::Bad(
-                    "an app's environment and limits are set per component in its wasmops.toml, not at deploy; give only hosts, routes and variables".into(),
+                    "an app's environment and limits are set per component in its wasmops.toml, not at deploy; give only hosts, routes and variables (`--var NAME=VALUE`)".into(),
                 ));
             }
         }
         Kind::Component => {
             if !spec.variables.is_empty() {
                 return Err(ChangeError::Bad(
-                    "variables are for apps with a wasmops.toml; give a component environment variables (`env`) instead".into(),
+                    "variables are for apps with a wasmops.toml; give a component environment variables instead (`wasmops deploy --app-env K=V`; `env` in the API and in an apps-directory declaration)".into(),
                 ));
             }
         }
