@@ -98,13 +98,24 @@ impl Api {
     }
 }
 
-/// Uploads a blob (`POST /v1/blobs`, 201) and returns its digest.
-async fn upload(api: &Api, token: &str, bytes: Vec<u8>) -> String {
+/// Uploads a blob (`POST /v1/blobs`) expecting `status`; returns the
+/// answer's `field` (`digest` when stored, `error` when refused).
+async fn post_blob(api: &Api, token: &str, bytes: Vec<u8>, status: u16, field: &str) -> String {
     let (s, v) = api
         .call("POST", "/v1/blobs", "/v1/blobs", Some(token), Some(bytes))
         .await;
-    assert_eq!(s, 201, "{v}");
-    v["digest"].as_str().unwrap().to_string()
+    assert_eq!(s, status, "{v}");
+    v[field].as_str().unwrap().to_string()
+}
+
+/// Uploads a blob (201) and returns its digest.
+async fn upload(api: &Api, token: &str, bytes: Vec<u8>) -> String {
+    post_blob(api, token, bytes, 201, "digest").await
+}
+
+/// Uploads a blob that must be refused (422) and returns the error.
+async fn upload_refused(api: &Api, token: &str, bytes: Vec<u8>) -> String {
+    post_blob(api, token, bytes, 422, "error").await
 }
 
 fn token(tokens: &Path, scope: &str, name: &str) -> String {
@@ -198,62 +209,47 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     let (s, _) = api.call("GET", "/healthz", "/healthz", None, None).await;
     assert_eq!(s, 200);
 
-    // A second node on the same data directory is refused: the two would
-    // undo each other's changes.
-    let out = output(wasmops().args([
-        "node",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "text",
-    ]));
-    assert_ne!(out.code, 0);
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(said.len(), 1, "{}", out.stderr);
-    assert!(said[0].contains("another node (pid "), "{}", out.stderr);
-    // A taken address is named with the flag that moves it.
+    // A second node on the same data directory is refused (the two would
+    // undo each other's changes), and a taken address is named with the
+    // flag that moves it: one line each.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
-    for (flag, other, hint) in [
+    let spare = dir.path().join("spare");
+    let (data_s, spare_s) = (data.to_str().unwrap(), spare.to_str().unwrap());
+    for (data_dir, listen, admin, said) in [
+        (data_s, "127.0.0.1:0", "127.0.0.1:0", "another node (pid "),
         (
-            "--admin-listen",
-            "--listen",
-            "set it with --admin-listen ADDR",
+            spare_s,
+            "127.0.0.1:0",
+            taken.as_str(),
+            "in use; stop the other process or pick another address (the admin API's address: set it with --admin-listen ADDR)",
         ),
-        ("--listen", "--admin-listen", "set it with --listen ADDR"),
+        (
+            spare_s,
+            taken.as_str(),
+            "127.0.0.1:0",
+            "in use; stop the other process or pick another address (the apps' address: set it with --listen ADDR)",
+        ),
     ] {
-        let spare = dir.path().join("spare");
         let out = output(wasmops().args([
             "node",
             "--data-dir",
-            spare.to_str().unwrap(),
-            flag,
-            &taken,
-            other,
-            "127.0.0.1:0",
+            data_dir,
+            "--listen",
+            listen,
+            "--admin-listen",
+            admin,
             "--log-format",
             "text",
         ]));
         assert_ne!(out.code, 0);
-        let said: Vec<&str> = out
+        let errors: Vec<&str> = out
             .stderr
             .lines()
             .filter(|l| l.starts_with("error: "))
             .collect();
-        assert_eq!(said.len(), 1, "{}", out.stderr);
-        assert!(
-            said[0].contains("already in use") && said[0].contains(hint),
-            "{}",
-            out.stderr
-        );
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        assert!(errors[0].contains(said), "{}", out.stderr);
     }
 
     // Deploy by file, reached by host name; and another app by path.
@@ -415,23 +411,8 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         .await
         .1;
     let core = std::fs::read(test_programs::CLI_P1).unwrap();
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/blobs",
-            "/v1/blobs",
-            Some(&deployer),
-            Some(core),
-        )
-        .await;
-    assert_eq!(s, 422, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("core WebAssembly module"),
-        "{v}"
-    );
+    let e = upload_refused(&api, &deployer, core).await;
+    assert!(e.contains("core WebAssembly module"), "{e}");
     let mut broken = std::fs::read(test_programs::HELLO).unwrap();
     broken.truncate(broken.len() / 2);
     let (s, v) = api
@@ -497,34 +478,32 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
         "{}",
         out.stderr
     );
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/apps/ghost",
-            "/v1/apps/{name}",
-            Some(&deployer),
-            Some(br#"{"reference":"127.0.0.1:9/none/such:v1"}"#.to_vec()),
-        )
-        .await;
-    assert!(s == 404 || s == 502, "{s} {v}");
-    // A layout that is not there is a source that does not exist: 404.
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/apps/ghost",
-            "/v1/apps/{name}",
-            Some(&deployer),
-            Some(br#"{"reference":"oci-layout:/nonexistent/layout:v1"}"#.to_vec()),
-        )
-        .await;
-    assert_eq!(s, 404, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not an OCI layout"),
-        "{v}"
-    );
+    // Sources that are not there: an unreachable registry (404 or 502),
+    // and a layout that does not exist (404, said so).
+    for (reference, said) in [
+        ("127.0.0.1:9/none/such:v1", None),
+        (
+            "oci-layout:/nonexistent/layout:v1",
+            Some("not an OCI layout"),
+        ),
+    ] {
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/v1/apps/ghost",
+                "/v1/apps/{name}",
+                Some(&deployer),
+                Some(json!({ "reference": reference }).to_string().into_bytes()),
+            )
+            .await;
+        match said {
+            None => assert!(s == 404 || s == 502, "{s} {v}"),
+            Some(m) => {
+                assert_eq!(s, 404, "{v}");
+                assert!(v["error"].as_str().unwrap_or("").contains(m), "{v}");
+            }
+        }
+    }
     let (s, v) = api
         .call(
             "PUT",
@@ -768,24 +747,8 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
     // A guest's trap is the app's last error, with its time, and stays so
     // after the app is unloaded.
     assert_eq!(get_host(&node, "slow.test", "/panic").await.status, 500);
-    let (_, v) = api
-        .call(
-            "GET",
-            "/v1/apps/slow",
-            "/v1/apps/{name}",
-            Some(&reader),
-            None,
-        )
-        .await;
-    let trapped = v["last_error"].as_str().unwrap_or("").to_string();
-    assert!(trapped.contains("trapped"), "{v}");
-    assert!(
-        v["last_error_at"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')),
-        "{v}"
-    );
     let start = Instant::now();
+    let mut first: Option<Value> = None;
     let v = loop {
         let (_, v) = api
             .call(
@@ -796,11 +759,21 @@ async fn deploy_route_rollback_scopes_unload_restart_and_delete() {
                 None,
             )
             .await;
+        first.get_or_insert_with(|| v.clone());
         if v["loaded"] == false || start.elapsed() > Duration::from_secs(10) {
             break v;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let first = first.unwrap();
+    let trapped = first["last_error"].as_str().unwrap_or("").to_string();
+    assert!(trapped.contains("trapped"), "{first}");
+    assert!(
+        first["last_error_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{first}"
+    );
     assert_eq!(v["loaded"], false, "{v}");
     assert_eq!(v["last_error"].as_str(), Some(trapped.as_str()), "{v}");
     let out = client(&reader, &["apps", "status", "slow", "--node", url]);
@@ -1600,23 +1573,8 @@ async fn whole_apps_with_files_state_variables_and_outbound_by_upload_and_by_ref
             b"manifest_version = 1\n[app]\nname = \"b\"\n",
         ),
     ]);
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/blobs",
-            "/v1/blobs",
-            Some(&deployer),
-            Some(twice),
-        )
-        .await;
-    assert_eq!(s, 422, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("wasmops.toml is in the archive twice"),
-        "{v}"
-    );
+    let e = upload_refused(&api, &deployer, twice).await;
+    assert!(e.contains("wasmops.toml is in the archive twice"), "{e}");
     // A component broken past its header is stored, then refused by the
     // deploy that compiles it; the error names the file as in the bundle,
     // not where the node unpacked it.
