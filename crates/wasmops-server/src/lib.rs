@@ -217,8 +217,9 @@ where
             // A request-target in absolute form (or HTTP/2's `:authority`)
             // names the host: it replaces `Host` (RFC 9112, 3.2.3), so
             // that the app it is routed to is the one the component is
-            // told it serves. Two `Host` fields are refused (RFC 9112, 3.2).
-            let hosts = req.headers().get_all(http::header::HOST).iter().count();
+            // told it serves. What no component should be handed is
+            // refused here (see `refusal`).
+            let refused = refusal(&req);
             if let Some(v) = req
                 .uri()
                 .authority()
@@ -226,48 +227,37 @@ where
             {
                 req.headers_mut().insert(http::header::HOST, v);
             }
-            // CONNECT asks for a tunnel, which no component serves.
-            let refused = if req.method() == http::Method::CONNECT {
-                Some(connect_refused())
-            } else if hosts > 1 {
-                Some(text(
-                    http::StatusCode::BAD_REQUEST,
-                    "bad request: more than one Host header\n",
-                ))
-            } else {
-                None
-            };
-            // A response to HEAD goes without its body whatever the
-            // handler made (over HTTP/2 a body after HEAD is a protocol
-            // error the client reports instead of the answer); the body is
-            // read to its end meanwhile and dropped, so a component that
-            // writes one finishes as it would for GET rather than finding
-            // its stream closed.
             let head = req.method() == http::Method::HEAD;
             let fut = refused.is_none().then(|| h(req));
             async move {
                 Ok::<_, Infallible>(match (fut, refused) {
-                    (Some(f), _) if head => f.await.map(|body| {
-                        tokio::spawn(async move {
-                            use http_body_util::BodyExt as _;
-                            let mut body = std::pin::pin!(body);
-                            while let Some(Ok(_)) = body.frame().await {}
-                        });
-                        Either::Right(Full::new(Bytes::new()))
-                    }),
-                    (Some(f), _) => f.await.map(Either::Left),
+                    (Some(f), _) => final_response(f.await, head),
                     (None, r) => r.unwrap_or_else(connect_refused).map(Either::Right),
                 })
             }
         });
         match &tls {
             None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let first = options.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    // The header read timeout runs from the first byte:
+                    // a connection that sends nothing at all (or only
+                    // HTTP/2's preface, handled below by hyper's own
+                    // limits) would otherwise stay open for good.
+                    match tokio::time::timeout(first, stream.peek(&mut [0u8; 1])).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        Ok(_) => return,
+                        Err(_) => {
+                            tracing::debug!(%peer, "connection sent nothing in time; closed");
+                            return;
+                        }
+                    }
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -314,6 +304,173 @@ where
         }
     }
     Ok(summary)
+}
+
+/// What the serving shell refuses before any handler sees the request:
+/// CONNECT (405); two `Host` fields, a missing or malformed one, or
+/// HTTP/2's `:authority` and `host` naming two hosts (400); a
+/// request-target in authority form or `*` (400); a path with a `.` or
+/// `..` segment, plain or percent-encoded (400: a proxy that normalises
+/// paths would route it elsewhere than the router here); a transfer coding
+/// other than `chunked` (501: the body would reach the component still
+/// encoded) or `chunked` twice (400).
+fn refusal<B>(req: &http::Request<B>) -> Option<http::Response<Full<Bytes>>> {
+    use http::StatusCode;
+    let bad = |why: &str| {
+        Some(text(
+            StatusCode::BAD_REQUEST,
+            &format!("bad request: {why}\n"),
+        ))
+    };
+    if req.method() == http::Method::CONNECT {
+        return Some(connect_refused());
+    }
+    let hosts: Vec<&http::HeaderValue> = req.headers().get_all(http::header::HOST).iter().collect();
+    if hosts.len() > 1 {
+        return bad("more than one Host header");
+    }
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return bad("a request-target in authority form is for CONNECT only; send a path");
+    }
+    if uri.path() == "*" && req.method() != http::Method::OPTIONS {
+        return bad("`*` is a request-target for OPTIONS only; send a path");
+    }
+    let host = match (uri.authority(), hosts.first()) {
+        (Some(a), Some(h)) if req.version() == http::Version::HTTP_2 => {
+            if !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) {
+                return bad("the :authority and the host header name two hosts");
+            }
+            Some(a.as_str().as_bytes())
+        }
+        (Some(a), _) => Some(a.as_str().as_bytes()),
+        (None, Some(h)) => Some(h.as_bytes()),
+        (None, None) => None,
+    };
+    match host {
+        Some(h) if !valid_authority(h) => {
+            return bad("the Host header is not a host name or address with an optional port");
+        }
+        None if req.version() == http::Version::HTTP_11 => {
+            return bad("HTTP/1.1 requires a Host header");
+        }
+        _ => {}
+    }
+    if uri.path().split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    }) {
+        return bad("the path has a `.` or `..` segment; send it with dot segments removed");
+    }
+    let mut chunked = 0;
+    for v in req.headers().get_all(http::header::TRANSFER_ENCODING) {
+        for coding in v.to_str().unwrap_or("?").split(',') {
+            let coding = coding.trim();
+            if coding.eq_ignore_ascii_case("chunked") {
+                chunked += 1;
+            } else if !coding.is_empty() {
+                return Some(text(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not implemented: a transfer coding other than chunked; send the body as it is (Content-Length or chunked)\n",
+                ));
+            }
+        }
+    }
+    if chunked > 1 {
+        return bad("chunked is applied more than once");
+    }
+    None
+}
+
+/// Whether `h` is `host[:port]`: a DNS name (labels of letters, digits,
+/// `-` and `_`, none empty but for one trailing dot), an IPv4 address or a
+/// bracketed IPv6 literal.
+fn valid_authority(h: &[u8]) -> bool {
+    let (host, port) = if h.first() == Some(&b'[') {
+        let Some(end) = h.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&h[1..end]).unwrap_or("");
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        (&h[..0], &h[end + 1..])
+    } else {
+        match h.iter().rposition(|&b| b == b':') {
+            Some(i) => (&h[..i], &h[i..]),
+            None => (h, &h[h.len()..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    if !port_ok {
+        return false;
+    }
+    if host.is_empty() {
+        // A bracketed literal was checked above; an empty name is not one.
+        return h.first() == Some(&b'[');
+    }
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    host.split(|&b| b == b'.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The handler's response as it may go out. HEAD, 204, 205 and 304 go
+/// without a body whatever the handler made (over HTTP/2 a body there is a
+/// protocol error the client reports instead of the answer); the body is
+/// read to its end meanwhile and dropped, so a component that writes one
+/// finishes as it would otherwise rather than finding its stream closed.
+/// A status that is not a final one (1xx, or 600 and above) is the
+/// component's error: 500, said so.
+fn final_response<B>(resp: http::Response<B>, head: bool) -> http::Response<Either<B, Full<Bytes>>>
+where
+    B: http_body::Body + Send + 'static,
+{
+    let status = resp.status();
+    let drain = |body: B| {
+        tokio::spawn(async move {
+            use http_body_util::BodyExt as _;
+            let mut body = std::pin::pin!(body);
+            while let Some(Ok(_)) = body.frame().await {}
+        });
+    };
+    if status.is_informational() || status.as_u16() >= 600 {
+        let (_, body) = resp.into_parts();
+        drain(body);
+        tracing::error!(
+            status = status.as_u16(),
+            "the component answered with a status that is not a final one"
+        );
+        return text(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            &format!(
+                "the component answered with status {}, which is not a final HTTP status (200-599)\n",
+                status.as_u16()
+            ),
+        )
+        .map(Either::Right);
+    }
+    let bodiless = matches!(status.as_u16(), 204 | 205 | 304);
+    if head || bodiless {
+        let (mut parts, body) = resp.into_parts();
+        drain(body);
+        if bodiless {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            parts.headers.remove(http::header::TRANSFER_ENCODING);
+        }
+        return http::Response::from_parts(parts, Either::Right(Full::new(Bytes::new())));
+    }
+    resp.map(Either::Left)
 }
 
 /// The answer to CONNECT: 405, with the methods that are served.
@@ -405,4 +562,162 @@ pub(crate) fn admin_answer<B>(
 /// GET or HEAD: what the admin endpoints serve.
 pub(crate) fn is_read<B>(req: &http::Request<B>) -> bool {
     req.method() == http::Method::GET || req.method() == http::Method::HEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn req(version: http::Version, target: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::get(target).version(version);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn refused(r: &http::Request<()>) -> Option<u16> {
+        refusal(r).map(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn what_no_component_is_handed() {
+        use http::Version as V;
+        let h11 =
+            |target: &str, headers: &[(&str, &str)]| refused(&req(V::HTTP_11, target, headers));
+        let host = |h: &str| h11("/", &[("host", h)]);
+        // Served.
+        for ok in [
+            "echo.test",
+            "Echo.Test.:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "a_b.test",
+        ] {
+            assert_eq!(host(ok), None, "{ok}");
+        }
+        assert_eq!(h11("/a/..b/.c/x.y", &[("host", "x")]), None);
+        assert_eq!(refused(&req(V::HTTP_10, "/", &[])), None);
+        assert_eq!(
+            refused(&req(
+                V::HTTP_2,
+                "http://echo.test/",
+                &[("host", "ECHO.test")]
+            )),
+            None
+        );
+        // Refused.
+        for bad in [
+            "a b",
+            "*.wild.test",
+            "a..wild.test",
+            "a.test..",
+            "x@echo.test",
+            "echo.test/abc",
+            "[::1",
+            "[nope]",
+            "a:b:c",
+            "a:",
+            "",
+        ] {
+            assert_eq!(host(bad), Some(400), "{bad:?}");
+        }
+        assert_eq!(h11("/", &[]), Some(400), "HTTP/1.1 without Host");
+        assert_eq!(h11("/", &[("host", "a"), ("host", "b")]), Some(400));
+        for path in [
+            "/echo/../stream",
+            "/echo/%2e%2e/stream",
+            "/echo/%2E./x",
+            "/./echo",
+            "/echo/.",
+        ] {
+            assert_eq!(h11(path, &[("host", "x")]), Some(400), "{path}");
+        }
+        assert_eq!(h11("a.test:80", &[("host", "a.test")]), Some(400));
+        assert_eq!(h11("*", &[("host", "x")]), Some(400));
+        assert_eq!(
+            refused(&req(
+                V::HTTP_2,
+                "http://echo.test/",
+                &[("host", "other.test")]
+            )),
+            Some(400)
+        );
+        let te = |v: &str| h11("/", &[("host", "x"), ("transfer-encoding", v)]);
+        assert_eq!(te("chunked"), None);
+        assert_eq!(te("gzip, chunked"), Some(501));
+        assert_eq!(te("chunked, chunked"), Some(400));
+        let mut r = req(V::HTTP_11, "/", &[("host", "x")]);
+        *r.method_mut() = http::Method::CONNECT;
+        assert_eq!(refused(&r), Some(405));
+    }
+
+    /// Sends raw bytes and reads until the server closes (or 5 s).
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statuses_bodies_and_silent_connections() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers `/status/N` with status N and a body.
+        let handler = |req: http::Request<Incoming>| async move {
+            let n: u16 = req
+                .uri()
+                .path()
+                .trim_start_matches("/status/")
+                .parse()
+                .unwrap_or(200);
+            let mut r = http::Response::new(Full::new(Bytes::from_static(b"body")));
+            *r.status_mut() = StatusCode::from_u16(n).unwrap();
+            r
+        };
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, handler, options, async {
+            let _ = stopped.await;
+        }));
+        let get = |path: &str, method: &str| {
+            format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        };
+        let r = exchange(addr, get("/status/201", "GET").as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 201") && r.ends_with("body"), "{r}");
+        for bodiless in ["204", "304"] {
+            let r = exchange(addr, get(&format!("/status/{bodiless}"), "GET").as_bytes()).await;
+            assert!(r.starts_with(&format!("HTTP/1.1 {bodiless}")), "{r}");
+            assert!(!r.ends_with("body"), "{r}");
+        }
+        let r = exchange(addr, get("/status/200", "HEAD").as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 200") && !r.ends_with("body"), "{r}");
+        for not_final in ["101", "103", "600", "999"] {
+            let r = exchange(addr, get(&format!("/status/{not_final}"), "GET").as_bytes()).await;
+            assert!(r.starts_with("HTTP/1.1 500"), "{not_final}: {r}");
+            assert!(
+                r.contains(&format!("status {not_final}, which is not a final")),
+                "{r}"
+            );
+        }
+        // A connection that sends nothing is closed after the header
+        // timeout, not kept for good.
+        let started = std::time::Instant::now();
+        let r = exchange(addr, b"").await;
+        assert!(r.is_empty(), "{r}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 }
