@@ -94,6 +94,28 @@ async fn status_codes_and_streaming() {
 
     let r = get(&server.url("/no-response")).await;
     assert_eq!(r.status, 500);
+
+    // A component's 204 or 304 goes without the body it wrote, on HTTP/1.1
+    // and HTTP/2 (a body there was an h2 protocol error); a status that is
+    // not a final one is the component's error.
+    for h2 in [false, true] {
+        for (asked, got, body) in [
+            ("204", 204, ""),
+            ("304", 304, ""),
+            ("101", 500, "not a final"),
+            ("600", 500, "not a final"),
+        ] {
+            let req = http::Request::get(server.url(&format!("/status/{asked}")))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let r = common::send(&client(h2), req).await;
+            assert_eq!(r.status, got, "h2={h2} {asked}: {}", r.text());
+            assert!(r.text().contains(body), "h2={h2} {asked}: {}", r.text());
+            if body.is_empty() {
+                assert!(r.body.is_empty(), "h2={h2} {asked}: {}", r.text());
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
