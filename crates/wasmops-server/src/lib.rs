@@ -356,10 +356,8 @@ fn refusal<B>(req: &http::Request<B>) -> Option<http::Response<Full<Bytes>>> {
         }
         _ => {}
     }
-    if uri.path().split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
-        seg == "." || seg == ".."
-    }) {
+    let path = uri.path();
+    if (path.contains('.') || path.contains('%')) && path.split('/').any(is_dot_segment) {
         return bad("the path has a `.` or `..` segment; send it with dot segments removed");
     }
     let mut chunked = 0;
@@ -380,6 +378,27 @@ fn refusal<B>(req: &http::Request<B>) -> Option<http::Response<Full<Bytes>>> {
         return bad("chunked is applied more than once");
     }
     None
+}
+
+/// Whether a path segment is `.` or `..`, any dot percent-encoded.
+fn is_dot_segment(seg: &str) -> bool {
+    let mut dots = 0;
+    let mut rest = seg.as_bytes();
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3
+            && rest[0] == b'%'
+            && rest[1] == b'2'
+            && rest[2].eq_ignore_ascii_case(&b'e')
+        {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 /// Whether `h` is `host[:port]`: a DNS name (labels of letters, digits,
