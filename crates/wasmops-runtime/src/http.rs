@@ -472,10 +472,7 @@ impl HttpHandler {
                 if inner.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue + draining {
                     inner.queued.fetch_sub(1, Ordering::AcqRel);
                     inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
-                    return simple(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server busy: too many requests in flight\n",
-                    );
+                    return busy("server busy: too many requests in flight\n");
                 }
                 let got =
                     tokio::time::timeout_at(wait_until, inner.permits.clone().acquire_owned())
@@ -485,10 +482,7 @@ impl HttpHandler {
                     Ok(Ok(p)) => p,
                     _ => {
                         inner.stats.rejected_busy.fetch_add(1, Ordering::Relaxed);
-                        return simple(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "server busy: no instance became free in time\n",
-                        );
+                        return busy("server busy: no instance became free in time\n");
                     }
                 }
             }
@@ -499,8 +493,7 @@ impl HttpHandler {
                 Some(r) => Some(r),
                 None => {
                     inner.stats.rejected_memory.fetch_add(1, Ordering::Relaxed);
-                    return simple(
-                        StatusCode::SERVICE_UNAVAILABLE,
+                    return busy(
                         "server busy: the process's memory budget did not free up in time\n",
                     );
                 }
@@ -866,6 +859,17 @@ impl HttpHandler {
             )
         }
     }
+}
+
+/// 503 for a request the host had no room for, with `Retry-After: 1`:
+/// the condition is passing (slots and memory free as requests end).
+fn busy(why: &str) -> Response<Body> {
+    let mut r = simple(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 /// Creates instances for wasmtime's WASIp3 handler: one fresh instance per

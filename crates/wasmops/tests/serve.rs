@@ -373,6 +373,7 @@ async fn concurrency_limit_queues_then_503() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = get(&server.url("/ok")).await;
     assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
     let r = slow.await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(get(&server.url("/ok")).await.status, 200);
