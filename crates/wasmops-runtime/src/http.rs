@@ -574,7 +574,7 @@ impl HttpHandler {
 
         let task_state = state.clone();
         let this = self.clone();
-        let task = tokio::spawn(async move {
+        let task = StopIfAbandoned::new(tokio::spawn(async move {
             let permit = permit;
             let inner = &this.inner;
             let _in_use = InUse::new(inner.metrics.as_ref());
@@ -709,10 +709,13 @@ impl HttpHandler {
             drop(permit);
             drop(draining);
             r
-        });
+        }));
 
         match rx.await {
             Ok(Ok(resp)) => {
+                // The head is out: the body is the task's to write now,
+                // whatever becomes of this future.
+                task.keep();
                 if let Some(f) = fault.get() {
                     return self.body_fault_response(f);
                 }
@@ -720,6 +723,7 @@ impl HttpHandler {
                 resp
             }
             Ok(Err(code)) => {
+                task.keep();
                 tracing::warn!(error_code = ?code, "the component answered with an error code");
                 if let Some(f) = fault.get() {
                     return self.body_fault_response(f);
@@ -728,7 +732,7 @@ impl HttpHandler {
             }
             Err(_) => {
                 // The guest returned (or failed) without setting a response.
-                let outcome = task.await;
+                let outcome = task.finish().await;
                 if let Some(f) = fault.get() {
                     return self.body_fault_response(f);
                 }
@@ -857,6 +861,40 @@ impl HttpHandler {
                 status,
                 &format!("{}\n", status.canonical_reason().unwrap_or("error")),
             )
+        }
+    }
+}
+
+/// The task running a request's guest, stopped if the request is
+/// abandoned before the response head (the server drops the request's
+/// future when its client goes away): the guest's instance and its slot
+/// are freed at the guest's next wait instead of when it ends or times out.
+struct StopIfAbandoned<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> StopIfAbandoned<T> {
+    fn new(task: tokio::task::JoinHandle<T>) -> Self {
+        Self(Some(task))
+    }
+
+    /// Lets the task run to its end whatever becomes of the request.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+
+    /// Waits for the task's end.
+    async fn finish(mut self) -> Result<T, tokio::task::JoinError> {
+        let task = self.0.take().expect("a task not kept");
+        task.await
+    }
+}
+
+impl<T> Drop for StopIfAbandoned<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take()
+            && !task.is_finished()
+        {
+            task.abort();
+            tracing::info!("the client went away before the response; the component was stopped");
         }
     }
 }

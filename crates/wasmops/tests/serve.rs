@@ -363,6 +363,55 @@ fn futures_stream(chunks: Vec<Bytes>) -> http_body_util::StreamBody<tokio_stream
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_its_client_abandons_frees_its_instance() {
+    use std::io::Write as _;
+    // One slot, no queue: while a guest holds the slot, others get 503.
+    let server = Server::start(
+        test_programs::HOSTILE,
+        &[
+            "--max-concurrency",
+            "1",
+            "--max-queue",
+            "0",
+            "--workers",
+            "1",
+        ],
+    );
+    for path in ["/sleep?ms=20000", "/loop"] {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        // The guest holds the slot...
+        let mut held = false;
+        for _ in 0..50 {
+            if get(&server.url("/ok")).await.status == 503 {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(held, "{path}: the guest never held the slot");
+        // ...until its client goes away: then it is stopped, and the slot
+        // is free long before the guest would have ended (20 s, or the
+        // 30 s timeout for the loop).
+        drop(s);
+        let mut status = 0;
+        for _ in 0..50 {
+            status = get(&server.url("/ok")).await.status;
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            status, 200,
+            "{path}: the abandoned guest still holds the slot"
+        );
+    }
+    server.wait_log("the client went away before the response");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_queues_then_503() {
     let server = Server::start(
         test_programs::HOSTILE,
