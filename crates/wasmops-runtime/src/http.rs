@@ -355,9 +355,19 @@ impl HttpHandler {
             .filter(|(c, _)| c.sampled)
             .map(|_| wasmops_telemetry::trace::now_unix_nanos());
         let mut outcome = None;
+        let abandoned = Abandoned {
+            handler: self,
+            route_metrics,
+            method: &method,
+            path: &path,
+            request_id: &request_id,
+            trace_id,
+            start,
+        };
         let mut resp = self
             .handle_inner(req, request_id.clone(), trace.map(|t| t.0), &mut outcome)
             .await;
+        std::mem::forget(abandoned);
         let elapsed = start.elapsed();
         let status = resp.status().as_u16();
         if let Some(m) = route_metrics {
@@ -862,6 +872,46 @@ impl HttpHandler {
                 &format!("{}\n", status.canonical_reason().unwrap_or("error")),
             )
         }
+    }
+}
+
+/// A request in the handler's hands until it has a response: dropped
+/// before that (the server drops the request's future when its client
+/// goes away), it writes the access line and counts the response as 499,
+/// the client's closed request. Forgotten once there is a response (it
+/// owns nothing).
+struct Abandoned<'a> {
+    handler: &'a HttpHandler,
+    route_metrics: Option<&'a ComponentMetrics>,
+    method: &'a http::Method,
+    path: &'a str,
+    request_id: &'a str,
+    trace_id: Option<[u8; 16]>,
+    start: Instant,
+}
+
+/// What the access log and metrics say of a request its client abandoned.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        if let Some(m) = self.route_metrics {
+            m.response(CLIENT_CLOSED_REQUEST, elapsed.as_secs_f64());
+        }
+        let settings = &self.handler.inner.settings;
+        wasmops_telemetry::access::AccessRecord {
+            method: self.method.as_str(),
+            path: self.path,
+            status: CLIENT_CLOSED_REQUEST,
+            duration: elapsed,
+            app: &settings.app,
+            component: &settings.name,
+            request_id: self.request_id,
+            trace_id: self.trace_id,
+            aborted: true,
+        }
+        .emit();
     }
 }
 

@@ -409,6 +409,27 @@ async fn a_request_its_client_abandons_frees_its_instance() {
         );
     }
     server.wait_log("the client went away before the response");
+    // Logged and counted as the client's closed request (499).
+    let log = server.wait_log_until(|log| {
+        log.lines()
+            .filter(|l| l.contains("wasmops::access") && l.contains("\"status\":499"))
+            .count()
+            >= 2
+    });
+    assert!(
+        log.lines().any(|l| l.contains("\"status\":499")
+            && l.contains("/loop")
+            && l.contains("\"aborted\":true")),
+        "{log}"
+    );
+    let metrics = get(&server.admin_url("/metrics")).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wasmops_http_requests_total")
+                && l.contains("status_class=\"4xx\"")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
