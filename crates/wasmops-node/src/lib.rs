@@ -309,6 +309,9 @@ pub struct Node {
     pub(crate) stats: NodeStats,
     /// Whether an apps directory is followed, and its last convergence.
     pub(crate) follows_apps_dir: AtomicBool,
+    /// The data directory as given and as resolved, longest first: what
+    /// [`Node::scrub`] takes out of messages.
+    data_dir_names: Vec<String>,
     pub(crate) apps_dir: Mutex<Option<appsdir::Report>>,
 }
 
@@ -329,6 +332,13 @@ impl Node {
         metrics_on: bool,
     ) -> anyhow::Result<Arc<Self>> {
         let state = State::open(&config.data_dir)?;
+        let mut data_dir_names = vec![config.data_dir.display().to_string()];
+        if let Ok(abs) = std::fs::canonicalize(&config.data_dir) {
+            data_dir_names.push(abs.display().to_string());
+        }
+        data_dir_names.retain(|r| !r.is_empty());
+        data_dir_names.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        data_dir_names.dedup();
         let node = Arc::new(Self {
             rt,
             state,
@@ -344,6 +354,7 @@ impl Node {
             ready: Arc::new(AtomicBool::new(false)),
             stats: NodeStats::default(),
             follows_apps_dir: AtomicBool::new(false),
+            data_dir_names,
             apps_dir: Mutex::new(None),
         });
         let apps = node.state.apps()?;
@@ -1165,12 +1176,7 @@ impl Node {
     /// (`components/web.wasm`) and the rest relative to the directory.
     pub fn scrub(&self, message: &str) -> String {
         let mut out = message.to_string();
-        let mut roots = vec![self.config.data_dir.display().to_string()];
-        if let Ok(abs) = std::fs::canonicalize(&self.config.data_dir) {
-            roots.push(abs.display().to_string());
-        }
-        roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
-        for root in roots.iter().filter(|r| !r.is_empty()) {
+        for root in &self.data_dir_names {
             let apps = format!("{root}/apps/");
             while let Some(at) = out.find(&apps) {
                 let rest = &out[at + apps.len()..];

@@ -196,15 +196,20 @@ pub struct Failure {
 }
 
 impl Inner {
+    /// Keeps `message` as the handler's last failure, now.
+    fn note_failure(&self, message: String) {
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {
+            at: std::time::SystemTime::now(),
+            message,
+        });
+    }
+
     /// Counts a guest failure by kind, in the handler's stats and metrics,
     /// and keeps it as the handler's last failure (a busy pool is not the
     /// guest's failure).
     fn count_failure(&self, err: &RunError) {
         if !matches!(err, RunError::Busy(_)) {
-            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {
-                at: std::time::SystemTime::now(),
-                message: err.to_string(),
-            });
+            self.note_failure(err.to_string());
         }
         let (stat, metric) = match err {
             RunError::Timeout(_) => (
@@ -1389,14 +1394,8 @@ impl PendingAccess {
                 m.aborted.inc();
             }
             self.handler.stats.aborted.fetch_add(1, Ordering::Relaxed);
-            *self
-                .handler
-                .last_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(Failure {
-                at: std::time::SystemTime::now(),
-                message: "the component failed after sending the response head".to_string(),
-            });
+            self.handler
+                .note_failure("the component failed after sending the response head".into());
             tracing::warn!(
                 component = %self.handler.settings.name,
                 request_id = %self.request_id,

@@ -236,59 +236,60 @@ where
                 })
             }
         });
-        match &tls {
-            None => {
-                let watcher = graceful.watcher();
-                let builder = builder.clone();
-                let first = options.header_read_timeout;
-                tokio::spawn(async move {
-                    // The header read timeout runs from the first byte:
-                    // a connection that sends nothing at all (or only
-                    // HTTP/2's preface, handled below by hyper's own
-                    // limits) would otherwise stay open for good.
-                    match tokio::time::timeout(first, stream.peek(&mut [0u8; 1])).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        Ok(_) => return,
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        let limit = options.header_read_timeout;
+        tokio::spawn(async move {
+            // The header read timeout runs from the first byte: a
+            // connection that sends nothing at all would otherwise stay
+            // open for good. A TLS handshake gets as long again.
+            match tokio::time::timeout(limit, stream.peek(&mut [0u8; 1])).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::debug!(%peer, "connection sent nothing in time; closed");
+                    return;
+                }
+            }
+            let served = match acceptor {
+                None => {
+                    let io = TokioIo::new(stream);
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            let io = TokioIo::new(s);
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection_with_upgrades(io, service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
                         Err(_) => {
-                            tracing::debug!(%peer, "connection sent nothing in time; closed");
+                            tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }
                     }
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            Some(tls) => {
-                let acceptor = tls.acceptor.clone();
-                let watcher = graceful.watcher();
-                let builder = builder.clone();
-                let handshake = options.header_read_timeout;
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
+        });
     }
     drop(listener);
     if options.secondary {

@@ -378,18 +378,21 @@ async fn a_request_its_client_abandons_frees_its_instance() {
         ],
     );
     for path in ["/sleep?ms=20000", "/loop"] {
-        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-            .unwrap();
-        // The guest holds the slot (within 10 s on a loaded machine)...
-        let mut held = false;
-        for _ in 0..500 {
+        // The guest holds the slot. A probe that takes the slot first
+        // makes the guest's request get 503 instead: then it is sent again.
+        let mut held = None;
+        for _ in 0..20 {
+            let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
             if get(&server.url("/ok")).await.status == 503 {
-                held = true;
+                held = Some(s);
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let s = held;
+        let held = s.is_some();
         assert!(held, "{path}: the guest never held the slot");
         // ...until its client goes away: then it is stopped, and the slot
         // is free (polled for 10 s) long before the guest would have ended
